@@ -1,0 +1,106 @@
+//! The catalog: chats, members, media records, variants, and the job outbox.
+//!
+//! One trait, chosen once at start-up: SQLite is the embedded default; PostgreSQL plugs in
+//! behind the same trait with the same semantics.
+
+mod sqlite;
+
+pub use sqlite::SqliteCatalog;
+
+use crate::domain::{ChatId, Kind, Media, MediaError, MediaId, MediaMetadata, MediaPlaceholder, UserId, VariantInfo};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("catalog error: {0}")]
+    Other(#[source] anyhow::Error),
+}
+
+pub type Result<T> = std::result::Result<T, CatalogError>;
+
+/// A media and the bucket its objects live in.
+#[derive(Debug, Clone)]
+pub struct StoredMedia {
+    pub media: Media,
+    pub bucket: String,
+}
+
+pub struct NewMedia {
+    pub media: Media,
+    pub bucket: String,
+    pub idempotency_key: Option<String>,
+}
+
+pub enum Inserted {
+    New,
+    /// The chat already had a media under this idempotency key; nothing was written.
+    Existing(Box<Media>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub media_id: MediaId,
+    pub kind: Kind,
+    /// 1 on the first run.
+    pub attempt: u32,
+}
+
+pub enum JobResult {
+    Ready {
+        metadata: MediaMetadata,
+        placeholder: Option<MediaPlaceholder>,
+        variants: BTreeMap<String, VariantInfo>,
+    },
+    Failed(MediaError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Garbage {
+    pub id: i64,
+    pub bucket: String,
+    /// `None`: the whole bucket.
+    pub prefix: Option<String>,
+}
+
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn ping(&self) -> Result<()>;
+
+    /// Records `bucket` as the chat's unless it already has one; returns the recorded one.
+    async fn ensure_chat(&self, chat: &ChatId, bucket: &str) -> Result<String>;
+
+    async fn add_member(&self, chat: &ChatId, user: &UserId) -> Result<()>;
+    async fn remove_member(&self, chat: &ChatId, user: &UserId) -> Result<()>;
+    async fn set_members(&self, chat: &ChatId, users: &[UserId]) -> Result<()>;
+    async fn members(&self, chat: &ChatId) -> Result<Vec<UserId>>;
+    async fn is_member(&self, chat: &ChatId, user: &UserId) -> Result<bool>;
+
+    async fn media_by_idempotency_key(&self, chat: &ChatId, key: &str) -> Result<Option<Media>>;
+    /// Inserts the media and, while it is `processing`, its job, in one transaction.
+    async fn insert_media(&self, new: NewMedia) -> Result<Inserted>;
+    /// A media that exists and has not expired.
+    async fn get_media(&self, id: &MediaId) -> Result<Option<StoredMedia>>;
+    /// Removes the media's rows and records its objects as garbage, in one transaction.
+    async fn delete_media(&self, id: &MediaId) -> Result<Option<StoredMedia>>;
+    /// Removes the chat, its members and media, and records its bucket as garbage.
+    async fn erase_chat(&self, chat: &ChatId) -> Result<()>;
+    async fn expired_media(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<MediaId>>;
+    async fn garbage(&self, limit: u32) -> Result<Vec<Garbage>>;
+    async fn remove_garbage(&self, id: i64) -> Result<()>;
+
+    /// Leases the oldest runnable job of one of `kinds` for `lease`.
+    async fn claim_job(&self, kinds: &[Kind], lease: Duration) -> Result<Option<Job>>;
+    /// Records the outcome and drops the job, in one transaction. `None` if the media is gone.
+    async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>>;
+    /// Puts a leased job back, runnable after `after`.
+    async fn retry_job(&self, id: &MediaId, after: Duration) -> Result<()>;
+    /// Makes every leased job runnable again: for start-up of a single embedded process.
+    async fn release_all_leases(&self) -> Result<u64>;
+    async fn queue_depth(&self) -> Result<u64>;
+}

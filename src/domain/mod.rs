@@ -1,0 +1,9 @@
+//! The service's vocabulary: ids, media records and their variants.
+
+mod ids;
+mod media;
+pub mod sniff;
+
+pub use ids::{ChatId, InvalidId, MediaId, UserId};
+pub use media::{Kind, Media, MediaError, MediaMetadata, MediaPlaceholder, Status, VariantInfo};
+pub use sniff::{sniff, Sniffed};

@@ -1,0 +1,192 @@
+//! `GET /v1/files/{media}/{variant}`: signed downloads. The signature proves the link was
+//! issued; the catalog proves the media still exists and the user is still a member.
+
+use super::extract::{Path, Query};
+use super::range::{self, Requested};
+use crate::domain::{MediaId, UserId};
+use crate::error::{ApiError, ErrorBody};
+use crate::links::Grant;
+use crate::state::AppState;
+use crate::storage::{original_key, variant_key};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use tokio_util::io::ReaderStream;
+use utoipa::IntoParams;
+
+#[derive(Deserialize, IntoParams)]
+pub struct Signed {
+    user: String,
+    /// Unix seconds.
+    expires: i64,
+    sig: String,
+}
+
+/// Download through a signed link (no bearer token).
+#[utoipa::path(get, path = "/v1/files/{id}/{variant}", tag = "links",
+    params(("id" = String, Path), ("variant" = String, Path), Signed,
+        ("Range" = Option<String>, Header, description = "one byte range")),
+    responses((status = 200, description = "the file", content_type = "application/octet-stream"),
+        (status = 206, description = "the requested range"),
+        (status = 304, description = "ETag matched If-None-Match"),
+        (status = 403, description = "bad or expired signature, or the user is no longer a member", body = ErrorBody),
+        (status = 404, description = "no such variant", body = ErrorBody),
+        (status = 410, description = "the media was erased", body = ErrorBody),
+        (status = 416, description = "range_not_satisfiable", body = ErrorBody)))]
+pub async fn download(
+    State(state): State<AppState>,
+    Path((id, variant)): Path<(String, String)>,
+    Query(signed): Query<Signed>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let outcome = serve(&state, &id, variant, signed, &headers).await;
+    state.metrics.link_check(match &outcome {
+        Ok(_) => "served",
+        Err(ApiError::Forbidden) => "forbidden",
+        Err(ApiError::Gone | ApiError::NotFound) => "gone",
+        Err(_) => "error",
+    });
+    outcome
+}
+
+async fn serve(
+    state: &AppState,
+    id: &str,
+    variant: String,
+    signed: Signed,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (Some(media_id), Ok(user)) = (MediaId::parse(id), UserId::parse(&signed.user)) else {
+        return Err(ApiError::Forbidden);
+    };
+    let grant = Grant {
+        media: media_id,
+        variant,
+        user,
+        expires: signed.expires,
+    };
+    if !state.signer.verify(&grant, &signed.sig)
+        || grant.expires <= OffsetDateTime::now_utc().unix_timestamp()
+    {
+        return Err(ApiError::Forbidden);
+    }
+    // The link was genuine, so a media that is missing now was erased.
+    let stored = state.catalog.get_media(&media_id).await?.ok_or(ApiError::Gone)?;
+    let media = stored.media;
+    if !state.catalog.is_member(&media.chat_id, &grant.user).await? {
+        return Err(ApiError::Forbidden);
+    }
+    let (key, mime, etag, filename) = if grant.variant == "original" {
+        (original_key(&media_id), media.mime.clone(), format!("\"{}\"", media.sha256), media.filename.clone())
+    } else {
+        let v = media.variants.get(&grant.variant).ok_or(ApiError::NotFound)?;
+        (
+            variant_key(&media_id, &grant.variant),
+            v.mime.clone(),
+            format!("\"{}.{}.{}\"", media_id, grant.variant, v.size),
+            variant_filename(&media.filename, &grant.variant, &v.mime),
+        )
+    };
+
+    let mut response_headers = HeaderMap::new();
+    let set = |h: &mut HeaderMap, name: header::HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    set(&mut response_headers, header::CONTENT_TYPE, &mime);
+    set(&mut response_headers, header::CONTENT_DISPOSITION, &disposition(&mime, &filename));
+    set(&mut response_headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(&mut response_headers, header::CONTENT_SECURITY_POLICY, "sandbox");
+    set(&mut response_headers, header::CACHE_CONTROL, "private");
+    set(&mut response_headers, header::ETAG, &etag);
+    set(&mut response_headers, header::ACCEPT_RANGES, "bytes");
+
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if not_modified {
+        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
+    }
+
+    let size = state.store.size(&stored.bucket, &key).await?;
+    let requested = range::parse(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), size);
+    let (status, wanted) = match requested {
+        Requested::Whole => (StatusCode::OK, None),
+        Requested::Part(r) => {
+            let content_range = format!("bytes {}-{}/{}", r.start, r.end - 1, size);
+            set(&mut response_headers, header::CONTENT_RANGE, &content_range);
+            (StatusCode::PARTIAL_CONTENT, Some(r))
+        }
+        Requested::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { size }),
+    };
+    let length = wanted.as_ref().map_or(size, |r| r.end - r.start);
+    let object = state.store.get(&stored.bucket, &key, wanted).await?;
+    set(&mut response_headers, header::CONTENT_LENGTH, &length.to_string());
+    let body = Body::from_stream(ReaderStream::with_capacity(object.body, 64 * 1024));
+    Ok((status, response_headers, body).into_response())
+}
+
+/// `inline` only for media types a browser shows without running them; everything else is
+/// an attachment, so that an HTML or SVG upload can never execute in our origin.
+fn disposition(mime: &str, filename: &str) -> String {
+    let inline = ["image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "image/heif"]
+        .contains(&mime)
+        || mime.starts_with("audio/")
+        || mime.starts_with("video/");
+    let kind = if inline { "inline" } else { "attachment" };
+    let ascii: String = filename
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{}", percent_encode(filename))
+}
+
+/// RFC 8187 `attr-char`s stay, everything else is %XX.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn variant_filename(original: &str, variant: &str, mime: &str) -> String {
+    let stem = original.rsplit_once('.').map_or(original, |(stem, _)| stem);
+    let ext = match mime {
+        "image/webp" => "webp",
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "audio/ogg" => "ogg",
+        "video/mp4" => "mp4",
+        _ => "bin",
+    };
+    format!("{stem}-{variant}.{ext}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_an_attachment_and_images_are_inline() {
+        assert!(disposition("application/octet-stream", "x.png").starts_with("attachment;"));
+        assert!(disposition("image/webp", "x.webp").starts_with("inline;"));
+        assert!(disposition("image/svg+xml", "x.svg").starts_with("attachment;"));
+    }
+
+    #[test]
+    fn filenames_are_quoted_safely() {
+        let d = disposition("image/png", "a\"b é.png");
+        assert!(d.contains("filename=\"a_b _.png\""), "{d}");
+        assert!(d.contains("filename*=UTF-8''a%22b%20%C3%A9.png"), "{d}");
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP API of `../shared/API.md`: routing, authentication, and one module per resource.
+
+mod auth;
+mod extract;
+mod files;
+mod ingest;
+mod links;
+mod media;
+mod members;
+mod openapi;
+mod ops;
+mod range;
+mod upload;
+
+pub use auth::token_hash;
+pub use openapi::document as openapi_document;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+/// Bodies of the small JSON calls (links, member sets).
+const JSON_BODY_LIMIT: usize = 1 << 20;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/chats/{chat}/members", put(members::replace).get(members::list))
+        .route("/chats/{chat}/members/{user}", put(members::add).delete(members::remove))
+        .route("/chats/{chat}", axum::routing::delete(members::erase_chat))
+        .route(
+            "/chats/{chat}/media",
+            // The upload streams with its own limit; the default would stop multipart at 2 MB.
+            post(upload::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/media/{id}", get(media::get).delete(media::delete))
+        .route("/media/{id}/links", post(links::issue))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        // Signed downloads carry their own proof instead of a bearer token.
+        .route("/files/{id}/{variant}", get(files::download));
+
+    Router::new()
+        .nest("/v1", api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::Internal(anyhow::anyhow!(
+                "handler panicked"
+            )))
+        }))
+        // Spans carry the path only: query strings hold link signatures.
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<_>| {
+                tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+            },
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,73 @@
+//! Health, readiness, metrics and the OpenAPI document.
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+/// 200 when storage, catalog and queue answer; 503 naming the one that does not.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "ready"),
+    (status = 503, description = "storage_unavailable, catalog_unavailable or queue_unavailable", body = ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let failing = if let Err(e) = state.store.check().await {
+        Some(("storage", e.to_string()))
+    } else if let Err(e) = state.catalog.ping().await {
+        Some(("catalog", e.to_string()))
+    } else if let Err(e) = state.queue.check().await {
+        Some(("queue", e.to_string()))
+    } else {
+        None
+    };
+    match failing {
+        None => axum::Json(json!({
+            "status": "ready",
+            "storage": state.store.name(),
+            "catalog": state.catalog.name(),
+            "queue": state.queue.name(),
+        }))
+        .into_response(),
+        Some((what, cause)) => {
+            tracing::warn!(backend = what, error = %cause, "not ready");
+            let code = match what {
+                "storage" => "storage_unavailable",
+                "catalog" => "catalog_unavailable",
+                _ => "queue_unavailable",
+            };
+            let body = ErrorBody {
+                error: ErrorDetail {
+                    code,
+                    message: format!("{what} does not answer"),
+                },
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        }
+    }
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    if let Ok(depth) = state.queue.depth().await {
+        state.metrics.queue_depth.set(depth as i64);
+    }
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3 document")))]
+pub async fn openapi() -> Response {
+    axum::Json(super::openapi::document()).into_response()
+}

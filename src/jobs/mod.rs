@@ -1,0 +1,8 @@
+//! Running jobs: one step that turns a queued job into an outcome ([`run::run_job`]), and the
+//! pool of workers that feed it ([`pool::WorkerPool`]).
+
+pub mod pool;
+pub mod run;
+
+pub use pool::WorkerPool;
+pub use run::{run_job, Outcome};

@@ -1,0 +1,21 @@
+//! satchel: media processing for chat backends. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod catalog;
+pub mod config;
+pub mod domain;
+pub mod erase;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod jobs;
+pub mod links;
+pub mod metrics;
+pub mod queue;
+pub mod secrets;
+pub mod state;
+pub mod storage;
+pub mod sweeper;
+
+pub use app::Application;
+pub use config::Config;

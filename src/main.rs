@@ -1,0 +1,124 @@
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use satchel::domain::{sniff, Kind};
+use satchel::{Application, Config};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Media processing for chat backends.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API with its worker pool (embedded backends unless configured otherwise).
+    Serve {
+        /// A TOML file with the same keys as the SATCHEL_* variables, in lowercase.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the media pipeline on a local file and print what it produced.
+    Process {
+        file: PathBuf,
+        #[arg(long)]
+        preset: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SATCHEL_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { config } => serve(config),
+        Command::Process { file, preset, out } => process(file, preset, out),
+    }
+}
+
+fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref()).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let app = Application::build(config).await?;
+        app.run(shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = interrupt => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown signal received");
+}
+
+fn process(file: PathBuf, preset: Option<PathBuf>, out: PathBuf) -> anyhow::Result<()> {
+    let presets = match preset {
+        Some(path) => satchel_workers::Presets::load(&path).map_err(anyhow::Error::msg)?,
+        None => satchel_workers::Presets::default(),
+    };
+    let mut head = vec![0u8; satchel::domain::sniff::SNIFF_BYTES];
+    let n = std::io::Read::read(
+        &mut std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
+        &mut head,
+    )?;
+    let sniffed = sniff(&head[..n]);
+    let Some(pipeline) = sniffed.kind.pipeline() else {
+        anyhow::bail!("{} is a plain file ({}): nothing to process", file.display(), sniffed.mime);
+    };
+    std::fs::create_dir_all(&out)?;
+    let started = Instant::now();
+    let processed = satchel_workers::process(pipeline, &file, &presets, &out)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+    let total = started.elapsed();
+    println!("{} ({}, {})", file.display(), sniffed.mime, kind_name(sniffed.kind));
+    let m = &processed.metadata;
+    println!(
+        "  metadata: width={:?} height={:?} duration_ms={:?} waveform={}",
+        m.width,
+        m.height,
+        m.duration_ms,
+        m.waveform.as_ref().map_or(0, Vec::len)
+    );
+    if let Some(p) = &processed.placeholder {
+        println!("  blurhash: {}\n  thumbhash: {}", p.blurhash, p.thumbhash);
+    }
+    for v in &processed.variants {
+        println!(
+            "  {:<10} {:<11} {:>9} bytes  {}x{}  {}",
+            v.name,
+            v.mime,
+            v.size,
+            v.width.unwrap_or(0),
+            v.height.unwrap_or(0),
+            v.path.display()
+        );
+    }
+    for step in &processed.steps {
+        println!("  step {:<16} {:>8.1} ms", step.name, step.took.as_secs_f64() * 1e3);
+    }
+    println!("  total {:>21.1} ms", total.as_secs_f64() * 1e3);
+    Ok(())
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    kind.as_str()
+}

@@ -1,0 +1,106 @@
+//! Prometheus metrics, named for what an operator asks. One registry per app instance, so
+//! tests that start several servers in one process do not share counters.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindOutcome {
+    pub kind: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub uploads: Family<KindOutcome, Counter>,
+    pub upload_bytes: Counter,
+    pub jobs: Family<KindOutcome, Counter>,
+    pub job_seconds: Family<KindLabel, Histogram>,
+    pub queue_depth: Gauge,
+    pub link_checks: Family<OutcomeLabel, Counter>,
+    pub links_issued: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("satchel");
+        let uploads = Family::<KindOutcome, Counter>::default();
+        registry.register("uploads", "Uploads by sniffed kind and outcome", uploads.clone());
+        let upload_bytes = Counter::default();
+        registry.register("upload_bytes", "Bytes of accepted uploads", upload_bytes.clone());
+        let jobs = Family::<KindOutcome, Counter>::default();
+        registry.register("jobs", "Processing jobs by kind and outcome", jobs.clone());
+        let job_seconds = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 14))
+        });
+        registry.register("job_seconds", "Time to run one job", job_seconds.clone());
+        let queue_depth = Gauge::default();
+        registry.register("queue_depth", "Jobs waiting or running", queue_depth.clone());
+        let link_checks = Family::<OutcomeLabel, Counter>::default();
+        registry.register("link_checks", "Signed downloads by outcome", link_checks.clone());
+        let links_issued = Counter::default();
+        registry.register("links_issued", "Download links issued", links_issued.clone());
+        Self {
+            registry,
+            uploads,
+            upload_bytes,
+            jobs,
+            job_seconds,
+            queue_depth,
+            link_checks,
+            links_issued,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn upload(&self, kind: &str, outcome: &str) {
+        self.uploads
+            .get_or_create(&KindOutcome {
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn job(&self, kind: &str, outcome: &str, seconds: f64) {
+        self.jobs
+            .get_or_create(&KindOutcome {
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.job_seconds
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .observe(seconds);
+    }
+
+    pub fn link_check(&self, outcome: &str) {
+        self.link_checks
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

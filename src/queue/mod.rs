@@ -1,0 +1,46 @@
+//! The job queue: how a stored upload reaches a worker.
+//!
+//! Every job is first written to the catalog, in the transaction that records its media, so a
+//! job exists exactly when a media is `processing`. The embedded queue hands those rows straight
+//! to the in-process worker pool; a broker-backed queue relays them to RabbitMQ.
+
+mod embedded;
+
+pub use embedded::EmbeddedQueue;
+
+use crate::catalog::Job;
+use crate::domain::Kind;
+use async_trait::async_trait;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
+}
+
+pub type Result<T> = std::result::Result<T, QueueError>;
+
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// A transaction that added jobs has committed: wake consumers (or the relay).
+    fn notify(&self);
+
+    /// Waits for the next job of one of `kinds`, leased to the caller for `lease`.
+    ///
+    /// Cancel-safe: dropping the future before it returns loses no job.
+    async fn next(&self, kinds: &[Kind], lease: Duration) -> Result<Job>;
+
+    /// The job's outcome is recorded in the catalog; it must not be delivered again.
+    async fn ack(&self, job: &Job) -> Result<()>;
+
+    /// Deliver the job again after `after`.
+    async fn retry(&self, job: &Job, after: Duration) -> Result<()>;
+
+    /// Jobs waiting or running.
+    async fn depth(&self) -> Result<u64>;
+
+    async fn check(&self) -> Result<()>;
+}

@@ -1,0 +1,190 @@
+//! The embedded store: `DATA_DIR/objects/<bucket>/<key>`, one private directory per chat.
+//! Writes go to `DATA_DIR/tmp` and are renamed into place, so a reader never sees half a file.
+
+use super::{BlobStore, Object, PutSink, Result, StorageError};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use tempfile::TempPath;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+
+pub struct FsStore {
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+impl FsStore {
+    /// Opens the store under `data_dir`, discarding temp files a crash may have left.
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let objects = data_dir.join("objects");
+        let tmp = data_dir.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        for dir in [&objects, &tmp] {
+            std::fs::create_dir_all(dir)?;
+            restrict(dir)?;
+        }
+        Ok(Self { objects, tmp })
+    }
+
+    fn bucket_dir(&self, bucket: &str) -> Result<PathBuf> {
+        check_segment(bucket)?;
+        Ok(self.objects.join(bucket))
+    }
+
+    fn path(&self, bucket: &str, key: &str) -> Result<PathBuf> {
+        let mut path = self.bucket_dir(bucket)?;
+        for segment in key.split('/') {
+            check_segment(segment)?;
+            path.push(segment);
+        }
+        Ok(path)
+    }
+
+    fn temp_file(&self) -> Result<(std::fs::File, TempPath)> {
+        let file = tempfile::NamedTempFile::new_in(&self.tmp)?;
+        let (file, path) = file.into_parts();
+        Ok((file, path))
+    }
+}
+
+/// Our keys are generated, never taken from a client; this is the belt to that braces.
+fn check_segment(segment: &str) -> Result<()> {
+    let ok = !segment.is_empty()
+        && segment != "."
+        && segment != ".."
+        && !segment.contains(['/', '\\', '\0']);
+    match ok {
+        true => Ok(()),
+        false => Err(StorageError::Other(anyhow::anyhow!(
+            "refusing object path segment {segment:?}"
+        ))),
+    }
+}
+
+#[cfg(unix)]
+fn restrict(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+async fn commit(temp: TempPath, dest: PathBuf) -> Result<()> {
+    if let Some(parent) = dest.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    tokio::task::spawn_blocking(move || temp.persist(&dest).map_err(|e| e.error))
+        .await
+        .map_err(|e| StorageError::Other(e.into()))??;
+    Ok(())
+}
+
+struct FsSink {
+    writer: BufWriter<tokio::fs::File>,
+    temp: TempPath,
+    dest: PathBuf,
+}
+
+#[async_trait]
+impl PutSink for FsSink {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.writer.write_all(&chunk).await?;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<()> {
+        self.writer.flush().await?;
+        self.writer.get_mut().sync_data().await?;
+        let FsSink { temp, dest, .. } = *self;
+        commit(temp, dest).await
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsStore {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn bucket_for(&self, chat: &crate::domain::ChatId) -> String {
+        format!("chat-{}", super::base32_lower(chat.as_str().as_bytes()))
+    }
+
+    async fn ensure_bucket(&self, bucket: &str) -> Result<()> {
+        let dir = self.bucket_dir(bucket)?;
+        tokio::fs::create_dir_all(&dir).await?;
+        restrict(&dir)?;
+        Ok(())
+    }
+
+    async fn begin_put(&self, bucket: &str, key: &str) -> Result<Box<dyn PutSink>> {
+        let dest = self.path(bucket, key)?;
+        let (file, temp) = self.temp_file()?;
+        Ok(Box::new(FsSink {
+            writer: BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file)),
+            temp,
+            dest,
+        }))
+    }
+
+    async fn put_file(&self, bucket: &str, key: &str, path: &Path) -> Result<()> {
+        let dest = self.path(bucket, key)?;
+        let (_, temp) = self.temp_file()?;
+        tokio::fs::copy(path, &temp).await?;
+        commit(temp, dest).await
+    }
+
+    async fn get(&self, bucket: &str, key: &str, range: Option<Range<u64>>) -> Result<Object> {
+        let mut file = tokio::fs::File::open(self.path(bucket, key)?).await?;
+        let total_size = file.metadata().await?.len();
+        let body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match range {
+            None => Box::pin(file),
+            Some(r) => {
+                file.seek(std::io::SeekFrom::Start(r.start)).await?;
+                Box::pin(file.take(r.end - r.start))
+            }
+        };
+        Ok(Object { total_size, body })
+    }
+
+    async fn size(&self, bucket: &str, key: &str) -> Result<u64> {
+        Ok(tokio::fs::metadata(self.path(bucket, key)?).await?.len())
+    }
+
+    async fn fetch_to(&self, bucket: &str, key: &str, dest: &Path) -> Result<u64> {
+        Ok(tokio::fs::copy(self.path(bucket, key)?, dest).await?)
+    }
+
+    async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<()> {
+        // Keys are `<media>/<name>`, so a prefix names one media's directory.
+        let dir = self.path(bucket, prefix.trim_end_matches('/'))?;
+        match tokio::fs::remove_dir_all(&dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        match tokio::fs::remove_dir_all(self.bucket_dir(bucket)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn check(&self) -> Result<()> {
+        let (mut file, _temp) = self.temp_file().map_err(|e| match e {
+            StorageError::Other(e) => StorageError::Unavailable(e),
+            other => other,
+        })?;
+        use std::io::Write;
+        file.write_all(b"ok")
+            .map_err(|e| StorageError::Unavailable(e.into()))?;
+        Ok(())
+    }
+}

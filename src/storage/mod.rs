@@ -1,0 +1,106 @@
+//! Object storage: where originals and variants live, one private bucket per chat.
+//!
+//! The seam is narrow on purpose (pict-rs's `Store`): create a bucket, stream an object in,
+//! stream one out, remove. The filesystem store is the embedded default; S3 plugs in here.
+
+mod fs;
+mod naming;
+
+pub use fs::FsStore;
+pub use naming::base32_lower;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ops::Range;
+use std::path::Path;
+use std::pin::Pin;
+use tokio::io::AsyncRead;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("no such object")]
+    NotFound,
+    /// The store did not answer; the request may succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("storage error: {0}")]
+    Other(#[source] anyhow::Error),
+}
+
+impl From<std::io::Error> for StorageError {
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => StorageError::NotFound,
+            _ => StorageError::Other(e.into()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// An object being read: its full size and a reader over the requested bytes.
+pub struct Object {
+    pub total_size: u64,
+    pub body: Pin<Box<dyn AsyncRead + Send>>,
+}
+
+/// An object being written. Nothing is visible under its key until [`PutSink::finish`]
+/// succeeds; dropping the sink without finishing discards everything written.
+#[async_trait]
+pub trait PutSink: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+    async fn finish(self: Box<Self>) -> Result<()>;
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// For `readyz` and logs: `filesystem`, `s3`.
+    fn name(&self) -> &'static str;
+
+    /// The bucket that holds this chat's objects: valid for the store, distinct for
+    /// distinct chats. The catalog records it, so a later naming change never loses data.
+    fn bucket_for(&self, chat: &crate::domain::ChatId) -> String;
+
+    /// Creates the bucket if it does not exist; safe to call again.
+    async fn ensure_bucket(&self, bucket: &str) -> Result<()>;
+
+    async fn begin_put(&self, bucket: &str, key: &str) -> Result<Box<dyn PutSink>>;
+
+    /// Stores a local file under `key`, replacing any object there (jobs are idempotent).
+    async fn put_file(&self, bucket: &str, key: &str, path: &Path) -> Result<()>;
+
+    /// Reads `range` of the object (all of it when `None`); the range must lie inside it.
+    async fn get(&self, bucket: &str, key: &str, range: Option<Range<u64>>) -> Result<Object>;
+
+    async fn size(&self, bucket: &str, key: &str) -> Result<u64>;
+
+    /// Copies the object into a local file, for workers that need a path.
+    async fn fetch_to(&self, bucket: &str, key: &str, dest: &Path) -> Result<u64> {
+        let mut object = self.get(bucket, key, None).await?;
+        let mut file = tokio::fs::File::create(dest).await?;
+        let n = tokio::io::copy(&mut object.body, &mut file).await?;
+        file.sync_data().await?;
+        Ok(n)
+    }
+
+    /// Removes every object whose key starts with `prefix`; absent objects are not an error.
+    async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<()>;
+
+    /// Removes the bucket and everything in it; an absent bucket is not an error.
+    async fn delete_bucket(&self, bucket: &str) -> Result<()>;
+
+    async fn check(&self) -> Result<()>;
+}
+
+/// The key of the original upload of a media.
+pub fn original_key(media: &crate::domain::MediaId) -> String {
+    format!("{media}/original")
+}
+
+pub fn variant_key(media: &crate::domain::MediaId, variant: &str) -> String {
+    format!("{media}/{variant}")
+}
+
+pub fn media_prefix(media: &crate::domain::MediaId) -> String {
+    format!("{media}/")
+}

@@ -1,0 +1,54 @@
+//! satchel's media workers: pure transforms from an input file and a preset to output files.
+//!
+//! Nothing in this crate speaks HTTP, S3 or SQL. A caller hands over a path to a local file that
+//! has already been stored and sniffed, a [`Presets`] value and an empty output directory; it gets
+//! back the files written there and the metadata to record. That keeps every transform testable
+//! and benchmarkable on its own (`satchel process` and `benches/` call the same entry point).
+
+pub mod error;
+pub mod image;
+pub mod output;
+pub mod preset;
+
+pub use error::WorkerError;
+pub use output::{Metadata, Placeholder, Processed, Step, Variant};
+pub use preset::Presets;
+
+use std::path::Path;
+
+/// The kinds of media that have a pipeline. `file` media are never processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Image,
+    Audio,
+    Video,
+}
+
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        }
+    }
+}
+
+/// Runs the pipeline for `kind` on `input`, writing every variant into `out_dir`.
+///
+/// Blocking and CPU-bound: async callers run it on a blocking thread. On error, files already
+/// written to `out_dir` are the caller's to discard (it owns the directory).
+pub fn process(
+    kind: MediaKind,
+    input: &Path,
+    presets: &Presets,
+    out_dir: &Path,
+) -> Result<Processed, WorkerError> {
+    match kind {
+        MediaKind::Image => image::process(input, &presets.image, out_dir),
+        MediaKind::Audio | MediaKind::Video => Err(WorkerError::UnsupportedCodec(format!(
+            "no {} pipeline in this build",
+            kind.as_str()
+        ))),
+    }
+}
