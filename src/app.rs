@@ -49,9 +49,14 @@ impl Application {
             None => Presets::default(),
         };
         let tokens: Vec<String> = match config.api_tokens.is_empty() {
-            false => config.api_tokens.iter().map(|t| t.expose_secret().to_owned()).collect(),
+            false => config
+                .api_tokens
+                .iter()
+                .map(|t| t.expose_secret().to_owned())
+                .collect(),
             true => {
-                let (token, path, created) = crate::secrets::load_or_create(&data_dir, "api-token")?;
+                let (token, path, created) =
+                    crate::secrets::load_or_create(&data_dir, "api-token")?;
                 tracing::warn!(
                     path = %path.display(),
                     created,
@@ -100,7 +105,9 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -109,17 +116,27 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests and
     /// jobs finish within the grace period, and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Self { listener, state } = self;
         // A single embedded process owns every lease: whatever was running when it last
         // stopped runs again now.
         let released = state.catalog.release_all_leases().await?;
         if released > 0 {
-            tracing::info!(released, "jobs left running at the last stop are queued again");
+            tracing::info!(
+                released,
+                "jobs left running at the last stop are queued again"
+            );
         }
         let pool = WorkerPool::spawn(
             state.clone(),
-            vec![crate::domain::Kind::Image, crate::domain::Kind::Audio, crate::domain::Kind::Video],
+            vec![
+                crate::domain::Kind::Image,
+                crate::domain::Kind::Audio,
+                crate::domain::Kind::Video,
+            ],
             state.config.workers,
         );
         let stop = CancellationToken::new();

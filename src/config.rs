@@ -57,18 +57,42 @@ macro_rules! overlay {
 impl Layer {
     fn overlay(&mut self, top: Layer) {
         overlay!(
-            self, top, listen, public_url, data_dir, api_tokens, max_upload_bytes, link_mode,
-            link_max_ttl_seconds, link_secret, link_secret_file, webhook_url, webhook_secret,
-            workers, job_timeout_seconds, job_max_attempts, presets, sweep_interval_seconds,
-            shutdown_grace_seconds, database_url, s3_endpoint, s3_region, s3_access_key_id,
-            s3_secret_access_key, s3_bucket_prefix, s3_path_style, amqp_url
+            self,
+            top,
+            listen,
+            public_url,
+            data_dir,
+            api_tokens,
+            max_upload_bytes,
+            link_mode,
+            link_max_ttl_seconds,
+            link_secret,
+            link_secret_file,
+            webhook_url,
+            webhook_secret,
+            workers,
+            job_timeout_seconds,
+            job_max_attempts,
+            presets,
+            sweep_interval_seconds,
+            shutdown_grace_seconds,
+            database_url,
+            s3_endpoint,
+            s3_region,
+            s3_access_key_id,
+            s3_secret_access_key,
+            s3_bucket_prefix,
+            s3_path_style,
+            amqp_url
         );
     }
 
     fn from_env(vars: impl Iterator<Item = (String, String)>) -> Result<Layer, String> {
         let mut table = toml::Table::new();
         for (key, value) in vars {
-            let Some(name) = key.strip_prefix("SATCHEL_") else { continue };
+            let Some(name) = key.strip_prefix("SATCHEL_") else {
+                continue;
+            };
             let name = name.to_ascii_lowercase();
             let value = match name.as_str() {
                 "api_tokens" => toml::Value::Array(
@@ -79,14 +103,23 @@ impl Layer {
                         .map(|t| toml::Value::String(t.to_owned()))
                         .collect(),
                 ),
-                "max_upload_bytes" | "link_max_ttl_seconds" | "workers" | "job_timeout_seconds"
-                | "job_max_attempts" | "sweep_interval_seconds" | "shutdown_grace_seconds" => {
-                    toml::Value::Integer(
-                        value.trim().parse().map_err(|_| format!("{key} must be a whole number"))?,
-                    )
-                }
+                "max_upload_bytes"
+                | "link_max_ttl_seconds"
+                | "workers"
+                | "job_timeout_seconds"
+                | "job_max_attempts"
+                | "sweep_interval_seconds"
+                | "shutdown_grace_seconds" => toml::Value::Integer(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("{key} must be a whole number"))?,
+                ),
                 "s3_path_style" => toml::Value::Boolean(
-                    value.trim().parse().map_err(|_| format!("{key} must be true or false"))?,
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("{key} must be true or false"))?,
                 ),
                 // Variables that configure logging or tests, not the service.
                 "log" | "test_keep" => continue,
@@ -170,7 +203,9 @@ impl Config {
             true => Some(S3Settings {
                 endpoint: l.s3_endpoint,
                 region: l.s3_region.unwrap_or_else(|| "us-east-1".into()),
-                access_key_id: l.s3_access_key_id.ok_or("SATCHEL_S3_ACCESS_KEY_ID is missing")?,
+                access_key_id: l
+                    .s3_access_key_id
+                    .ok_or("SATCHEL_S3_ACCESS_KEY_ID is missing")?,
                 secret_access_key: l
                     .s3_secret_access_key
                     .ok_or("SATCHEL_S3_SECRET_ACCESS_KEY is missing")?
@@ -193,11 +228,18 @@ impl Config {
             listen: l.listen.unwrap_or(([127, 0, 0, 1], 8080).into()),
             public_url: l.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             data_dir: l.data_dir.unwrap_or_else(|| "./satchel-data".into()),
-            api_tokens: l.api_tokens.unwrap_or_default().into_iter().map(Into::into).collect(),
+            api_tokens: l
+                .api_tokens
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             max_upload_bytes: l.max_upload_bytes.unwrap_or(2 << 30),
             link_mode,
             link_max_ttl: Duration::from_secs(
-                l.link_max_ttl_seconds.unwrap_or(3600).clamp(1, LINK_TTL_CEILING),
+                l.link_max_ttl_seconds
+                    .unwrap_or(3600)
+                    .clamp(1, LINK_TTL_CEILING),
             ),
             link_secret: link_secret.map(Into::into),
             webhook_url: l.webhook_url,
@@ -240,7 +282,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.max_upload_bytes, 10);
         assert_eq!(c.workers, 5);
-        let tokens: Vec<_> = c.api_tokens.iter().map(|t| t.expose_secret().to_owned()).collect();
+        let tokens: Vec<_> = c
+            .api_tokens
+            .iter()
+            .map(|t| t.expose_secret().to_owned())
+            .collect();
         assert_eq!(tokens, ["a", "b"]);
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.link_max_ttl, Duration::from_secs(3600));
@@ -248,8 +294,8 @@ mod tests {
 
     #[test]
     fn link_ttl_never_exceeds_seven_days() {
-        let c = Config::load_from(None, env(&[("SATCHEL_LINK_MAX_TTL_SECONDS", "99999999")]))
-            .unwrap();
+        let c =
+            Config::load_from(None, env(&[("SATCHEL_LINK_MAX_TTL_SECONDS", "99999999")])).unwrap();
         assert_eq!(c.link_max_ttl, Duration::from_secs(LINK_TTL_CEILING));
     }
 

@@ -38,7 +38,9 @@ pub async fn collect_garbage(state: &AppState) {
                     tracing::warn!(error = %e, "cannot clear a garbage record");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, bucket, ?prefix, "cannot delete objects; will retry"),
+            Err(e) => {
+                tracing::warn!(error = %e, bucket, ?prefix, "cannot delete objects; will retry")
+            }
         }
     }
 }

@@ -135,7 +135,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), Json(body)).into_response();
         if let ApiError::RangeNotSatisfiable { size } = self {
             if let Ok(v) = format!("bytes */{size}").parse() {
-                response.headers_mut().insert(axum::http::header::CONTENT_RANGE, v);
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::CONTENT_RANGE, v);
             }
         }
         if let ApiError::Unauthorized = self {

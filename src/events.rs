@@ -58,7 +58,9 @@ impl Events {
         if media.status == Status::Processing {
             return;
         }
-        let Some(hook) = self.webhook.clone() else { return };
+        let Some(hook) = self.webhook.clone() else {
+            return;
+        };
         let body = event_body(media);
         let id = media.id;
         tokio::spawn(async move {
@@ -77,8 +79,12 @@ impl Events {
                     .await;
                 match sent {
                     Ok(r) if r.status().is_success() => return,
-                    Ok(r) => tracing::warn!(media_id = %id, status = %r.status(), attempt, "webhook refused the event"),
-                    Err(e) => tracing::warn!(media_id = %id, error = %e, attempt, "webhook unreachable"),
+                    Ok(r) => {
+                        tracing::warn!(media_id = %id, status = %r.status(), attempt, "webhook refused the event")
+                    }
+                    Err(e) => {
+                        tracing::warn!(media_id = %id, error = %e, attempt, "webhook unreachable")
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
             }

@@ -34,8 +34,11 @@ impl LinkSigner {
             .expect("HMAC takes keys of any length");
         // Newline-separated: none of the fields can contain one, so no two grants collide.
         mac.update(
-            format!("satchel-link-v1\n{}\n{}\n{}\n{}", grant.media, grant.variant, grant.user, grant.expires)
-                .as_bytes(),
+            format!(
+                "satchel-link-v1\n{}\n{}\n{}\n{}",
+                grant.media, grant.variant, grant.user, grant.expires
+            )
+            .as_bytes(),
         );
         mac
     }

@@ -77,19 +77,29 @@ fn process(file: PathBuf, preset: Option<PathBuf>, out: PathBuf) -> anyhow::Resu
     };
     let mut head = vec![0u8; satchel::domain::sniff::SNIFF_BYTES];
     let n = std::io::Read::read(
-        &mut std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
+        &mut std::fs::File::open(&file)
+            .with_context(|| format!("cannot open {}", file.display()))?,
         &mut head,
     )?;
     let sniffed = sniff(&head[..n]);
     let Some(pipeline) = sniffed.kind.pipeline() else {
-        anyhow::bail!("{} is a plain file ({}): nothing to process", file.display(), sniffed.mime);
+        anyhow::bail!(
+            "{} is a plain file ({}): nothing to process",
+            file.display(),
+            sniffed.mime
+        );
     };
     std::fs::create_dir_all(&out)?;
     let started = Instant::now();
     let processed = satchel_workers::process(pipeline, &file, &presets, &out)
         .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
     let total = started.elapsed();
-    println!("{} ({}, {})", file.display(), sniffed.mime, kind_name(sniffed.kind));
+    println!(
+        "{} ({}, {})",
+        file.display(),
+        sniffed.mime,
+        kind_name(sniffed.kind)
+    );
     let m = &processed.metadata;
     println!(
         "  metadata: width={:?} height={:?} duration_ms={:?} waveform={}",
@@ -113,7 +123,11 @@ fn process(file: PathBuf, preset: Option<PathBuf>, out: PathBuf) -> anyhow::Resu
         );
     }
     for step in &processed.steps {
-        println!("  step {:<16} {:>8.1} ms", step.name, step.took.as_secs_f64() * 1e3);
+        println!(
+            "  step {:<16} {:>8.1} ms",
+            step.name,
+            step.took.as_secs_f64() * 1e3
+        );
     }
     println!("  total {:>21.1} ms", total.as_secs_f64() * 1e3);
     Ok(())

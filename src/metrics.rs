@@ -39,9 +39,17 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("satchel");
         let uploads = Family::<KindOutcome, Counter>::default();
-        registry.register("uploads", "Uploads by sniffed kind and outcome", uploads.clone());
+        registry.register(
+            "uploads",
+            "Uploads by sniffed kind and outcome",
+            uploads.clone(),
+        );
         let upload_bytes = Counter::default();
-        registry.register("upload_bytes", "Bytes of accepted uploads", upload_bytes.clone());
+        registry.register(
+            "upload_bytes",
+            "Bytes of accepted uploads",
+            upload_bytes.clone(),
+        );
         let jobs = Family::<KindOutcome, Counter>::default();
         registry.register("jobs", "Processing jobs by kind and outcome", jobs.clone());
         let job_seconds = Family::<KindLabel, Histogram>::new_with_constructor(|| {
@@ -49,11 +57,23 @@ impl Default for Metrics {
         });
         registry.register("job_seconds", "Time to run one job", job_seconds.clone());
         let queue_depth = Gauge::default();
-        registry.register("queue_depth", "Jobs waiting or running", queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Jobs waiting or running",
+            queue_depth.clone(),
+        );
         let link_checks = Family::<OutcomeLabel, Counter>::default();
-        registry.register("link_checks", "Signed downloads by outcome", link_checks.clone());
+        registry.register(
+            "link_checks",
+            "Signed downloads by outcome",
+            link_checks.clone(),
+        );
         let links_issued = Counter::default();
-        registry.register("links_issued", "Download links issued", links_issued.clone());
+        registry.register(
+            "links_issued",
+            "Download links issued",
+            links_issued.clone(),
+        );
         Self {
             registry,
             uploads,

@@ -18,12 +18,18 @@ pub async fn run(state: AppState, stop: CancellationToken) {
 
 #[tracing::instrument(skip_all)]
 pub async fn sweep(state: &AppState) {
-    match state.catalog.expired_media(OffsetDateTime::now_utc(), 500).await {
+    match state
+        .catalog
+        .expired_media(OffsetDateTime::now_utc(), 500)
+        .await
+    {
         Ok(ids) => {
             for id in ids {
                 match crate::erase::media(state, &id).await {
                     Ok(_) => tracing::info!(media_id = %id, "expired media erased"),
-                    Err(e) => tracing::warn!(media_id = %id, error = %e, "cannot erase expired media"),
+                    Err(e) => {
+                        tracing::warn!(media_id = %id, error = %e, "cannot erase expired media")
+                    }
                 }
             }
         }

@@ -7,7 +7,9 @@ mod sqlite;
 
 pub use sqlite::SqliteCatalog;
 
-use crate::domain::{ChatId, Kind, Media, MediaError, MediaId, MediaMetadata, MediaPlaceholder, UserId, VariantInfo};
+use crate::domain::{
+    ChatId, Kind, Media, MediaError, MediaId, MediaMetadata, MediaPlaceholder, UserId, VariantInfo,
+};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,7 +1,9 @@
 //! The embedded catalog: one SQLite file in the data directory, WAL mode.
 
 use super::*;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 
@@ -99,15 +101,24 @@ impl SqliteCatalog {
 fn decode_media(r: SqliteRow, variants: BTreeMap<String, VariantInfo>) -> Result<StoredMedia> {
     let bad = |what: &str| CatalogError::Other(anyhow::anyhow!("corrupt catalog row: {what}"));
     let time = |secs: i64| OffsetDateTime::from_unix_timestamp(secs).map_err(|_| bad("time"));
-    let error = match (r.get::<Option<String>, _>(11), r.get::<Option<String>, _>(12)) {
+    let error = match (
+        r.get::<Option<String>, _>(11),
+        r.get::<Option<String>, _>(12),
+    ) {
         (Some(code), message) => Some(MediaError {
             code,
             message: message.unwrap_or_default(),
         }),
         _ => None,
     };
-    let placeholder = match (r.get::<Option<String>, _>(17), r.get::<Option<String>, _>(18)) {
-        (Some(blurhash), Some(thumbhash)) => Some(MediaPlaceholder { blurhash, thumbhash }),
+    let placeholder = match (
+        r.get::<Option<String>, _>(17),
+        r.get::<Option<String>, _>(18),
+    ) {
+        (Some(blurhash), Some(thumbhash)) => Some(MediaPlaceholder {
+            blurhash,
+            thumbhash,
+        }),
         _ => None,
     };
     let waveform = match r.get::<Option<String>, _>(16) {
@@ -125,7 +136,8 @@ fn decode_media(r: SqliteRow, variants: BTreeMap<String, VariantInfo>) -> Result
         sha256: r.get(7),
         created_at: time(r.get(8))?,
         expires_at: r.get::<Option<i64>, _>(9).map(time).transpose()?,
-        status: crate::domain::Status::parse(&r.get::<String, _>(10)).ok_or_else(|| bad("status"))?,
+        status: crate::domain::Status::parse(&r.get::<String, _>(10))
+            .ok_or_else(|| bad("status"))?,
         error,
         metadata: MediaMetadata {
             width: r.get::<Option<i64>, _>(13).map(|v| v as u32),
@@ -199,12 +211,14 @@ impl Catalog for SqliteCatalog {
             .await
             .map_err(other)?;
         for user in users {
-            sqlx::query("INSERT INTO members (chat_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING")
-                .bind(chat.as_str())
-                .bind(user.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(other)?;
+            sqlx::query(
+                "INSERT INTO members (chat_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(chat.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(other)?;
         }
         tx.commit().await.map_err(other)
     }
@@ -276,17 +290,21 @@ impl Catalog for SqliteCatalog {
             let key = new.idempotency_key.as_deref().unwrap_or_default();
             return match self.media_by_idempotency_key(&m.chat_id, key).await? {
                 Some(existing) => Ok(Inserted::Existing(Box::new(existing))),
-                None => Err(CatalogError::Other(anyhow::anyhow!("insert ignored without a conflict"))),
+                None => Err(CatalogError::Other(anyhow::anyhow!(
+                    "insert ignored without a conflict"
+                ))),
             };
         }
         if m.status == crate::domain::Status::Processing {
-            sqlx::query("INSERT INTO jobs (media_id, kind, state, available_at) VALUES (?, ?, 'queued', ?)")
-                .bind(m.id.to_string())
-                .bind(m.kind.as_str())
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await
-                .map_err(other)?;
+            sqlx::query(
+                "INSERT INTO jobs (media_id, kind, state, available_at) VALUES (?, ?, 'queued', ?)",
+            )
+            .bind(m.id.to_string())
+            .bind(m.kind.as_str())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(other)?;
         }
         tx.commit().await.map_err(other)?;
         Ok(Inserted::New)
@@ -322,7 +340,10 @@ impl Catalog for SqliteCatalog {
 
     async fn erase_chat(&self, chat: &ChatId) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(other)?;
-        for sql in ["DELETE FROM members WHERE chat_id = ?", "DELETE FROM media WHERE chat_id = ?"] {
+        for sql in [
+            "DELETE FROM members WHERE chat_id = ?",
+            "DELETE FROM media WHERE chat_id = ?",
+        ] {
             sqlx::query(sql)
                 .bind(chat.as_str())
                 .execute(&mut *tx)
@@ -494,11 +515,13 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn release_all_leases(&self) -> Result<u64> {
-        Ok(sqlx::query("UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'running'")
-            .execute(&self.pool)
-            .await
-            .map_err(other)?
-            .rows_affected())
+        Ok(sqlx::query(
+            "UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'running'",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(other)?
+        .rows_affected())
     }
 
     async fn queue_depth(&self) -> Result<u64> {

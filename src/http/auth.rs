@@ -30,7 +30,10 @@ pub async fn require_token(
         .map(|t| token_hash(t.trim()));
     let accepted = presented.is_some_and(|p| {
         // Every hash is compared, so the position of a match leaks nothing either.
-        state.token_hashes.iter().fold(false, |ok, h| ok | same(h, &p))
+        state
+            .token_hashes
+            .iter()
+            .fold(false, |ok, h| ok | same(h, &p))
     });
     if !accepted {
         return Err(ApiError::Unauthorized);

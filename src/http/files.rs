@@ -74,15 +74,27 @@ async fn serve(
         return Err(ApiError::Forbidden);
     }
     // The link was genuine, so a media that is missing now was erased.
-    let stored = state.catalog.get_media(&media_id).await?.ok_or(ApiError::Gone)?;
+    let stored = state
+        .catalog
+        .get_media(&media_id)
+        .await?
+        .ok_or(ApiError::Gone)?;
     let media = stored.media;
     if !state.catalog.is_member(&media.chat_id, &grant.user).await? {
         return Err(ApiError::Forbidden);
     }
     let (key, mime, etag, filename) = if grant.variant == "original" {
-        (original_key(&media_id), media.mime.clone(), format!("\"{}\"", media.sha256), media.filename.clone())
+        (
+            original_key(&media_id),
+            media.mime.clone(),
+            format!("\"{}\"", media.sha256),
+            media.filename.clone(),
+        )
     } else {
-        let v = media.variants.get(&grant.variant).ok_or(ApiError::NotFound)?;
+        let v = media
+            .variants
+            .get(&grant.variant)
+            .ok_or(ApiError::NotFound)?;
         (
             variant_key(&media_id, &grant.variant),
             v.mime.clone(),
@@ -98,9 +110,21 @@ async fn serve(
         }
     };
     set(&mut response_headers, header::CONTENT_TYPE, &mime);
-    set(&mut response_headers, header::CONTENT_DISPOSITION, &disposition(&mime, &filename));
-    set(&mut response_headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(&mut response_headers, header::CONTENT_SECURITY_POLICY, "sandbox");
+    set(
+        &mut response_headers,
+        header::CONTENT_DISPOSITION,
+        &disposition(&mime, &filename),
+    );
+    set(
+        &mut response_headers,
+        header::X_CONTENT_TYPE_OPTIONS,
+        "nosniff",
+    );
+    set(
+        &mut response_headers,
+        header::CONTENT_SECURITY_POLICY,
+        "sandbox",
+    );
     set(&mut response_headers, header::CACHE_CONTROL, "private");
     set(&mut response_headers, header::ETAG, &etag);
     set(&mut response_headers, header::ACCEPT_RANGES, "bytes");
@@ -114,7 +138,10 @@ async fn serve(
     }
 
     let size = state.store.size(&stored.bucket, &key).await?;
-    let requested = range::parse(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), size);
+    let requested = range::parse(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        size,
+    );
     let (status, wanted) = match requested {
         Requested::Whole => (StatusCode::OK, None),
         Requested::Part(r) => {
@@ -126,7 +153,11 @@ async fn serve(
     };
     let length = wanted.as_ref().map_or(size, |r| r.end - r.start);
     let object = state.store.get(&stored.bucket, &key, wanted).await?;
-    set(&mut response_headers, header::CONTENT_LENGTH, &length.to_string());
+    set(
+        &mut response_headers,
+        header::CONTENT_LENGTH,
+        &length.to_string(),
+    );
     let body = Body::from_stream(ReaderStream::with_capacity(object.body, 64 * 1024));
     Ok((status, response_headers, body).into_response())
 }
@@ -134,16 +165,32 @@ async fn serve(
 /// `inline` only for media types a browser shows without running them; everything else is
 /// an attachment, so that an HTML or SVG upload can never execute in our origin.
 fn disposition(mime: &str, filename: &str) -> String {
-    let inline = ["image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "image/heif"]
-        .contains(&mime)
+    let inline = [
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "image/heif",
+    ]
+    .contains(&mime)
         || mime.starts_with("audio/")
         || mime.starts_with("video/");
     let kind = if inline { "inline" } else { "attachment" };
     let ascii: String = filename
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{}", percent_encode(filename))
+    format!(
+        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        percent_encode(filename)
+    )
 }
 
 /// RFC 8187 `attr-char`s stay, everything else is %XX.

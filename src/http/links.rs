@@ -51,7 +51,12 @@ pub async fn issue(
 ) -> Result<axum::Json<LinkResponse>, ApiError> {
     let id = super::media::parse_id(&id)?;
     let user = UserId::parse(&body.user)?;
-    let media = state.catalog.get_media(&id).await?.ok_or(ApiError::NotFound)?.media;
+    let media = state
+        .catalog
+        .get_media(&id)
+        .await?
+        .ok_or(ApiError::NotFound)?
+        .media;
     let names = match body.variants.is_empty() {
         true => vec!["original".to_owned()],
         false => body.variants,

@@ -21,7 +21,11 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Media>, ApiError> {
     let id = parse_id(&id)?;
-    let stored = state.catalog.get_media(&id).await?.ok_or(ApiError::NotFound)?;
+    let stored = state
+        .catalog
+        .get_media(&id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(axum::Json(stored.media))
 }
 
@@ -34,7 +38,10 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    match crate::erase::media(&state, &id).await.map_err(ApiError::Internal)? {
+    match crate::erase::media(&state, &id)
+        .await
+        .map_err(ApiError::Internal)?
+    {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::NotFound),
     }

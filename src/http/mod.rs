@@ -26,8 +26,14 @@ const JSON_BODY_LIMIT: usize = 1 << 20;
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/chats/{chat}/members", put(members::replace).get(members::list))
-        .route("/chats/{chat}/members/{user}", put(members::add).delete(members::remove))
+        .route(
+            "/chats/{chat}/members",
+            put(members::replace).get(members::list),
+        )
+        .route(
+            "/chats/{chat}/members/{user}",
+            put(members::add).delete(members::remove),
+        )
         .route("/chats/{chat}", axum::routing::delete(members::erase_chat))
         .route(
             "/chats/{chat}/media",
@@ -37,7 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route("/media/{id}", get(media::get).delete(media::delete))
         .route("/media/{id}/links", post(links::issue))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         // Signed downloads carry their own proof instead of a bearer token.
         .route("/files/{id}/{variant}", get(files::download));
 

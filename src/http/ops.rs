@@ -60,7 +60,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.queue_depth.set(depth as i64);
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()

@@ -30,7 +30,9 @@ pub fn parse(header: Option<&str>, size: u64) -> Requested {
             Err(_) => return Requested::Whole,
         },
         (false, _) => {
-            let Ok(first) = start.parse::<u64>() else { return Requested::Whole };
+            let Ok(first) = start.parse::<u64>() else {
+                return Requested::Whole;
+            };
             let last = match end.is_empty() {
                 true => size.saturating_sub(1),
                 false => match end.parse::<u64>() {

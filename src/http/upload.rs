@@ -61,9 +61,15 @@ pub async fn upload(
     let chat = ChatId::parse(&chat)?;
     let user = UserId::parse(&params.user)?;
     let ttl = match params.ttl_seconds {
-        Some(0) => return Err(ApiError::BadRequest("ttl_seconds must be at least 1".into())),
+        Some(0) => {
+            return Err(ApiError::BadRequest(
+                "ttl_seconds must be at least 1".into(),
+            ))
+        }
         Some(t) if t > MAX_MEDIA_TTL => {
-            return Err(ApiError::BadRequest(format!("ttl_seconds must be at most {MAX_MEDIA_TTL}")))
+            return Err(ApiError::BadRequest(format!(
+                "ttl_seconds must be at most {MAX_MEDIA_TTL}"
+            )))
         }
         t => t,
     };
@@ -102,7 +108,10 @@ pub async fn upload(
     let id = MediaId::generate();
     let mut sink = state.store.begin_put(&bucket, &original_key(&id)).await?;
     let (ingested, part_name) = match multipart {
-        false => (receive(request.into_body().into_data_stream(), sink.as_mut(), limit).await, None),
+        false => (
+            receive(request.into_body().into_data_stream(), sink.as_mut(), limit).await,
+            None,
+        ),
         true => receive_multipart(request, sink.as_mut(), limit).await?,
     };
     let ingested = ingested.map_err(|e| {
@@ -119,7 +128,9 @@ pub async fn upload(
     sink.finish().await?;
 
     let sniffed = sniff(&ingested.head);
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 ns is valid");
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 ns is valid");
     let media = Media {
         id,
         chat_id: chat.clone(),
@@ -220,7 +231,6 @@ async fn receive_multipart(
     }
 }
 
-
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -230,7 +240,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .ok()
         .map(|k| k.trim().trim_matches('"'))
         .filter(|k| (1..=255).contains(&k.len()))
-        .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1-255 visible ASCII characters".into()))?;
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key must be 1-255 visible ASCII characters".into())
+        })?;
     Ok(Some(key.to_owned()))
 }
 
@@ -298,7 +310,10 @@ mod tests {
         let mut h = HeaderMap::new();
         let digest = [7u8; 32];
         let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
-        h.insert("content-digest", format!("sha-512=:AAAA:, sha-256=:{b64}:").parse().unwrap());
+        h.insert(
+            "content-digest",
+            format!("sha-512=:AAAA:, sha-256=:{b64}:").parse().unwrap(),
+        );
         assert_eq!(content_digest(&h).unwrap(), Some(digest));
         h.insert("content-digest", "sha-256=nope".parse().unwrap());
         assert!(content_digest(&h).is_err());

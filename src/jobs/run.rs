@@ -48,7 +48,10 @@ pub async fn run_job(state: &AppState, job: &Job) -> Outcome {
     let started = Instant::now();
     let max_attempts = state.config.job_max_attempts;
     let result = if job.attempt > max_attempts {
-        Err(fail("too_many_attempts", format!("gave up after {max_attempts} attempts")))
+        Err(fail(
+            "too_many_attempts",
+            format!("gave up after {max_attempts} attempts"),
+        ))
     } else {
         attempt(state, job).await
     };
@@ -66,11 +69,17 @@ pub async fn run_job(state: &AppState, job: &Job) -> Outcome {
                 }
             }
         }
-        Err(Stop::Retry(e)) => record_failure(state, job, MediaError {
-            code: "retries_exhausted".into(),
-            message: format!("gave up after {max_attempts} attempts: {e}"),
-        })
-        .await,
+        Err(Stop::Retry(e)) => {
+            record_failure(
+                state,
+                job,
+                MediaError {
+                    code: "retries_exhausted".into(),
+                    message: format!("gave up after {max_attempts} attempts: {e}"),
+                },
+            )
+            .await
+        }
         Err(Stop::Fail(e)) => record_failure(state, job, e).await,
     };
     let label = match &outcome {
@@ -89,7 +98,11 @@ pub async fn run_job(state: &AppState, job: &Job) -> Outcome {
 async fn record_failure(state: &AppState, job: &Job, error: MediaError) -> Outcome {
     let code = error.code.clone();
     tracing::warn!(code, message = %error.message, "media failed");
-    match state.catalog.finish_job(&job.media_id, JobResult::Failed(error)).await {
+    match state
+        .catalog
+        .finish_job(&job.media_id, JobResult::Failed(error))
+        .await
+    {
         Ok(Some(media)) => {
             state.events.status_changed(&media);
             let _ = state.queue.ack(job).await;
@@ -111,11 +124,16 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
         .map_err(|e| Stop::Retry(e.into()))?
     else {
         // Erased meanwhile: drop the job.
-        let _ = state.catalog.finish_job(&job.media_id, JobResult::Failed(MediaError {
-            code: "gone".into(),
-            message: String::new(),
-        }))
-        .await;
+        let _ = state
+            .catalog
+            .finish_job(
+                &job.media_id,
+                JobResult::Failed(MediaError {
+                    code: "gone".into(),
+                    message: String::new(),
+                }),
+            )
+            .await;
         return Ok(Outcome::Gone);
     };
     let Some(pipeline) = job.kind.pipeline() else {
@@ -153,7 +171,11 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
     for v in &processed.variants {
         state
             .store
-            .put_file(&stored.bucket, &variant_key(&job.media_id, &v.name), &v.path)
+            .put_file(
+                &stored.bucket,
+                &variant_key(&job.media_id, &v.name),
+                &v.path,
+            )
             .await?;
         variants.insert(
             v.name.clone(),

@@ -1,0 +1,204 @@
+use crate::helpers::*;
+use reqwest::StatusCode;
+use std::time::Duration;
+
+async fn ready_photo(app: &TestApp) -> String {
+    let media = app
+        .upload_ok("c1", "u1", "IMG 1.jpg", fixture("photo.jpg"))
+        .await;
+    let id = media["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.wait_processed(&id).await["status"], "ready");
+    id
+}
+
+#[tokio::test]
+async fn a_download_carries_every_header_of_the_contract() {
+    let app = spawn_app().await;
+    let id = ready_photo(&app).await;
+    let bytes = fixture("photo.jpg");
+    let r = app
+        .client
+        .get(app.link(&id, "u1", "original").await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "image/jpeg");
+    let disposition = h["content-disposition"].to_str().unwrap();
+    assert!(disposition.starts_with("inline;"), "{disposition}");
+    assert!(disposition.contains("IMG 1.jpg"), "{disposition}");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["content-security-policy"], "sandbox");
+    assert_eq!(h["cache-control"], "private");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(
+        h["etag"].to_str().unwrap(),
+        format!("\"{}\"", sha256_hex(&bytes))
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), bytes.as_slice());
+}
+
+#[tokio::test]
+async fn variants_are_webp_without_any_exif() {
+    let app = spawn_app().await;
+    let id = ready_photo(&app).await;
+    for variant in ["thumbnail", "preview", "blurred"] {
+        let r = app
+            .client
+            .get(app.link(&id, "u1", variant).await)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "image/webp");
+        let body = r.bytes().await.unwrap();
+        assert_eq!(&body[..4], b"RIFF");
+        assert_eq!(&body[8..12], b"WEBP");
+        for marker in [&b"Exif"[..], b"EXIF", b"GPS"] {
+            assert!(
+                !body.windows(marker.len()).any(|w| w == marker),
+                "{variant} holds {marker:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn range_requests_get_partial_content() {
+    let app = spawn_app().await;
+    let id = ready_photo(&app).await;
+    let bytes = fixture("photo.jpg");
+    let link = app.link(&id, "u1", "original").await;
+    let r = app
+        .client
+        .get(&link)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 10-19/{}", bytes.len())
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &bytes[10..20]);
+
+    let r = app
+        .client
+        .get(&link)
+        .header("range", "bytes=-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &bytes[bytes.len() - 5..]);
+
+    let r = app
+        .client
+        .get(&link)
+        .header("range", format!("bytes={}-", bytes.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        format!("bytes */{}", bytes.len())
+    );
+}
+
+#[tokio::test]
+async fn a_matching_etag_answers_not_modified() {
+    let app = spawn_app().await;
+    let id = ready_photo(&app).await;
+    let link = app.link(&id, "u1", "thumbnail").await;
+    let first = app.client.get(&link).send().await.unwrap();
+    let etag = first.headers()["etag"].clone();
+    let again = app
+        .client
+        .get(&link)
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn a_tampered_link_is_forbidden() {
+    let app = spawn_app().await;
+    let id = ready_photo(&app).await;
+    app.add_member("c1", "u2").await;
+    let link = app.link(&id, "u1", "original").await;
+    let as_other_user = link.replace("user=u1", "user=u2");
+    let as_other_variant = link.replace("/original?", "/preview?");
+    let later = {
+        let (head, tail) = link.split_once("expires=").unwrap();
+        let (_, rest) = tail.split_once('&').unwrap();
+        format!("{head}expires=4102444800&{rest}")
+    };
+    let last = if link.ends_with('A') { 'B' } else { 'A' };
+    let bad_sig = format!("{}{last}", &link[..link.len() - 1]);
+    for url in [as_other_user, as_other_variant, later, bad_sig] {
+        let r = app.client.get(&url).send().await.unwrap();
+        assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_link_is_forbidden() {
+    let app = spawn_app_with(&[("SATCHEL_LINK_MAX_TTL_SECONDS", "1")]).await;
+    let media = app.upload_ok("c1", "u1", "a.bin", b"data".to_vec()).await;
+    let link = app
+        .link(media["id"].as_str().unwrap(), "u1", "original")
+        .await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = app.client.get(&link).send().await.unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn a_removed_members_old_link_stops_working_at_once() {
+    let app = spawn_app().await;
+    let media = app.upload_ok("c1", "u1", "a.bin", b"data".to_vec()).await;
+    app.add_member("c1", "u2").await;
+    let link = app
+        .link(media["id"].as_str().unwrap(), "u2", "original")
+        .await;
+    assert_eq!(
+        app.client.get(&link).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    app.remove_member("c1", "u2").await;
+    let r = app.client.get(&link).send().await.unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn an_unsent_medias_old_link_is_gone_and_its_objects_erased() {
+    let app = spawn_app().await;
+    let id = ready_photo(&app).await;
+    let link = app.link(&id, "u1", "thumbnail").await;
+    let r = app
+        .api(reqwest::Method::DELETE, &format!("/v1/media/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app.client.get(&link).send().await.unwrap();
+    assert_error(r, StatusCode::GONE, "gone").await;
+    assert_error(app.media(&id).await, StatusCode::NOT_FOUND, "not_found").await;
+    let left: Vec<_> = app
+        .stored_files()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(&id))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let r = app
+        .api(reqwest::Method::DELETE, &format!("/v1/media/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::NOT_FOUND, "not_found").await;
+}

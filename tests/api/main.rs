@@ -1,0 +1,15 @@
+//! The API test suite: every test starts the real server on port 0 with a fresh data
+//! directory and drives it over HTTP, as a chat backend would.
+
+mod helpers;
+
+mod auth;
+mod downloads;
+mod hostile;
+mod links;
+mod media;
+mod members;
+mod ops;
+mod process_lifecycle;
+mod uploads;
+mod webhooks;

@@ -1,0 +1,104 @@
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["storage"], "filesystem");
+    assert_eq!(body["catalog"], "sqlite");
+}
+
+#[tokio::test]
+async fn readiness_names_storage_when_it_fails() {
+    let app = spawn_app().await;
+    // Take the store's scratch directory away: storage can no longer write.
+    std::fs::remove_dir_all(app.dir.path().join("tmp")).unwrap();
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
+}
+
+#[tokio::test]
+async fn metrics_count_uploads_jobs_and_links() {
+    let app = spawn_app().await;
+    let media = app
+        .upload_ok("c1", "u1", "p.jpg", fixture("photo.jpg"))
+        .await;
+    let id = media["id"].as_str().unwrap();
+    app.wait_processed(id).await;
+    let link = app.link(id, "u1", "thumbnail").await;
+    app.client.get(&link).send().await.unwrap();
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "satchel_uploads_total{kind=\"image\",outcome=\"accepted\"} 1",
+        "satchel_jobs_total{kind=\"image\",outcome=\"ready\"} 1",
+        "satchel_job_seconds_bucket",
+        "satchel_queue_depth 0",
+        "satchel_link_checks_total{outcome=\"served\"} 1",
+        "satchel_links_issued_total 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/chats/{chat}/members/{user}", "put"),
+        ("/v1/chats/{chat}/members/{user}", "delete"),
+        ("/v1/chats/{chat}/members", "put"),
+        ("/v1/chats/{chat}/members", "get"),
+        ("/v1/chats/{chat}", "delete"),
+        ("/v1/chats/{chat}/media", "post"),
+        ("/v1/media/{id}", "get"),
+        ("/v1/media/{id}", "delete"),
+        ("/v1/media/{id}/links", "post"),
+        ("/v1/files/{id}/{variant}", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path}"
+        );
+    }
+    let media = &doc["components"]["schemas"]["Media"]["properties"];
+    for field in [
+        "id",
+        "chat_id",
+        "kind",
+        "status",
+        "metadata",
+        "placeholder",
+        "variants",
+    ] {
+        assert!(media.get(field).is_some(), "Media.{field}");
+    }
+}

@@ -1,0 +1,161 @@
+//! The real binary, as an operator runs it: SIGTERM stops it cleanly, and whatever was
+//! accepted before a stop (graceful or `kill -9`) is processed after the restart.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(dir: &Path) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_satchel"))
+        .arg("serve")
+        .env("SATCHEL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SATCHEL_DATA_DIR", dir)
+        .env("SATCHEL_API_TOKENS", TOKEN)
+        .env("SATCHEL_WORKERS", "1")
+        .env("SATCHEL_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("satchel starts");
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{}/readyz", server.base)).send().await {
+            if r.status() == StatusCode::OK {
+                return server;
+            }
+        }
+        assert!(Instant::now() < deadline, "satchel did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn upload_photos(server: &Server, n: usize) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let r = client
+        .put(format!("{}/v1/chats/c1/members/u1", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = client
+            .post(format!(
+                "{}/v1/chats/c1/media?user=u1&filename={i}.jpg",
+                server.base
+            ))
+            .bearer_auth(TOKEN)
+            .body(fixture("photo.jpg"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    ids
+}
+
+async fn assert_all_ready(server: &Server, ids: &[String]) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in ids {
+        loop {
+            let media: Value = client
+                .get(format!("{}/v1/media/{id}", server.base))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if media["status"] == "ready" {
+                break;
+            }
+            assert_eq!(media["status"], "processing", "{media}");
+            assert!(Instant::now() < deadline, "{id} never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn signal(server: &Server, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_accepted_uploads_are_processed_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path()).await;
+    let ids = upload_photos(&server, 6).await;
+    signal(&server, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    drop(server);
+
+    let server = start(dir.path()).await;
+    assert_all_ready(&server, &ids).await;
+}
+
+#[tokio::test]
+async fn after_kill_9_the_jobs_it_held_run_again_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let ids = upload_photos(&server, 6).await;
+    signal(&server, "KILL");
+    drop(server);
+
+    let server = start(dir.path()).await;
+    assert_all_ready(&server, &ids).await;
+    let leftovers = walk(&dir.path().join("tmp"));
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
