@@ -14,9 +14,39 @@ use satchel_workers::Presets;
 use secrecy::ExposeSecret;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// The object store named by the config: S3 when an endpoint or key is set, else the
+/// filesystem under the data directory.
+async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match &config.s3 {
+        None => Ok(Arc::new(FsStore::open(data_dir)?)),
+        Some(_) => bail!("the S3 store is not available in this build yet"),
+    }
+}
+
+/// The catalog named by `database_url`: SQLite in the data directory by default.
+async fn open_catalog(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Catalog>> {
+    match config.database_url.as_deref() {
+        None => {
+            let url = format!("sqlite://{}", data_dir.join("catalog.db").display());
+            Ok(Arc::new(SqliteCatalog::open(&url).await?))
+        }
+        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteCatalog::open(url).await?)),
+        Some(_) => bail!("only sqlite:// catalogs are available in this build yet"),
+    }
+}
+
+/// The job queue: RabbitMQ when `amqp_url` is set, else the catalog-backed embedded queue.
+async fn open_queue(config: &Config, catalog: Arc<dyn Catalog>) -> anyhow::Result<Arc<dyn JobQueue>> {
+    match &config.amqp_url {
+        None => Ok(Arc::new(EmbeddedQueue::new(catalog))),
+        Some(_) => bail!("the RabbitMQ queue is not available in this build yet"),
+    }
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -26,23 +56,13 @@ pub struct Application {
 impl Application {
     /// Opens every backend and binds the listener; nothing is served until [`run`](Self::run).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        if config.s3.is_some() || config.amqp_url.is_some() {
-            bail!("S3 storage and the RabbitMQ queue are not available in this build yet");
-        }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let data_dir = config.data_dir.canonicalize()?;
 
-        let store: Arc<dyn BlobStore> = Arc::new(FsStore::open(&data_dir)?);
-        let catalog: Arc<dyn Catalog> = match &config.database_url {
-            None => {
-                let url = format!("sqlite://{}", data_dir.join("catalog.db").display());
-                Arc::new(SqliteCatalog::open(&url).await?)
-            }
-            Some(url) if url.starts_with("sqlite:") => Arc::new(SqliteCatalog::open(url).await?),
-            Some(_) => bail!("only sqlite:// catalogs are available in this build yet"),
-        };
-        let queue: Arc<dyn JobQueue> = Arc::new(EmbeddedQueue::new(catalog.clone()));
+        let store = open_store(&config, &data_dir).await?;
+        let catalog = open_catalog(&config, &data_dir).await?;
+        let queue = open_queue(&config, catalog.clone()).await?;
 
         let presets = match &config.presets {
             Some(path) => Presets::load(path).map_err(anyhow::Error::msg)?,
