@@ -16,6 +16,13 @@ pub enum WorkerError {
     /// A container or codec the pipeline does not accept.
     #[error("unsupported codec: {0}")]
     UnsupportedCodec(String),
+    /// The input is a playlist, a concat script or another container that points at other files
+    /// or URLs. Workers only ever read the one file they were handed.
+    #[error("refused: {0}")]
+    RefusedReference(String),
+    /// A well-formed input with nothing in it to process (an audio file of zero samples).
+    #[error("empty media: {0}")]
+    Empty(String),
     /// Over a time budget set by the preset.
     #[error("timed out: {0}")]
     TimedOut(String),
@@ -34,6 +41,8 @@ impl WorkerError {
             WorkerError::TooManyPixels(_) => "too_many_pixels",
             WorkerError::TooLong(_) => "too_long",
             WorkerError::UnsupportedCodec(_) => "unsupported_codec",
+            WorkerError::RefusedReference(_) => "refused_reference",
+            WorkerError::Empty(_) => "empty_media",
             WorkerError::TimedOut(_) => "timed_out",
             WorkerError::EncodeFailed(_) => "encode_failed",
             WorkerError::Io(_) => "io_error",

@@ -5,10 +5,13 @@
 //! back the files written there and the metadata to record. That keeps every transform testable
 //! and benchmarkable on its own (`satchel process` and `benches/` call the same entry point).
 
+pub mod audio;
+mod av;
 pub mod error;
 pub mod image;
 pub mod output;
 pub mod preset;
+pub mod video;
 
 pub use error::WorkerError;
 pub use output::{Metadata, Placeholder, Processed, Step, Variant};
@@ -46,9 +49,7 @@ pub fn process(
 ) -> Result<Processed, WorkerError> {
     match kind {
         MediaKind::Image => image::process(input, &presets.image, out_dir),
-        MediaKind::Audio | MediaKind::Video => Err(WorkerError::UnsupportedCodec(format!(
-            "no {} pipeline in this build",
-            kind.as_str()
-        ))),
+        MediaKind::Audio => audio::process(input, &presets.audio, out_dir),
+        MediaKind::Video => video::process(input, presets, out_dir),
     }
 }

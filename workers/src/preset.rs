@@ -10,6 +10,7 @@ pub const DEFAULT_TOML: &str = include_str!("../../presets/default.toml");
 #[serde(deny_unknown_fields)]
 pub struct Presets {
     pub image: ImagePreset,
+    /// Absent sections fall back to the built-in preset's.
     #[serde(default)]
     pub audio: AudioPreset,
     #[serde(default)]
@@ -81,10 +82,83 @@ pub struct ImagePreset {
     pub blurhash_components: (u32, u32),
 }
 
-/// Filled in by the audio pipeline.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct AudioPreset {}
+/// The `voice` variant: mono Opus in Ogg, loudness-normalised, plus a waveform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioPreset {
+    /// Longest input accepted, in seconds. The decoded mono signal is held in memory for the
+    /// two loudness passes (4 bytes × 48 000 per second), so this also bounds memory.
+    pub max_duration_s: u32,
+    /// Wall-clock budget for one job, in seconds; over it the job fails with `timed_out`.
+    pub max_job_seconds: u32,
+    /// Opus bitrate in bits per second (speech: 24 000-32 000).
+    pub bitrate: u32,
+    /// libopus complexity, 0-10 (10 is libopus's and the ffmpeg CLI's default).
+    pub complexity: u8,
+    /// Integrated loudness target, EBU R128, in LUFS (e.g. -16 for speech on phones).
+    pub loudness_target_lufs: f32,
+    /// Largest gain applied to quiet recordings, in dB, so hiss is not boosted without end.
+    pub max_gain_db: f32,
+    /// Sample peak ceiling after gain, in dBFS: the gain is lowered rather than clip.
+    pub peak_ceiling_dbfs: f32,
+    /// Number of waveform values (64-100).
+    pub waveform_points: u8,
+}
 
-/// Filled in by the video pipeline.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct VideoPreset {}
+/// Still images cut from a video (the `poster`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PosterPreset {
+    pub format: ImageFormat,
+    /// 1-100.
+    pub quality: u8,
+    /// Longest edge; the poster is the video's displayed frame, never upscaled.
+    pub max_edge: u32,
+}
+
+/// The `video` variant (H.264 + AAC in MP4) and the limits on what is accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoPreset {
+    /// Longest input accepted, in seconds.
+    pub max_duration_s: u32,
+    /// Wall-clock budget for one job, in seconds; over it the job fails with `timed_out`.
+    pub max_job_seconds: u32,
+    /// Largest coded width or height accepted.
+    pub max_dimension: u32,
+    /// Largest width × height accepted; also handed to the decoder as its own limit.
+    pub max_pixels: u64,
+    /// Highest frame rate accepted (frames per second).
+    pub max_fps: u32,
+    /// Most frames accepted, counted from the header and again while decoding.
+    pub max_frames: u64,
+    /// Most streams (of any type) in the container.
+    pub max_streams: u32,
+    /// The output fits inside `max_long_edge` × `max_short_edge` in its displayed orientation.
+    pub max_long_edge: u32,
+    pub max_short_edge: u32,
+    /// x264 preset name (`ultrafast` ... `veryslow`).
+    pub x264_preset: String,
+    /// x264 constant rate factor, 0-51 (lower is better and larger).
+    pub crf: u8,
+    /// Encoder threads; 0 lets x264 and the decoder pick from the core count.
+    pub threads: u32,
+    /// AAC bitrate in bits per second when the audio has to be re-encoded.
+    pub audio_bitrate: u32,
+    /// An input already H.264 + AAC and within the size box is copied, not re-encoded, when its
+    /// overall bitrate is at most this many bits per second.
+    pub remux_max_bitrate: u64,
+    pub poster: PosterPreset,
+}
+
+impl Default for AudioPreset {
+    fn default() -> Self {
+        Presets::default().audio
+    }
+}
+
+impl Default for VideoPreset {
+    fn default() -> Self {
+        Presets::default().video
+    }
+}

@@ -1,7 +1,223 @@
-//! The image pipeline. (Being written.)
-use crate::{preset::ImagePreset, Processed, WorkerError};
-use std::path::Path;
+//! The image pipeline: an untrusted still or animated picture in; `thumbnail`, `preview` and
+//! `blurred` files, the displayed size and two placeholder strings out.
+//!
+//! The order of work is chosen for speed on big phone photos: decode only as many pixels as the
+//! largest output needs (JPEG shrinks in the DCT domain), make each smaller output from the
+//! previous one rather than from the original, and encode the outputs in parallel.
 
-pub fn process(_input: &Path, _preset: &ImagePreset, _out_dir: &Path) -> Result<Processed, WorkerError> {
-    Err(WorkerError::DecodeFailed("image pipeline not written yet".into()))
+pub mod blur;
+pub mod decode;
+pub mod encode;
+mod orient;
+pub mod placeholder;
+pub mod resize;
+
+use crate::preset::{ImageOutputPreset, ImagePreset};
+use crate::{Metadata, Placeholder, Processed, Step, Variant, WorkerError};
+use image::DynamicImage;
+use std::path::Path;
+use std::time::Instant;
+
+/// The variant names an image job produces, in the order they are reported.
+pub const VARIANT_NAMES: [&str; 3] = ["thumbnail", "preview", "blurred"];
+
+/// Runs the whole image job on `input`, writing `<variant>.<ext>` files into `out_dir`.
+pub fn process(
+    input: &Path,
+    preset: &ImagePreset,
+    out_dir: &Path,
+) -> Result<Processed, WorkerError> {
+    let mut steps = Vec::new();
+    let started = Instant::now();
+    let decoded = decode::decode(input, preset, largest_edge(preset, &VARIANT_NAMES))?;
+    let image = resize::normalize(decoded.image);
+    steps.push(Step {
+        name: "decode",
+        took: started.elapsed(),
+    });
+
+    let original = (decoded.width, decoded.height);
+    let (variants, placeholder) =
+        render(image, original, preset, out_dir, &VARIANT_NAMES, &mut steps)?;
+    Ok(Processed {
+        metadata: Metadata {
+            width: Some(decoded.width),
+            height: Some(decoded.height),
+            ..Metadata::default()
+        },
+        placeholder: Some(placeholder),
+        variants,
+        steps,
+    })
+}
+
+/// Makes the named variants (a subset of [`VARIANT_NAMES`]) and the placeholders from pixels
+/// already decoded elsewhere, such as a video's poster frame. `img` is taken as displayed.
+pub fn still_variants(
+    img: DynamicImage,
+    preset: &ImagePreset,
+    out_dir: &Path,
+    names: &[&str],
+) -> Result<(Vec<Variant>, Placeholder), WorkerError> {
+    if let Some(unknown) = names.iter().find(|n| !VARIANT_NAMES.contains(n)) {
+        return Err(WorkerError::EncodeFailed(format!(
+            "no image variant named {unknown:?}"
+        )));
+    }
+    decode::check_size(img.width(), img.height(), preset)?;
+    let original = (img.width(), img.height());
+    render(
+        resize::normalize(img),
+        original,
+        preset,
+        out_dir,
+        names,
+        &mut Vec::new(),
+    )
+}
+
+fn output_preset<'p>(preset: &'p ImagePreset, name: &str) -> &'p ImageOutputPreset {
+    match name {
+        "thumbnail" => &preset.thumbnail,
+        "preview" => &preset.preview,
+        _ => &preset.blurred,
+    }
+}
+
+/// The longest edge any requested output (or the placeholder input) needs from the decoder.
+fn largest_edge(preset: &ImagePreset, names: &[&str]) -> u32 {
+    names
+        .iter()
+        .map(|n| output_preset(preset, n).max_edge)
+        .fold(placeholder::TINY_EDGE, u32::max)
+}
+
+/// A picture on the way to the encoders.
+struct Pending<'p> {
+    name: &'static str,
+    output: &'p ImageOutputPreset,
+    pixels: DynamicImage,
+}
+
+/// Resizes, blurs, encodes and writes; `image` may be smaller than `original` (decoded at a
+/// reduced scale) but never smaller than any output it must produce.
+fn render(
+    image: DynamicImage,
+    original: (u32, u32),
+    preset: &ImagePreset,
+    out_dir: &Path,
+    names: &[&str],
+    steps: &mut Vec<Step>,
+) -> Result<(Vec<Variant>, Placeholder), WorkerError> {
+    let started = Instant::now();
+    let mut wanted: Vec<(&'static str, &ImageOutputPreset)> = VARIANT_NAMES
+        .into_iter()
+        .filter(|n| names.contains(n))
+        .map(|n| (n, output_preset(preset, n)))
+        .collect();
+    // Largest first, so each output can be made from the one before it.
+    wanted.sort_by_key(|(_, out)| std::cmp::Reverse(out.max_edge));
+
+    // `ladder` holds unblurred pictures, each smaller than the one before; every resize starts
+    // from the smallest rung that is still at least as big as the target.
+    let mut ladder: Vec<DynamicImage> = vec![image];
+    let mut pending = Vec::with_capacity(wanted.len());
+    for (name, output) in wanted {
+        let target = target_size(original, output.max_edge, &ladder[0]);
+        let pixels = resize::resize(rung_for(&ladder, target), target.0, target.1)?;
+        if output.blur_sigma > 0.0 {
+            pending.push(Pending {
+                name,
+                output,
+                pixels: blur::blur(&pixels, output.blur_sigma),
+            });
+            ladder.push(pixels);
+        } else {
+            // Encoding borrows nothing from the ladder, so the pixels are shared by a clone
+            // only when a later, smaller output may still start from them.
+            ladder.push(pixels.clone());
+            pending.push(Pending {
+                name,
+                output,
+                pixels,
+            });
+        }
+    }
+    let tiny_size = target_size(original, placeholder::TINY_EDGE, &ladder[0]);
+    let tiny = resize::resize(rung_for(&ladder, tiny_size), tiny_size.0, tiny_size.1)?;
+    drop(ladder);
+    steps.push(Step {
+        name: "resize",
+        took: started.elapsed(),
+    });
+
+    // Each variant is encoded on its own thread; the placeholders are computed meanwhile on
+    // this one. The preview dominates, so the job takes about as long as its encode.
+    let started = Instant::now();
+    let (written, placeholder) = std::thread::scope(|scope| {
+        let handles: Vec<_> = pending
+            .iter()
+            .map(|p| scope.spawn(move || write_variant(p, out_dir)))
+            .collect();
+        let placeholder_started = Instant::now();
+        let placeholder = placeholder::placeholders(&tiny, preset.blurhash_components);
+        let placeholder_took = placeholder_started.elapsed();
+        let written: Vec<Result<Variant, WorkerError>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(WorkerError::EncodeFailed("an encoder panicked".into()))
+                })
+            })
+            .collect();
+        (written, placeholder.map(|p| (p, placeholder_took)))
+    });
+    steps.push(Step {
+        name: "encode",
+        took: started.elapsed(),
+    });
+    let (placeholder, placeholder_took) = placeholder?;
+    steps.push(Step {
+        name: "placeholder",
+        took: placeholder_took,
+    });
+
+    let mut variants = written.into_iter().collect::<Result<Vec<_>, _>>()?;
+    variants.sort_by_key(|v| VARIANT_NAMES.iter().position(|n| *n == v.name));
+    Ok((variants, placeholder))
+}
+
+/// The size of an output bounded by `max_edge`, from the original's proportions; clamped to the
+/// pixels at hand so that a rounding difference can never turn into an upscale.
+fn target_size(original: (u32, u32), max_edge: u32, decoded: &DynamicImage) -> (u32, u32) {
+    let (w, h) = resize::fit(original.0, original.1, max_edge);
+    (w.min(decoded.width()), h.min(decoded.height()))
+}
+
+fn rung_for(ladder: &[DynamicImage], target: (u32, u32)) -> &DynamicImage {
+    ladder
+        .iter()
+        .rev()
+        .find(|img| img.width() >= target.0 && img.height() >= target.1)
+        .unwrap_or(&ladder[0])
+}
+
+fn write_variant(pending: &Pending<'_>, out_dir: &Path) -> Result<Variant, WorkerError> {
+    let format = pending.output.format;
+    let bytes = encode::encode(&pending.pixels, format, pending.output.quality)?;
+    let ext = match format {
+        crate::preset::ImageFormat::Webp => "webp",
+        crate::preset::ImageFormat::Jpeg => "jpg",
+    };
+    let path = out_dir.join(format!("{}.{ext}", pending.name));
+    std::fs::write(&path, &bytes)?;
+    Ok(Variant {
+        name: pending.name.to_string(),
+        path,
+        mime: format.mime().to_string(),
+        size: bytes.len() as u64,
+        width: Some(pending.pixels.width()),
+        height: Some(pending.pixels.height()),
+        duration_ms: None,
+    })
 }

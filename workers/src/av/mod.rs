@@ -1,0 +1,70 @@
+//! What the audio and video pipelines share about FFmpeg: one-time set-up, the job deadline and
+//! a hardened way to open an input ([`input`]).
+
+pub mod input;
+
+use crate::WorkerError;
+use ffmpeg_next as ffmpeg;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// FFmpeg refuses any single allocation over this. It is process-wide (FFmpeg has no
+/// per-context limit), so it is a ceiling for every job rather than a preset key; per-job
+/// bounds come from the pixel, duration and frame limits checked before decoding.
+const MAX_SINGLE_ALLOC: usize = 1 << 30;
+
+/// Sets FFmpeg up once per process: registers nothing (FFmpeg ≥ 4 needs no registration), keeps
+/// its logging off stderr (our errors carry the reason) and caps single allocations.
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = ffmpeg::init();
+        ffmpeg::log::set_level(ffmpeg::log::Level::Fatal);
+        // SAFETY: a plain setter on a global, called once before any job allocates.
+        unsafe { ffmpeg::ffi::av_max_alloc(MAX_SINGLE_ALLOC) };
+    });
+}
+
+/// The wall-clock budget of one job. Checked between packets and frames and inside every read
+/// of the input, so a hostile file cannot keep a worker busy past it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    pub fn after_seconds(seconds: u32) -> Self {
+        let budget = Duration::from_secs(u64::from(seconds.max(1)));
+        Deadline {
+            at: Instant::now() + budget,
+            budget,
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    pub fn check(&self) -> Result<(), WorkerError> {
+        if self.passed() {
+            Err(self.error())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn error(&self) -> WorkerError {
+        WorkerError::TimedOut(format!("over the {} s budget", self.budget.as_secs()))
+    }
+}
+
+/// Maps an FFmpeg error met while *reading or decoding* the input: the input's fault.
+pub fn decode_err(what: &str) -> impl Fn(ffmpeg::Error) -> WorkerError + '_ {
+    move |e| WorkerError::DecodeFailed(format!("{what}: {e}"))
+}
+
+/// Maps an FFmpeg error met while *encoding or writing* an output.
+pub fn encode_err(what: &str) -> impl Fn(ffmpeg::Error) -> WorkerError + '_ {
+    move |e| WorkerError::EncodeFailed(format!("{what}: {e}"))
+}
