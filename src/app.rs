@@ -1,14 +1,16 @@
 //! Start-up and shutdown: pick each backend once from config, wire the state, serve.
 
-use crate::catalog::{Catalog, SqliteCatalog};
+use crate::catalog::{Catalog, PostgresCatalog, SqliteCatalog};
 use crate::config::Config;
+use crate::domain::Kind;
 use crate::events::Events;
 use crate::jobs::WorkerPool;
 use crate::links::LinkSigner;
 use crate::metrics::Metrics;
-use crate::queue::{EmbeddedQueue, JobQueue};
+use crate::queue::amqp::Broker;
+use crate::queue::{AmqpQueue, EmbeddedQueue, JobQueue};
 use crate::state::AppState;
-use crate::storage::{BlobStore, FsStore};
+use crate::storage::{BlobStore, FsStore, PartPlan, S3Store};
 use anyhow::{bail, Context};
 use satchel_workers::Presets;
 use secrecy::ExposeSecret;
@@ -24,7 +26,13 @@ use tokio_util::sync::CancellationToken;
 async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn BlobStore>> {
     match &config.s3 {
         None => Ok(Arc::new(FsStore::open(data_dir)?)),
-        Some(_) => bail!("the S3 store is not available in this build yet"),
+        Some(s3) => {
+            let plan = PartPlan {
+                part_size: s3.part_size_bytes,
+                concurrency: s3.upload_concurrency,
+            };
+            Ok(Arc::new(S3Store::new(s3, plan)?))
+        }
     }
 }
 
@@ -36,21 +44,60 @@ async fn open_catalog(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dy
             Ok(Arc::new(SqliteCatalog::open(&url).await?))
         }
         Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteCatalog::open(url).await?)),
-        Some(_) => bail!("only sqlite:// catalogs are available in this build yet"),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(
+            Arc::new(PostgresCatalog::open(url, config.database_max_connections).await?),
+        ),
+        Some(_) => bail!("database_url must start with sqlite:, postgres:// or postgresql://"),
     }
 }
 
 /// The job queue: RabbitMQ when `amqp_url` is set, else the catalog-backed embedded queue.
-async fn open_queue(config: &Config, catalog: Arc<dyn Catalog>) -> anyhow::Result<Arc<dyn JobQueue>> {
+/// A broker that is down does not stop start-up: accepted jobs wait in the outbox.
+fn open_queue(
+    config: &Config,
+    catalog: Arc<dyn Catalog>,
+) -> (Arc<dyn JobQueue>, Option<Arc<Broker>>) {
     match &config.amqp_url {
-        None => Ok(Arc::new(EmbeddedQueue::new(catalog))),
-        Some(_) => bail!("the RabbitMQ queue is not available in this build yet"),
+        None => (Arc::new(EmbeddedQueue::new(catalog)), None),
+        Some(url) => {
+            let broker = Arc::new(Broker::new(
+                url.clone(),
+                config.amqp_prefix.clone(),
+                config.job_max_attempts,
+            ));
+            let prefetch = u16::try_from(config.workers).unwrap_or(u16::MAX);
+            let queue = AmqpQueue::start(broker.clone(), catalog, prefetch);
+            (Arc::new(queue), Some(broker))
+        }
+    }
+}
+
+/// What this process does: serve the API, run workers, or both.
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub api: bool,
+    /// The kinds of jobs to run and how many at once; `None` for an API-only node.
+    pub workers: Option<(Vec<Kind>, usize)>,
+}
+
+impl Role {
+    /// Embedded: one process does everything. With a broker: API only, workers elsewhere.
+    pub fn default_for(config: &Config) -> Self {
+        Self {
+            api: true,
+            workers: match config.amqp_url {
+                None => Some((Kind::ALL_PROCESSED.to_vec(), config.workers)),
+                Some(_) => None,
+            },
+        }
     }
 }
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    broker: Option<Arc<Broker>>,
+    role: Role,
 }
 
 impl Application {
@@ -62,7 +109,7 @@ impl Application {
 
         let store = open_store(&config, &data_dir).await?;
         let catalog = open_catalog(&config, &data_dir).await?;
-        let queue = open_queue(&config, catalog.clone()).await?;
+        let (queue, broker) = open_queue(&config, catalog.clone());
 
         let presets = match &config.presets {
             Some(path) => Presets::load(path).map_err(anyhow::Error::msg)?,
@@ -108,8 +155,13 @@ impl Application {
         }
         std::fs::create_dir_all(&work_dir)?;
 
+        let mut events = Events::new(config.webhook_url.clone(), webhook_secret);
+        if let Some(broker) = &broker {
+            events = events.with_broker(broker.clone());
+        }
+        let role = Role::default_for(&config);
         let state = AppState {
-            events: Events::new(config.webhook_url.clone(), webhook_secret),
+            events,
             config: Arc::new(config),
             catalog,
             store,
@@ -121,7 +173,17 @@ impl Application {
             public_url: public_url.into(),
             work_dir,
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            broker,
+            role,
+        })
+    }
+
+    pub fn with_role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -140,31 +202,45 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { listener, state } = self;
-        // A single embedded process owns every lease: whatever was running when it last
-        // stopped runs again now.
-        let released = state.catalog.release_all_leases().await?;
-        if released > 0 {
+        let Self {
+            listener,
+            state,
+            broker,
+            role,
+        } = self;
+        let recovered = state.queue.recover().await?;
+        if recovered > 0 {
             tracing::info!(
-                released,
+                recovered,
                 "jobs left running at the last stop are queued again"
             );
         }
-        let pool = WorkerPool::spawn(
-            state.clone(),
-            vec![
-                crate::domain::Kind::Image,
-                crate::domain::Kind::Audio,
-                crate::domain::Kind::Video,
-            ],
-            state.config.workers,
-        );
+        let pool = role.workers.as_ref().map(|(kinds, concurrency)| {
+            WorkerPool::spawn(state.clone(), kinds.clone(), *concurrency)
+        });
+        let dead_letters = match (&broker, &pool) {
+            (Some(broker), Some(_)) => Some(tokio::spawn(crate::jobs::dead_letters::run(
+                state.clone(),
+                broker.clone(),
+            ))),
+            _ => None,
+        };
         let stop = CancellationToken::new();
         let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), stop.clone()));
-        tracing::info!(addr = %listener.local_addr()?, workers = state.config.workers, "satchel is serving");
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            api = role.api,
+            workers = ?role.workers,
+            queue = state.queue.name(),
+            "satchel is serving"
+        );
 
+        let router = match role.api {
+            true => crate::http::router(state.clone()),
+            false => crate::http::ops_router(state.clone()),
+        };
         let http_stop = stop.clone();
-        axum::serve(listener, crate::http::router(state.clone()))
+        axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 http_stop.cancel();
@@ -172,10 +248,15 @@ impl Application {
             .await?;
         tracing::info!("no longer accepting requests; finishing jobs");
         stop.cancel();
-        pool.shutdown(state.config.shutdown_grace).await;
+        if let Some(pool) = pool {
+            pool.shutdown(state.config.shutdown_grace).await;
+        }
+        if let Some(task) = dead_letters {
+            task.abort();
+        }
         let _ = sweeper.await;
-        let released = state.catalog.release_all_leases().await?;
-        tracing::info!(requeued = released, "stopped");
+        let requeued = state.queue.recover().await?;
+        tracing::info!(requeued, "stopped");
         Ok(())
     }
 }

@@ -39,13 +39,17 @@ struct Layer {
     sweep_interval_seconds: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
     database_url: Option<String>,
+    database_max_connections: Option<u32>,
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
     s3_bucket_prefix: Option<String>,
     s3_path_style: Option<bool>,
+    s3_part_size_bytes: Option<usize>,
+    s3_upload_concurrency: Option<usize>,
     amqp_url: Option<String>,
+    amqp_prefix: Option<String>,
 }
 
 macro_rules! overlay {
@@ -77,13 +81,17 @@ impl Layer {
             sweep_interval_seconds,
             shutdown_grace_seconds,
             database_url,
+            database_max_connections,
             s3_endpoint,
             s3_region,
             s3_access_key_id,
             s3_secret_access_key,
             s3_bucket_prefix,
             s3_path_style,
-            amqp_url
+            s3_part_size_bytes,
+            s3_upload_concurrency,
+            amqp_url,
+            amqp_prefix
         );
     }
 
@@ -109,7 +117,10 @@ impl Layer {
                 | "job_timeout_seconds"
                 | "job_max_attempts"
                 | "sweep_interval_seconds"
-                | "shutdown_grace_seconds" => toml::Value::Integer(
+                | "shutdown_grace_seconds"
+                | "s3_part_size_bytes"
+                | "s3_upload_concurrency"
+                | "database_max_connections" => toml::Value::Integer(
                     value
                         .trim()
                         .parse()
@@ -121,8 +132,10 @@ impl Layer {
                         .parse()
                         .map_err(|_| format!("{key} must be true or false"))?,
                 ),
-                // Variables that configure logging or tests, not the service.
-                "log" | "test_keep" => continue,
+                // Variables that configure logging or tests, not the service. The suite's
+                // `SATCHEL_TEST_*` reach the binaries it starts, so none of them is a key.
+                "log" => continue,
+                test if test.starts_with("test_") => continue,
                 _ => toml::Value::String(value),
             };
             table.insert(name, value);
@@ -140,6 +153,10 @@ pub struct S3Settings {
     pub secret_access_key: SecretString,
     pub bucket_prefix: String,
     pub path_style: bool,
+    /// Multipart part size; memory per upload is bounded by part size × (concurrency + 1).
+    pub part_size_bytes: usize,
+    /// Parts of one upload in flight at once.
+    pub upload_concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -163,8 +180,12 @@ pub struct Config {
     pub sweep_interval: Duration,
     pub shutdown_grace: Duration,
     pub database_url: Option<String>,
+    /// Size of the PostgreSQL connection pool, per process (default 10).
+    pub database_max_connections: u32,
     pub s3: Option<S3Settings>,
     pub amqp_url: Option<String>,
+    /// Names the broker objects: `<prefix>.jobs.image`, `<prefix>.events`, ...
+    pub amqp_prefix: String,
 }
 
 impl Config {
@@ -212,6 +233,8 @@ impl Config {
                     .into(),
                 bucket_prefix: l.s3_bucket_prefix.unwrap_or_else(|| "satchel-".into()),
                 path_style: l.s3_path_style.unwrap_or(true),
+                part_size_bytes: l.s3_part_size_bytes.unwrap_or(8 << 20),
+                upload_concurrency: l.s3_upload_concurrency.unwrap_or(4),
             }),
         };
         let link_mode = l.link_mode.unwrap_or(LinkMode::Service);
@@ -251,8 +274,10 @@ impl Config {
             sweep_interval: Duration::from_secs(l.sweep_interval_seconds.unwrap_or(5).max(1)),
             shutdown_grace: Duration::from_secs(l.shutdown_grace_seconds.unwrap_or(30)),
             database_url: l.database_url,
+            database_max_connections: l.database_max_connections.unwrap_or(10).max(1),
             s3,
             amqp_url: l.amqp_url,
+            amqp_prefix: l.amqp_prefix.unwrap_or_else(|| "satchel".into()),
         })
     }
 }

@@ -1,5 +1,6 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use satchel::app::Role;
 use satchel::domain::{sniff, Kind};
 use satchel::{Application, Config};
 use std::path::PathBuf;
@@ -20,6 +21,21 @@ enum Command {
         /// A TOML file with the same keys as the SATCHEL_* variables, in lowercase.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// With a broker configured, also run a worker pool in this process (embedded
+        /// deployments always do).
+        #[arg(long)]
+        with_workers: bool,
+    },
+    /// Consume jobs from the broker; serves only /healthz, /readyz and /metrics.
+    Worker {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Which worker pools to run.
+        #[arg(long, value_delimiter = ',', default_value = "image,audio,video")]
+        pools: Vec<String>,
+        /// Jobs at once (default: SATCHEL_WORKERS, the number of cores).
+        #[arg(long)]
+        concurrency: Option<usize>,
     },
     /// Run the media pipeline on a local file and print what it produced.
     Process {
@@ -40,16 +56,56 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { config } => serve(config),
+        Command::Serve {
+            config,
+            with_workers,
+        } => {
+            let config = load(config)?;
+            let mut role = Role::default_for(&config);
+            if with_workers {
+                role.workers = Some((Kind::ALL_PROCESSED.to_vec(), config.workers));
+            }
+            run(config, role)
+        }
+        Command::Worker {
+            config,
+            pools,
+            concurrency,
+        } => {
+            let config = load(config)?;
+            if config.amqp_url.is_none() {
+                anyhow::bail!("`satchel worker` consumes from a broker: set SATCHEL_AMQP_URL (embedded `serve` runs its own workers)");
+            }
+            let kinds = pools
+                .iter()
+                .map(|p| match Kind::parse(p) {
+                    Some(k) if k != Kind::File => Ok(k),
+                    _ => Err(anyhow::anyhow!(
+                        "unknown pool {p:?}: use image, audio, video"
+                    )),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let concurrency = concurrency.unwrap_or(config.workers).max(1);
+            run(
+                config,
+                Role {
+                    api: false,
+                    workers: Some((kinds, concurrency)),
+                },
+            )
+        }
         Command::Process { file, preset, out } => process(file, preset, out),
     }
 }
 
-fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = Config::load(config.as_deref()).map_err(anyhow::Error::msg)?;
+fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {
+    Config::load(config.as_deref()).map_err(anyhow::Error::msg)
+}
+
+fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let app = Application::build(config).await?;
+        let app = Application::build(config).await?.with_role(role);
         app.run(shutdown_signal()).await
     })
 }

@@ -3,8 +3,11 @@
 //! One trait, chosen once at start-up: SQLite is the embedded default; PostgreSQL plugs in
 //! behind the same trait with the same semantics.
 
+mod postgres;
+mod rows;
 mod sqlite;
 
+pub use postgres::PostgresCatalog;
 pub use sqlite::SqliteCatalog;
 
 use crate::domain::{
@@ -102,6 +105,29 @@ pub trait Catalog: Send + Sync {
     async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>>;
     /// Puts a leased job back, runnable after `after`.
     async fn retry_job(&self, id: &MediaId, after: Duration) -> Result<()>;
+    /// Marks a delivered job as running and counts the attempt; `None` if the job is gone
+    /// (finished or erased), so a duplicate delivery is dropped. With a broker, the broker's
+    /// delivery is the lease: a job is redelivered only when its consumer died.
+    async fn begin_job(&self, id: &MediaId, lease: Duration) -> Result<Option<Job>> {
+        let _ = (id, lease);
+        Err(CatalogError::Other(anyhow::anyhow!(
+            "{} cannot hand jobs to a broker yet",
+            self.name()
+        )))
+    }
+
+    /// Jobs written but not yet handed to the broker (the outbox), oldest first.
+    async fn outbox(&self, limit: u32) -> Result<Vec<Job>> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
+
+    /// The broker confirmed the job: the relay must not publish it again.
+    async fn mark_published(&self, id: &MediaId) -> Result<()> {
+        let _ = id;
+        Ok(())
+    }
+
     /// Makes every leased job runnable again: for start-up of a single embedded process.
     async fn release_all_leases(&self) -> Result<u64>;
     async fn queue_depth(&self) -> Result<u64>;

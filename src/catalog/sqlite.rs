@@ -98,6 +98,15 @@ impl SqliteCatalog {
     }
 }
 
+fn job_from_row(row: SqliteRow) -> Result<Job> {
+    let bad = || CatalogError::Other(anyhow::anyhow!("corrupt job row"));
+    Ok(Job {
+        media_id: MediaId::parse(&row.get::<String, _>(0)).ok_or_else(bad)?,
+        kind: Kind::parse(&row.get::<String, _>(1)).ok_or_else(bad)?,
+        attempt: row.get::<i64, _>(2) as u32,
+    })
+}
+
 fn decode_media(r: SqliteRow, variants: BTreeMap<String, VariantInfo>) -> Result<StoredMedia> {
     let bad = |what: &str| CatalogError::Other(anyhow::anyhow!("corrupt catalog row: {what}"));
     let time = |secs: i64| OffsetDateTime::from_unix_timestamp(secs).map_err(|_| bad("time"));
@@ -412,7 +421,7 @@ impl Catalog for SqliteCatalog {
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ? \
              WHERE media_id = (SELECT media_id FROM jobs WHERE kind IN ({placeholders}) AND \
-               ((state = 'queued' AND available_at <= ?) OR (state = 'running' AND lease_until < ?)) \
+               ((state IN ('queued', 'published') AND available_at <= ?) OR (state = 'running' AND lease_until < ?)) \
                ORDER BY available_at, media_id LIMIT 1) \
              RETURNING media_id, kind, attempts"
         );
@@ -427,12 +436,7 @@ impl Catalog for SqliteCatalog {
             .await
             .map_err(other)?;
         let Some(row) = row else { return Ok(None) };
-        let bad = || CatalogError::Other(anyhow::anyhow!("corrupt job row"));
-        Ok(Some(Job {
-            media_id: MediaId::parse(&row.get::<String, _>(0)).ok_or_else(bad)?,
-            kind: Kind::parse(&row.get::<String, _>(1)).ok_or_else(bad)?,
-            attempt: row.get::<i64, _>(2) as u32,
-        }))
+        job_from_row(row).map(Some)
     }
 
     async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>> {
@@ -507,6 +511,41 @@ impl Catalog for SqliteCatalog {
     async fn retry_job(&self, id: &MediaId, after: Duration) -> Result<()> {
         sqlx::query("UPDATE jobs SET state = 'queued', lease_until = NULL, available_at = ? WHERE media_id = ?")
             .bind(now_ms() + after.as_millis() as i64)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(other)?;
+        Ok(())
+    }
+
+    async fn begin_job(&self, id: &MediaId, lease: Duration) -> Result<Option<Job>> {
+        let row = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ? \
+             WHERE media_id = ? RETURNING media_id, kind, attempts",
+        )
+        .bind(now_ms() + lease.as_millis() as i64)
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(other)?;
+        row.map(job_from_row).transpose()
+    }
+
+    async fn outbox(&self, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "SELECT media_id, kind, attempts FROM jobs WHERE state = 'queued' AND available_at <= ? \
+             ORDER BY available_at, media_id LIMIT ?",
+        )
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        rows.into_iter().map(job_from_row).collect()
+    }
+
+    async fn mark_published(&self, id: &MediaId) -> Result<()> {
+        sqlx::query("UPDATE jobs SET state = 'published' WHERE media_id = ? AND state = 'queued'")
             .bind(id.to_string())
             .execute(&self.pool)
             .await

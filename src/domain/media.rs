@@ -16,6 +16,9 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kinds that have a pipeline, in worker-pool order.
+    pub const ALL_PROCESSED: [Kind; 3] = [Kind::Image, Kind::Audio, Kind::Video];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Image => "image",

@@ -1,6 +1,7 @@
 //! `GET /v1/files/{media}/{variant}`: signed downloads. The signature proves the link was
 //! issued; the catalog proves the media still exists and the user is still a member.
 
+use super::disposition::{disposition, variant_filename};
 use super::extract::{Path, Query};
 use super::range::{self, Requested};
 use crate::domain::{MediaId, UserId};
@@ -160,80 +161,4 @@ async fn serve(
     );
     let body = Body::from_stream(ReaderStream::with_capacity(object.body, 64 * 1024));
     Ok((status, response_headers, body).into_response())
-}
-
-/// `inline` only for media types a browser shows without running them; everything else is
-/// an attachment, so that an HTML or SVG upload can never execute in our origin.
-fn disposition(mime: &str, filename: &str) -> String {
-    let inline = [
-        "image/jpeg",
-        "image/png",
-        "image/gif",
-        "image/webp",
-        "image/avif",
-        "image/heif",
-    ]
-    .contains(&mime)
-        || mime.starts_with("audio/")
-        || mime.starts_with("video/");
-    let kind = if inline { "inline" } else { "attachment" };
-    let ascii: String = filename
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!(
-        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{}",
-        percent_encode(filename)
-    )
-}
-
-/// RFC 8187 `attr-char`s stay, everything else is %XX.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn variant_filename(original: &str, variant: &str, mime: &str) -> String {
-    let stem = original.rsplit_once('.').map_or(original, |(stem, _)| stem);
-    let ext = match mime {
-        "image/webp" => "webp",
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "audio/ogg" => "ogg",
-        "video/mp4" => "mp4",
-        _ => "bin",
-    };
-    format!("{stem}-{variant}.{ext}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn html_is_an_attachment_and_images_are_inline() {
-        assert!(disposition("application/octet-stream", "x.png").starts_with("attachment;"));
-        assert!(disposition("image/webp", "x.webp").starts_with("inline;"));
-        assert!(disposition("image/svg+xml", "x.svg").starts_with("attachment;"));
-    }
-
-    #[test]
-    fn filenames_are_quoted_safely() {
-        let d = disposition("image/png", "a\"b é.png");
-        assert!(d.contains("filename=\"a_b _.png\""), "{d}");
-        assert!(d.contains("filename*=UTF-8''a%22b%20%C3%A9.png"), "{d}");
-    }
 }

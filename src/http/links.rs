@@ -1,10 +1,14 @@
 //! `POST /v1/media/{id}/links`: download links, only for current members.
 
+use super::disposition::{disposition, variant_filename};
 use super::extract::{Json, Path};
+use crate::config::LinkMode;
+use crate::domain::Media;
 use crate::domain::UserId;
 use crate::error::{ApiError, ErrorBody};
 use crate::links::Grant;
 use crate::state::AppState;
+use crate::storage::{original_key, variant_key};
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,12 +55,12 @@ pub async fn issue(
 ) -> Result<axum::Json<LinkResponse>, ApiError> {
     let id = super::media::parse_id(&id)?;
     let user = UserId::parse(&body.user)?;
-    let media = state
+    let stored = state
         .catalog
         .get_media(&id)
         .await?
-        .ok_or(ApiError::NotFound)?
-        .media;
+        .ok_or(ApiError::NotFound)?;
+    let media = &stored.media;
     let names = match body.variants.is_empty() {
         true => vec!["original".to_owned()],
         false => body.variants,
@@ -86,6 +90,20 @@ pub async fn issue(
         expires_at = expires_at.min(media_expiry);
     }
     let mut links = BTreeMap::new();
+    if state.config.link_mode == LinkMode::Presigned {
+        // Counted from now, not from the rounded `expires_at`, which can only be later.
+        let ttl = Duration::from_secs(
+            (expires_at - OffsetDateTime::now_utc())
+                .whole_seconds()
+                .max(1) as u64,
+        );
+        for variant in names {
+            let url = presigned(&state, &stored.bucket, media, &variant, ttl).await?;
+            links.insert(variant, url);
+        }
+        state.metrics.links_issued.inc_by(links.len() as u64);
+        return Ok(axum::Json(LinkResponse { expires_at, links }));
+    }
     for variant in names {
         let grant = Grant {
             media: id,
@@ -106,4 +124,31 @@ pub async fn issue(
     }
     state.metrics.links_issued.inc_by(links.len() as u64);
     Ok(axum::Json(LinkResponse { expires_at, links }))
+}
+
+/// An S3 presigned URL that answers with the same type and disposition as a service download.
+async fn presigned(
+    state: &AppState,
+    bucket: &str,
+    media: &Media,
+    variant: &str,
+    ttl: Duration,
+) -> Result<String, ApiError> {
+    let (key, mime, filename) = match media.variants.get(variant) {
+        Some(v) if variant != "original" => (
+            variant_key(&media.id, variant),
+            v.mime.as_str(),
+            variant_filename(&media.filename, variant, &v.mime),
+        ),
+        _ => (
+            original_key(&media.id),
+            media.mime.as_str(),
+            media.filename.clone(),
+        ),
+    };
+    state
+        .store
+        .presign_get(bucket, &key, ttl, mime, &disposition(mime, &filename))
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("this store cannot presign links")))
 }

@@ -1,6 +1,7 @@
 //! The HTTP API of `../shared/API.md`: routing, authentication, and one module per resource.
 
 mod auth;
+mod disposition;
 mod extract;
 mod files;
 mod ingest;
@@ -23,6 +24,16 @@ use axum::Router;
 
 /// Bodies of the small JSON calls (links, member sets).
 const JSON_BODY_LIMIT: usize = 1 << 20;
+
+/// A worker process serves only health, readiness and metrics.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()

@@ -65,6 +65,12 @@ impl JobQueue for EmbeddedQueue {
             .map_err(unavailable)
     }
 
+    async fn recover(&self) -> Result<u64> {
+        // A single embedded process owns every lease: whatever was running when it last
+        // stopped runs again now.
+        self.catalog.release_all_leases().await.map_err(unavailable)
+    }
+
     async fn depth(&self) -> Result<u64> {
         self.catalog.queue_depth().await.map_err(unavailable)
     }

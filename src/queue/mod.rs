@@ -4,8 +4,10 @@
 //! job exists exactly when a media is `processing`. The embedded queue hands those rows straight
 //! to the in-process worker pool; a broker-backed queue relays them to RabbitMQ.
 
+pub mod amqp;
 mod embedded;
 
+pub use amqp::AmqpQueue;
 pub use embedded::EmbeddedQueue;
 
 use crate::catalog::Job;
@@ -38,6 +40,10 @@ pub trait JobQueue: Send + Sync {
 
     /// Deliver the job again after `after`.
     async fn retry(&self, job: &Job, after: Duration) -> Result<()>;
+
+    /// At start-up and after shutdown: make jobs that this process held runnable again.
+    /// Returns how many.
+    async fn recover(&self) -> Result<u64>;
 
     /// Jobs waiting or running.
     async fn depth(&self) -> Result<u64>;

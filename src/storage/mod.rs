@@ -5,15 +5,18 @@
 
 mod fs;
 mod naming;
+mod s3;
 
 pub use fs::FsStore;
 pub use naming::base32_lower;
+pub use s3::{PartPlan, S3Store};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ops::Range;
 use std::path::Path;
 use std::pin::Pin;
+use std::time::Duration;
 use tokio::io::AsyncRead;
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,20 @@ pub trait BlobStore: Send + Sync {
     async fn delete_bucket(&self, bucket: &str) -> Result<()>;
 
     async fn check(&self) -> Result<()>;
+
+    /// A URL that downloads the object straight from the store until `ttl` passes, answering
+    /// with these `Content-Type` and `Content-Disposition`; `None` when the store cannot make
+    /// one (the filesystem store), so the service serves downloads itself.
+    async fn presign_get(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        _ttl: Duration,
+        _content_type: &str,
+        _content_disposition: &str,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// The key of the original upload of a media.

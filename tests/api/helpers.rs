@@ -1,4 +1,5 @@
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use satchel::config::S3Settings;
 use satchel::{Application, Config};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -13,6 +14,72 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub dir: TempDir,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Dropped after `Drop for TestApp` has stopped the app.
+    _database: Option<TestDatabase>,
+    /// The S3 store the app uses, when the backend is real.
+    pub s3: Option<S3Settings>,
+}
+
+/// `SATCHEL_TEST_BACKEND=real`: the suite runs against real PostgreSQL (and the other real
+/// services) instead of the embedded backends.
+pub fn real_backend() -> bool {
+    std::env::var("SATCHEL_TEST_BACKEND").is_ok_and(|v| v == "real")
+}
+
+/// A fresh PostgreSQL database for one test app, dropped with it. Run scripts also drop
+/// `satchel_t_%` databases left by killed runs.
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Panics when the server cannot be reached: in the real-backend run, a missing
+    /// database is a failure, never a reason to skip.
+    pub async fn create() -> Self {
+        use sqlx::{Connection, Executor};
+        let admin_url = std::env::var("SATCHEL_TEST_DATABASE_URL").expect(
+            "SATCHEL_TEST_BACKEND=real needs SATCHEL_TEST_DATABASE_URL, \
+             e.g. postgres://postgres@127.0.0.1:5432/test",
+        );
+        let name = format!("satchel_t_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let mut conn = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to SATCHEL_TEST_DATABASE_URL: {e}"));
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+        let _ = conn.close().await;
+        let mut url = reqwest::Url::parse(&admin_url).expect("SATCHEL_TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        Self {
+            url: url.to_string(),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        use sqlx::{Connection, Executor};
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which must not block on itself; a thread with
+        // its own runtime can. FORCE ends the stopped app's pooled connections.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                conn.execute(sql.as_str()).await.ok()
+            })
+        })
+        .join();
+    }
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -33,11 +100,143 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Config {
         ("SATCHEL_SWEEP_INTERVAL_SECONDS".into(), "1".into()),
         ("SATCHEL_SHUTDOWN_GRACE_SECONDS".into(), "10".into()),
     ];
+    if real_backend() {
+        vars.extend(s3_test_vars());
+        vars.extend(amqp_test_vars());
+    }
     for (k, v) in extra {
         vars.retain(|(key, _)| key != k);
         vars.push((k.to_string(), v.to_string()));
     }
     Config::load_from(None, vars.into_iter()).expect("test config is valid")
+}
+
+/// The S3 store's settings for one test app: the `SATCHEL_TEST_S3_*` server (Garage in CI,
+/// `eval "$(scripts/garage.sh env)"`) and a bucket prefix of its own, so that concurrent tests
+/// never see each other's buckets. Panics when the server is not configured: in the
+/// real-backend run a missing store is a failure, never a reason to skip.
+pub fn s3_test_vars() -> Vec<(String, String)> {
+    use rand::distr::{Alphanumeric, SampleString};
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "SATCHEL_TEST_BACKEND=real needs {name}; run eval \"$(scripts/garage.sh env)\" first"
+            )
+        })
+    };
+    let prefix = format!(
+        "t{}-",
+        Alphanumeric
+            .sample_string(&mut rand::rng(), 8)
+            .to_lowercase()
+    );
+    vec![
+        (
+            "SATCHEL_S3_ENDPOINT".into(),
+            var("SATCHEL_TEST_S3_ENDPOINT"),
+        ),
+        ("SATCHEL_S3_REGION".into(), var("SATCHEL_TEST_S3_REGION")),
+        (
+            "SATCHEL_S3_ACCESS_KEY_ID".into(),
+            var("SATCHEL_TEST_S3_ACCESS_KEY_ID"),
+        ),
+        (
+            "SATCHEL_S3_SECRET_ACCESS_KEY".into(),
+            var("SATCHEL_TEST_S3_SECRET_ACCESS_KEY"),
+        ),
+        ("SATCHEL_S3_BUCKET_PREFIX".into(), prefix),
+        ("SATCHEL_S3_PATH_STYLE".into(), "true".into()),
+    ]
+}
+
+/// The broker for one test app: the `SATCHEL_TEST_AMQP_URL` server with queue and exchange
+/// names of its own, so that concurrent tests never take each other's jobs.
+pub fn amqp_test_vars() -> Vec<(String, String)> {
+    let url = std::env::var("SATCHEL_TEST_AMQP_URL").unwrap_or_else(|_| {
+        panic!("SATCHEL_TEST_BACKEND=real needs SATCHEL_TEST_AMQP_URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f")
+    });
+    let prefix = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
+    vec![
+        ("SATCHEL_AMQP_URL".into(), url),
+        ("SATCHEL_AMQP_PREFIX".into(), prefix),
+    ]
+}
+
+/// A client of the test S3 server, for looking behind the service's back.
+pub fn s3_client(s3: &S3Settings) -> aws_sdk_s3::Client {
+    use secrecy::ExposeSecret;
+    let credentials = aws_sdk_s3::config::Credentials::new(
+        &s3.access_key_id,
+        s3.secret_access_key.expose_secret(),
+        None,
+        None,
+        "satchel-tests",
+    );
+    let mut config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .credentials_provider(credentials)
+        .region(aws_sdk_s3::config::Region::new(s3.region.clone()))
+        .force_path_style(true);
+    if let Some(endpoint) = &s3.endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    aws_sdk_s3::Client::from_conf(config.build())
+}
+
+/// Runs `f` to completion on a runtime of its own: the sync helpers below must not block the
+/// test's runtime on itself.
+fn block_on<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(f)
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+/// Every object and every unfinished multipart upload in the buckets under `s3`'s prefix,
+/// as `s3://bucket/key` and `s3-upload://bucket/key`.
+pub async fn s3_listing(s3: &S3Settings) -> (Vec<String>, Vec<PathBuf>) {
+    let client = s3_client(s3);
+    let buckets: Vec<String> = client
+        .list_buckets()
+        .send()
+        .await
+        .expect("the test S3 server lists buckets")
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name())
+        .filter(|name| name.starts_with(&s3.bucket_prefix))
+        .map(str::to_owned)
+        .collect();
+    let mut found = Vec::new();
+    for bucket in &buckets {
+        let objects = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("the test S3 server lists objects");
+        for key in objects.contents().iter().filter_map(|o| o.key()) {
+            found.push(PathBuf::from(format!("s3://{bucket}/{key}")));
+        }
+        let uploads = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("the test S3 server lists multipart uploads");
+        for key in uploads.uploads().iter().filter_map(|u| u.key()) {
+            found.push(PathBuf::from(format!("s3-upload://{bucket}/{key}")));
+        }
+    }
+    (buckets, found)
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -50,8 +249,28 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 }
 
 pub async fn spawn_in(dir: TempDir, extra: &[(&str, &str)]) -> TestApp {
-    let config = test_config(dir.path(), extra);
-    let app = Application::build(config).await.expect("the app builds");
+    let database = match real_backend() {
+        true => Some(TestDatabase::create().await),
+        false => None,
+    };
+    let mut extra = extra.to_vec();
+    if let Some(db) = &database {
+        extra.insert(0, ("SATCHEL_DATABASE_URL", db.url.as_str()));
+    }
+    let config = test_config(dir.path(), &extra);
+    let s3 = config.s3.clone();
+    // With a broker the API node runs no workers by default; the suite wants both in one.
+    let role = satchel::app::Role {
+        api: true,
+        workers: Some((
+            satchel::domain::Kind::ALL_PROCESSED.to_vec(),
+            config.workers,
+        )),
+    };
+    let app = Application::build(config)
+        .await
+        .expect("the app builds")
+        .with_role(role);
     let addr = app.local_addr();
     // The process-lifecycle tests cover shutdown; here the server lives as long as the test.
     let task = tokio::spawn(app.run(std::future::pending()));
@@ -63,6 +282,8 @@ pub async fn spawn_in(dir: TempDir, extra: &[(&str, &str)]) -> TestApp {
             .unwrap(),
         dir,
         task: Some(task),
+        _database: database,
+        s3,
     }
 }
 
@@ -158,22 +379,49 @@ impl TestApp {
         body["links"][variant].as_str().unwrap().to_owned()
     }
 
-    /// Every file under the data directory's object store and scratch areas.
+    /// Every file under the data directory's object store and scratch areas; with S3, every
+    /// object and unfinished multipart upload in the app's buckets too.
     pub fn stored_files(&self) -> Vec<PathBuf> {
-        ["objects", "tmp", "work"]
+        let mut files: Vec<PathBuf> = ["objects", "tmp", "work"]
             .iter()
             .flat_map(|d| walk(&self.dir.path().join(d)))
-            .collect()
+            .collect();
+        if let Some(s3) = &self.s3 {
+            files.extend(block_on(s3_listing(s3)).1);
+        }
+        files
+    }
+
+    /// How many chat buckets the store holds.
+    pub fn bucket_count(&self) -> usize {
+        match &self.s3 {
+            Some(s3) => block_on(s3_listing(s3)).0.len(),
+            None => std::fs::read_dir(self.dir.path().join("objects")).map_or(0, |d| d.count()),
+        }
+    }
+
+    /// The store's name in `/readyz`.
+    pub fn storage_name(&self) -> &'static str {
+        match self.s3 {
+            Some(_) => "s3",
+            None => "filesystem",
+        }
     }
 }
 
 impl TestApp {
     /// Originals committed to the object store (not job scratch copies).
     pub fn stored_originals(&self) -> usize {
-        walk(&self.dir.path().join("objects"))
-            .iter()
-            .filter(|p| p.ends_with("original"))
-            .count()
+        let mut objects = walk(&self.dir.path().join("objects"));
+        if let Some(s3) = &self.s3 {
+            objects.extend(
+                block_on(s3_listing(s3))
+                    .1
+                    .into_iter()
+                    .filter(|p| p.to_string_lossy().starts_with("s3://")),
+            );
+        }
+        objects.iter().filter(|p| p.ends_with("original")).count()
     }
 }
 

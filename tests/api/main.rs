@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod catalog_concurrency;
 mod downloads;
 mod hostile;
 mod links;
@@ -11,5 +12,6 @@ mod media;
 mod members;
 mod ops;
 mod process_lifecycle;
+mod s3;
 mod uploads;
 mod webhooks;

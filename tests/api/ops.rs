@@ -10,15 +10,23 @@ async fn health_and_readiness_answer() {
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["storage"], "filesystem");
-    assert_eq!(body["catalog"], "sqlite");
+    assert_eq!(body["storage"], app.storage_name());
+    let catalog = if real_backend() { "postgres" } else { "sqlite" };
+    assert_eq!(body["catalog"], catalog);
 }
 
 #[tokio::test]
 async fn readiness_names_storage_when_it_fails() {
-    let app = spawn_app().await;
-    // Take the store's scratch directory away: storage can no longer write.
-    std::fs::remove_dir_all(app.dir.path().join("tmp")).unwrap();
+    let app = match real_backend() {
+        // Nothing listens on port 1: the store is as good as down.
+        true => spawn_app_with(&[("SATCHEL_S3_ENDPOINT", "http://127.0.0.1:1")]).await,
+        false => {
+            let app = spawn_app().await;
+            // Take the store's scratch directory away: storage can no longer write.
+            std::fs::remove_dir_all(app.dir.path().join("tmp")).unwrap();
+            app
+        }
+    };
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
 }

@@ -1,0 +1,508 @@
+//! The shared catalog: PostgreSQL, for several satchel processes behind one database.
+//!
+//! Same tables and semantics as the SQLite catalog. What SQLite gets from its single writer,
+//! this one gets explicitly: `FOR UPDATE SKIP LOCKED` when leasing jobs, an advisory lock per
+//! chat when replacing members, and `ON CONFLICT` for idempotency keys.
+
+use super::rows::*;
+use super::*;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row;
+
+pub struct PostgresCatalog {
+    pool: PgPool,
+}
+
+/// Like [`other`], plus the server's own "not now" answers: a connection that broke
+/// (class 08), a server shutting down or starting (57P0x) or out of connections (53300).
+fn pg(e: sqlx::Error) -> CatalogError {
+    let unavailable = match &e {
+        sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    };
+    match unavailable {
+        true => CatalogError::Unavailable(e.into()),
+        false => other(e),
+    }
+}
+
+impl PostgresCatalog {
+    /// Connects, then brings the schema up to date; concurrent starts are safe because the
+    /// migrator holds an advisory lock while it runs.
+    pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn variants_of(&self, id: &str) -> Result<BTreeMap<String, VariantInfo>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {VARIANT_COLUMNS} FROM variants WHERE media_id = $1"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(rows.iter().map(decode_variant).collect())
+    }
+
+    async fn fetch_media(&self, id: &str, only_live: bool) -> Result<Option<StoredMedia>> {
+        let row = sqlx::query(&format!(
+            "SELECT {MEDIA_COLUMNS} FROM media m JOIN chats c ON c.chat_id = m.chat_id \
+             WHERE m.id = $1 AND (NOT $2 OR m.expires_at IS NULL OR m.expires_at > $3)"
+        ))
+        .bind(id)
+        .bind(only_live)
+        .bind(OffsetDateTime::now_utc().unix_timestamp())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(pg)?;
+        match row {
+            Some(row) => {
+                let variants = self.variants_of(id).await?;
+                Ok(Some(decode_media(&row, variants)?))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl Catalog for PostgresCatalog {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| CatalogError::Unavailable(e.into()))?;
+        Ok(())
+    }
+
+    async fn ensure_chat(&self, chat: &ChatId, bucket: &str) -> Result<String> {
+        // No conflict target: two first uploads to a chat race on both unique columns, and
+        // either conflict means the other one already recorded the chat.
+        sqlx::query(
+            "INSERT INTO chats (chat_id, bucket, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(chat.as_str())
+        .bind(bucket)
+        .bind(OffsetDateTime::now_utc().unix_timestamp())
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?;
+        sqlx::query_scalar("SELECT bucket FROM chats WHERE chat_id = $1")
+            .bind(chat.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(pg)
+    }
+
+    async fn add_member(&self, chat: &ChatId, user: &UserId) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO members (chat_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(chat.as_str())
+        .bind(user.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn remove_member(&self, chat: &ChatId, user: &UserId) -> Result<()> {
+        sqlx::query("DELETE FROM members WHERE chat_id = $1 AND user_id = $2")
+            .bind(chat.as_str())
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn set_members(&self, chat: &ChatId, users: &[UserId]) -> Result<()> {
+        let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        // Row locks cannot serialise two replaces: the DELETE of one does not see the other's
+        // uncommitted INSERTs, and a chat with no members has no rows to lock. So replaces
+        // of one chat queue on a lock named after it, held until commit.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('satchel.members:' || $1, 0))")
+            .bind(chat.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        sqlx::query("DELETE FROM members WHERE chat_id = $1")
+            .bind(chat.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        sqlx::query(
+            "INSERT INTO members (chat_id, user_id) SELECT DISTINCT $1, u FROM UNNEST($2::text[]) AS u \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(chat.as_str())
+        .bind(&users)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn members(&self, chat: &ChatId) -> Result<Vec<UserId>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM members WHERE chat_id = $1 ORDER BY user_id COLLATE \"C\"",
+        )
+        .bind(chat.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        rows.iter()
+            .map(|u| UserId::parse(u).map_err(|e| CatalogError::Other(e.into())))
+            .collect()
+    }
+
+    async fn is_member(&self, chat: &ChatId, user: &UserId) -> Result<bool> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM members WHERE chat_id = $1 AND user_id = $2")
+                .bind(chat.as_str())
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(pg)?;
+        Ok(found.is_some())
+    }
+
+    async fn media_by_idempotency_key(&self, chat: &ChatId, key: &str) -> Result<Option<Media>> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM media WHERE chat_id = $1 AND idempotency_key = $2")
+                .bind(chat.as_str())
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(pg)?;
+        match id {
+            Some(id) => Ok(self.fetch_media(&id, false).await?.map(|s| s.media)),
+            None => Ok(None),
+        }
+    }
+
+    async fn insert_media(&self, new: NewMedia) -> Result<Inserted> {
+        let m = &new.media;
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        // A concurrent insert with the same key makes this one wait for it to commit, then
+        // do nothing; so the winner's row is committed and visible when we fetch it below.
+        let inserted = sqlx::query(
+            "INSERT INTO media (id, chat_id, uploader, filename, kind, mime, size, sha256, \
+             created_at, expires_at, status, idempotency_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (chat_id, idempotency_key) DO NOTHING",
+        )
+        .bind(m.id.to_string())
+        .bind(m.chat_id.as_str())
+        .bind(m.uploader.as_str())
+        .bind(&m.filename)
+        .bind(m.kind.as_str())
+        .bind(&m.mime)
+        .bind(m.size as i64)
+        .bind(&m.sha256)
+        .bind(m.created_at.unix_timestamp())
+        .bind(m.expires_at.map(|t| t.unix_timestamp()))
+        .bind(m.status.as_str())
+        .bind(&new.idempotency_key)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?
+        .rows_affected();
+        if inserted == 0 {
+            drop(tx);
+            let key = new.idempotency_key.as_deref().unwrap_or_default();
+            return match self.media_by_idempotency_key(&m.chat_id, key).await? {
+                Some(existing) => Ok(Inserted::Existing(Box::new(existing))),
+                None => Err(CatalogError::Other(anyhow::anyhow!(
+                    "insert ignored without a conflict"
+                ))),
+            };
+        }
+        if m.status == crate::domain::Status::Processing {
+            sqlx::query(
+                "INSERT INTO jobs (media_id, kind, state, available_at) VALUES ($1, $2, 'queued', $3)",
+            )
+            .bind(m.id.to_string())
+            .bind(m.kind.as_str())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(Inserted::New)
+    }
+
+    async fn get_media(&self, id: &MediaId) -> Result<Option<StoredMedia>> {
+        self.fetch_media(&id.to_string(), true).await
+    }
+
+    async fn delete_media(&self, id: &MediaId) -> Result<Option<StoredMedia>> {
+        let Some(stored) = self.fetch_media(&id.to_string(), false).await? else {
+            return Ok(None);
+        };
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        let deleted = sqlx::query("DELETE FROM media WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(None);
+        }
+        sqlx::query("INSERT INTO garbage (bucket, prefix) VALUES ($1, $2)")
+            .bind(&stored.bucket)
+            .bind(crate::storage::media_prefix(id))
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(Some(stored))
+    }
+
+    async fn erase_chat(&self, chat: &ChatId) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        for sql in [
+            "DELETE FROM members WHERE chat_id = $1",
+            "DELETE FROM media WHERE chat_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(chat.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(pg)?;
+        }
+        let bucket: Option<String> =
+            sqlx::query_scalar("DELETE FROM chats WHERE chat_id = $1 RETURNING bucket")
+                .bind(chat.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(pg)?;
+        if let Some(bucket) = bucket {
+            sqlx::query("INSERT INTO garbage (bucket, prefix) VALUES ($1, NULL)")
+                .bind(bucket)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn expired_media(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<MediaId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM media WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2",
+        )
+        .bind(now.unix_timestamp())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(ids.iter().filter_map(|s| MediaId::parse(s)).collect())
+    }
+
+    async fn garbage(&self, limit: u32) -> Result<Vec<Garbage>> {
+        let rows = sqlx::query("SELECT id, bucket, prefix FROM garbage ORDER BY id LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Garbage {
+                id: r.get(0),
+                bucket: r.get(1),
+                prefix: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn remove_garbage(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM garbage WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn claim_job(&self, kinds: &[Kind], lease: Duration) -> Result<Option<Job>> {
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let now = now_ms();
+        // SKIP LOCKED: processes claiming at once each take a different row instead of
+        // queueing behind (and then losing) the same one. The lease condition is re-checked
+        // on the row's latest version once it is locked.
+        let row = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1 \
+             WHERE media_id = (SELECT media_id FROM jobs WHERE kind = ANY($2) AND \
+               ((state IN ('queued', 'published') AND available_at <= $3) \
+                 OR (state = 'running' AND lease_until < $3)) \
+               ORDER BY available_at, media_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING media_id, kind, attempts",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(&kinds)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(pg)?;
+        row.as_ref().map(decode_job).transpose()
+    }
+
+    async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>> {
+        let key = id.to_string();
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        sqlx::query("DELETE FROM jobs WHERE media_id = $1")
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        let updated = match &result {
+            JobResult::Ready {
+                metadata,
+                placeholder,
+                variants,
+            } => {
+                let n = sqlx::query(
+                    "UPDATE media SET status = 'ready', error_code = NULL, error_message = NULL, \
+                     width = $1, height = $2, duration_ms = $3, waveform = $4, blurhash = $5, \
+                     thumbhash = $6 WHERE id = $7",
+                )
+                .bind(metadata.width.map(i64::from))
+                .bind(metadata.height.map(i64::from))
+                .bind(metadata.duration_ms.map(|d| d as i64))
+                .bind(waveform_json(metadata))
+                .bind(placeholder.as_ref().map(|p| p.blurhash.clone()))
+                .bind(placeholder.as_ref().map(|p| p.thumbhash.clone()))
+                .bind(&key)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg)?
+                .rows_affected();
+                // With the media gone, the variant rows would break the foreign key.
+                if n > 0 {
+                    for (name, v) in variants {
+                        sqlx::query(
+                            "INSERT INTO variants (media_id, name, mime, size, width, height, \
+                             duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                             ON CONFLICT (media_id, name) DO UPDATE SET mime = EXCLUDED.mime, \
+                             size = EXCLUDED.size, width = EXCLUDED.width, \
+                             height = EXCLUDED.height, duration_ms = EXCLUDED.duration_ms",
+                        )
+                        .bind(&key)
+                        .bind(name)
+                        .bind(&v.mime)
+                        .bind(v.size as i64)
+                        .bind(v.width.map(i64::from))
+                        .bind(v.height.map(i64::from))
+                        .bind(v.duration_ms.map(|d| d as i64))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(pg)?;
+                    }
+                }
+                n
+            }
+            JobResult::Failed(e) => sqlx::query(
+                "UPDATE media SET status = 'failed', error_code = $1, error_message = $2 \
+                 WHERE id = $3",
+            )
+            .bind(&e.code)
+            .bind(&e.message)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?
+            .rows_affected(),
+        };
+        if updated == 0 {
+            return Ok(None);
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(self.fetch_media(&key, false).await?.map(|s| s.media))
+    }
+
+    async fn retry_job(&self, id: &MediaId, after: Duration) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', lease_until = NULL, available_at = $1 \
+             WHERE media_id = $2",
+        )
+        .bind(now_ms() + after.as_millis() as i64)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn begin_job(&self, id: &MediaId, lease: Duration) -> Result<Option<Job>> {
+        let row = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1 \
+             WHERE media_id = $2 RETURNING media_id, kind, attempts",
+        )
+        .bind(now_ms() + lease.as_millis() as i64)
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(pg)?;
+        row.as_ref().map(decode_job).transpose()
+    }
+
+    async fn outbox(&self, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "SELECT media_id, kind, attempts FROM jobs WHERE state = 'queued' \
+             AND available_at <= $1 ORDER BY available_at, media_id LIMIT $2",
+        )
+        .bind(now_ms())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        rows.iter().map(decode_job).collect()
+    }
+
+    async fn mark_published(&self, id: &MediaId) -> Result<()> {
+        sqlx::query("UPDATE jobs SET state = 'published' WHERE media_id = $1 AND state = 'queued'")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn release_all_leases(&self) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'running'",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?
+        .rows_affected())
+    }
+
+    async fn queue_depth(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(pg)?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,243 @@
+//! The RabbitMQ connection: topology, publisher confirms, reconnects.
+//!
+//! Broker objects, for prefix `p` (default `satchel`):
+//! - `p.jobs.image`, `p.jobs.audio`, `p.jobs.video`: durable quorum queues with a delivery
+//!   limit, dead-lettering through the fanout exchange `p.dlx` into `p.jobs.dead`;
+//! - `p.events`: the topic exchange of media status events.
+
+use crate::catalog::Job;
+use crate::domain::Kind;
+use anyhow::Context;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How long a publish may wait for the broker's confirm.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A job as it travels through the broker: just enough to find it in the catalog.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub media_id: String,
+    pub kind: String,
+}
+
+pub struct Broker {
+    url: String,
+    prefix: String,
+    delivery_limit: u32,
+    /// The publishing link, opened on first use and again after a failure.
+    link: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Broker {
+    pub fn new(url: String, prefix: String, delivery_limit: u32) -> Self {
+        Self {
+            url,
+            prefix,
+            delivery_limit,
+            link: Mutex::new(None),
+        }
+    }
+
+    pub fn jobs_queue(&self, kind: Kind) -> String {
+        format!("{}.jobs.{}", self.prefix, kind.as_str())
+    }
+
+    pub fn dead_queue(&self) -> String {
+        format!("{}.jobs.dead", self.prefix)
+    }
+
+    fn events_exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    fn dead_exchange(&self) -> String {
+        format!("{}.dlx", self.prefix)
+    }
+
+    async fn connect(&self) -> anyhow::Result<Connection> {
+        let properties = ConnectionProperties::default()
+            .with_connection_name("satchel".into())
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio);
+        let connection = tokio::time::timeout(
+            Duration::from_secs(5),
+            Connection::connect(&self.url, properties),
+        )
+        .await
+        .context("connecting to RabbitMQ timed out")?
+        .context("cannot connect to RabbitMQ")?;
+        Ok(connection)
+    }
+
+    /// Declares every exchange and queue; idempotent, so every (re)connect does it.
+    async fn declare(&self, channel: &Channel) -> anyhow::Result<()> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .exchange_declare(
+                &self.events_exchange(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                &self.dead_exchange(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        let queue = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let mut quorum = FieldTable::default();
+        quorum.insert(
+            ShortString::from("x-queue-type"),
+            AMQPValue::LongString(LongString::from("quorum")),
+        );
+        channel
+            .queue_declare(&self.dead_queue(), queue, quorum.clone())
+            .await?;
+        channel
+            .queue_bind(
+                &self.dead_queue(),
+                &self.dead_exchange(),
+                "",
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut jobs = quorum;
+        jobs.insert(
+            ShortString::from("x-delivery-limit"),
+            AMQPValue::LongInt(self.delivery_limit as i32),
+        );
+        jobs.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(LongString::from(self.dead_exchange())),
+        );
+        for kind in [Kind::Image, Kind::Audio, Kind::Video] {
+            channel
+                .queue_declare(&self.jobs_queue(kind), queue, jobs.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The publishing channel (confirm mode), reconnecting if the last one died.
+    async fn publisher(&self) -> anyhow::Result<Channel> {
+        let mut link = self.link.lock().await;
+        if let Some((connection, channel)) = link.as_ref() {
+            if connection.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        *link = None;
+        let connection = self.connect().await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        self.declare(&channel).await?;
+        *link = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+
+    /// Publishes persistently and waits for the broker's confirm.
+    async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) -> anyhow::Result<()> {
+        let channel = self.publisher().await?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        let confirmed = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+            channel
+                .basic_publish(
+                    exchange,
+                    routing_key,
+                    BasicPublishOptions::default(),
+                    body,
+                    properties,
+                )
+                .await?
+                .await
+        })
+        .await;
+        match confirmed {
+            Ok(Ok(confirmation)) if confirmation.is_ack() => Ok(()),
+            Ok(Ok(_)) => anyhow::bail!("the broker refused the message"),
+            Ok(Err(e)) => {
+                self.forget().await;
+                Err(e.into())
+            }
+            Err(_) => {
+                self.forget().await;
+                anyhow::bail!("no publisher confirm within {CONFIRM_TIMEOUT:?}")
+            }
+        }
+    }
+
+    async fn forget(&self) {
+        *self.link.lock().await = None;
+    }
+
+    pub async fn publish_job(&self, job: &Job) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(&JobMessage {
+            media_id: job.media_id.to_string(),
+            kind: job.kind.as_str().into(),
+        })?;
+        self.publish("", &self.jobs_queue(job.kind), &body).await
+    }
+
+    pub async fn publish_event(&self, routing_key: &str, body: &[u8]) -> anyhow::Result<()> {
+        self.publish(&self.events_exchange(), routing_key, body)
+            .await
+    }
+
+    /// A new connection and channel consuming `queues`, at most `prefetch` unacked at once.
+    /// Its own connection, so a consumer's failure never disturbs publishing.
+    pub async fn consume(
+        &self,
+        queues: &[String],
+        prefetch: u16,
+        tag: &str,
+    ) -> anyhow::Result<(Connection, Vec<Consumer>)> {
+        let connection = self.connect().await?;
+        let channel = connection.create_channel().await?;
+        self.declare(&channel).await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let mut consumers = Vec::new();
+        for queue in queues {
+            consumers.push(
+                channel
+                    // A consumer tag is unique per channel.
+                    .basic_consume(
+                        queue,
+                        &format!("{tag}.{queue}"),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?,
+            );
+        }
+        Ok((connection, consumers))
+    }
+
+    pub async fn check(&self) -> anyhow::Result<()> {
+        self.publisher().await.map(|_| ())
+    }
+}

@@ -1,0 +1,156 @@
+//! The RabbitMQ queue. The catalog stays the source of truth: a job is a catalog row written
+//! with its media (the outbox); the [relay](relay) hands unpublished rows to the broker with
+//! publisher confirms; consumers ack a delivery only after the outcome is in the catalog.
+
+mod broker;
+mod consume;
+mod relay;
+
+pub use broker::Broker;
+
+use super::{JobQueue, QueueError, Result};
+use crate::catalog::{Catalog, Job};
+use crate::domain::{Kind, MediaId};
+use async_trait::async_trait;
+use consume::Delivered;
+use lapin::acker::Acker;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex, Notify, OnceCell};
+
+pub struct AmqpQueue {
+    broker: Arc<Broker>,
+    catalog: Arc<dyn Catalog>,
+    relay_wake: Arc<Notify>,
+    /// Deliveries from the consumer task; started by the first `next`.
+    deliveries: OnceCell<Mutex<mpsc::Receiver<Delivered>>>,
+    prefetch: u16,
+    /// The ackers of jobs handed out and not yet acked, by media.
+    pending: SyncMutex<HashMap<MediaId, Acker>>,
+}
+
+impl AmqpQueue {
+    /// Starts the outbox relay; consumers start with the first call to `next`.
+    pub fn start(broker: Arc<Broker>, catalog: Arc<dyn Catalog>, prefetch: u16) -> Self {
+        let relay_wake = Arc::new(Notify::new());
+        tokio::spawn(relay::run(
+            broker.clone(),
+            catalog.clone(),
+            relay_wake.clone(),
+        ));
+        Self {
+            broker,
+            catalog,
+            relay_wake,
+            deliveries: OnceCell::new(),
+            prefetch,
+            pending: SyncMutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn broker(&self) -> Arc<Broker> {
+        self.broker.clone()
+    }
+
+    fn take_acker(&self, id: &MediaId) -> Option<Acker> {
+        self.pending.lock().expect("not poisoned").remove(id)
+    }
+}
+
+fn unavailable(e: impl Into<anyhow::Error>) -> QueueError {
+    QueueError::Unavailable(e.into())
+}
+
+#[async_trait]
+impl JobQueue for AmqpQueue {
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    fn notify(&self) {
+        self.relay_wake.notify_one();
+    }
+
+    async fn next(&self, kinds: &[Kind], lease: Duration) -> Result<Job> {
+        let deliveries = self
+            .deliveries
+            .get_or_init(|| async {
+                let queues = kinds.iter().map(|k| self.broker.jobs_queue(*k)).collect();
+                let (tx, rx) = mpsc::channel(usize::from(self.prefetch));
+                tokio::spawn(consume::run(self.broker.clone(), queues, self.prefetch, tx));
+                Mutex::new(rx)
+            })
+            .await;
+        loop {
+            let Some(delivered) = deliveries.lock().await.recv().await else {
+                return Err(unavailable(anyhow::anyhow!("the consumer stopped")));
+            };
+            let Some(id) = MediaId::parse(&delivered.message.media_id) else {
+                tracing::error!(
+                    media_id = delivered.message.media_id,
+                    "dropping a malformed job message"
+                );
+                let _ = delivered.acker.ack(BasicAckOptions::default()).await;
+                continue;
+            };
+            match self.catalog.begin_job(&id, lease).await {
+                Ok(Some(job)) => {
+                    self.pending
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(id, delivered.acker);
+                    return Ok(job);
+                }
+                // Finished or erased already: a duplicate delivery.
+                Ok(None) => {
+                    let _ = delivered.acker.ack(BasicAckOptions::default()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a delivered job; handing it back");
+                    let _ = delivered
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn ack(&self, job: &Job) -> Result<()> {
+        match self.take_acker(&job.media_id) {
+            Some(acker) => acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(unavailable),
+            None => Ok(()),
+        }
+    }
+
+    async fn retry(&self, job: &Job, after: Duration) -> Result<()> {
+        // The catalog row goes back to the outbox; the relay publishes it once it is due.
+        self.catalog
+            .retry_job(&job.media_id, after)
+            .await
+            .map_err(unavailable)?;
+        self.ack(job).await
+    }
+
+    async fn recover(&self) -> Result<u64> {
+        // The broker redelivers what a dead consumer held; nothing to release here.
+        Ok(0)
+    }
+
+    async fn depth(&self) -> Result<u64> {
+        self.catalog.queue_depth().await.map_err(unavailable)
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.broker.check().await.map_err(unavailable)
+    }
+}

@@ -1,0 +1,531 @@
+//! The S3 store (AWS, Garage, MinIO, Ceph): one private bucket per chat, uploads streamed as
+//! multipart uploads that are aborted unless they complete, so a half-written object is never
+//! visible and no orphaned parts are billed.
+
+mod sink;
+
+use super::{BlobStore, Object, PutSink, Result, StorageError};
+use crate::config::S3Settings;
+use async_trait::async_trait;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, Delete, ExpirationStatus,
+    LifecycleRule, LifecycleRuleFilter, ObjectIdentifier, PublicAccessBlockConfiguration,
+};
+use aws_sdk_s3::Client;
+use bytes::BytesMut;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use sink::S3Sink;
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// S3 refuses parts under 5 MiB (except the last one).
+pub const MIN_PART_SIZE: usize = 5 << 20;
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Chat buckets keep at least this many base32 characters of the chat id's hash (130 bits),
+/// which bounds the prefix length.
+const MIN_HASH_CHARS: usize = 26;
+const MAX_BUCKET_NAME: usize = 63;
+
+/// How an upload is cut up: memory held per upload is at most `part_size × (concurrency + 1)`.
+#[derive(Debug, Clone, Copy)]
+pub struct PartPlan {
+    pub part_size: usize,
+    pub concurrency: usize,
+}
+
+impl Default for PartPlan {
+    fn default() -> Self {
+        Self {
+            part_size: DEFAULT_PART_SIZE,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+pub struct S3Store {
+    client: Client,
+    prefix: String,
+    plan: PartPlan,
+    /// Buckets this process has already given their public-access block and lifecycle rule.
+    configured: Mutex<HashSet<String>>,
+}
+
+impl S3Store {
+    pub fn new(settings: &S3Settings, plan: PartPlan) -> anyhow::Result<Self> {
+        check_prefix(&settings.bucket_prefix)?;
+        anyhow::ensure!(
+            plan.part_size >= MIN_PART_SIZE,
+            "s3_part_size_bytes must be at least {MIN_PART_SIZE}"
+        );
+        anyhow::ensure!(
+            plan.concurrency >= 1,
+            "s3_upload_concurrency must be at least 1"
+        );
+        let credentials = Credentials::new(
+            &settings.access_key_id,
+            settings.secret_access_key.expose_secret(),
+            None,
+            None,
+            "satchel-config",
+        );
+        let mut config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .credentials_provider(credentials)
+            .region(Region::new(settings.region.clone()))
+            .force_path_style(settings.path_style)
+            // A dead store must fail a request in seconds, not hang it: readiness and uploads
+            // answer 503 quickly and the client retries later.
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(100)),
+            )
+            // Integrity comes from the SigV4 payload hash and our own SHA-256; the extra
+            // CRC trailers are not understood by every S3 implementation.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        Ok(Self {
+            client: Client::from_conf(config.build()),
+            prefix: settings.bucket_prefix.clone(),
+            plan,
+            configured: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Blocks public access and makes the server abort forgotten multipart uploads. Servers
+    /// that do not implement a setting (Garage has no public-access block) are tolerated:
+    /// buckets are private unless made public anyway.
+    async fn configure_bucket(&self, bucket: &str) -> Result<()> {
+        let block = self
+            .client
+            .put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await;
+        tolerate_not_implemented(block.map(drop), bucket, "public access block")?;
+
+        let rule = LifecycleRule::builder()
+            .id("satchel-abort-incomplete-uploads")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(1)
+                    .build(),
+            )
+            .build()
+            .map_err(other)?;
+        let lifecycle = self
+            .client
+            .put_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .lifecycle_configuration(
+                BucketLifecycleConfiguration::builder()
+                    .rules(rule)
+                    .build()
+                    .map_err(other)?,
+            )
+            .send()
+            .await;
+        tolerate_not_implemented(lifecycle.map(drop), bucket, "lifecycle rule")
+    }
+
+    async fn abort_all_uploads(&self, bucket: &str) -> Result<()> {
+        loop {
+            let listed = self
+                .client
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .send()
+                .await
+                .map_err(classify)?;
+            let uploads = listed.uploads();
+            if uploads.is_empty() {
+                return Ok(());
+            }
+            for upload in uploads {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let aborted = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await;
+                ignore_not_found(aborted.map(drop).map_err(classify))?;
+            }
+            if !listed.is_truncated().unwrap_or(false) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn sink(&self, bucket: &str, key: &str) -> S3Sink {
+        S3Sink::new(self.client.clone(), bucket, key, self.plan)
+    }
+}
+
+/// The prefix is the operator's; it must leave a valid bucket name whatever follows it.
+fn check_prefix(prefix: &str) -> anyhow::Result<()> {
+    let valid_chars = prefix
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let valid_start = prefix
+        .bytes()
+        .next()
+        .is_none_or(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    anyhow::ensure!(
+        valid_chars && valid_start,
+        "s3_bucket_prefix must be lowercase letters, digits and hyphens, starting with a letter or digit"
+    );
+    anyhow::ensure!(
+        prefix.len() + MIN_HASH_CHARS <= MAX_BUCKET_NAME,
+        "s3_bucket_prefix must be at most {} characters",
+        MAX_BUCKET_NAME - MIN_HASH_CHARS
+    );
+    anyhow::ensure!(
+        !prefix.starts_with("xn--") && !prefix.starts_with("sthree-"),
+        "s3_bucket_prefix must not start with a reserved S3 prefix"
+    );
+    Ok(())
+}
+
+/// `prefix` + base32 of SHA-256(chat id), cut to 63 characters: a valid bucket name for every
+/// chat id (ids may hold `.`, `_`, `:`, `@` and capitals, which bucket names may not). Distinct
+/// chats colliding would take a 130-bit hash collision; the catalog's unique bucket column
+/// refuses one anyway.
+fn bucket_name(prefix: &str, chat: &str) -> String {
+    let hash = super::base32_lower(&Sha256::digest(chat.as_bytes()));
+    let room = MAX_BUCKET_NAME - prefix.len();
+    format!("{prefix}{}", &hash[..room.min(hash.len())])
+}
+
+fn other(e: impl Into<anyhow::Error>) -> StorageError {
+    StorageError::Other(e.into())
+}
+
+/// Sorts an SDK failure into what a caller can act on: the store being away (503, retry
+/// later), the object being absent, or anything else.
+fn classify<E>(e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.code().map(str::to_owned);
+    match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+            return StorageError::Unavailable(anyhow::Error::new(e))
+        }
+        _ => {}
+    }
+    match (code.as_deref(), status) {
+        (Some("NoSuchKey" | "NoSuchBucket" | "NotFound" | "NoSuchUpload"), _) | (_, Some(404)) => {
+            StorageError::NotFound
+        }
+        (_, Some(500..=599)) if code.as_deref() != Some("NotImplemented") => {
+            StorageError::Unavailable(anyhow::Error::new(e))
+        }
+        _ => StorageError::Other(anyhow::Error::new(e)),
+    }
+}
+
+fn ignore_not_found(r: Result<()>) -> Result<()> {
+    match r {
+        Err(StorageError::NotFound) => Ok(()),
+        other => other,
+    }
+}
+
+fn tolerate_not_implemented<E>(
+    r: std::result::Result<(), SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
+    bucket: &str,
+    what: &str,
+) -> Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some("NotImplemented") || e.code() == Some("NotImplementedError") => {
+            tracing::info!(
+                bucket,
+                "this S3 server does not implement the {what}; left as is"
+            );
+            Ok(())
+        }
+        Err(e) => Err(classify(e)),
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Store {
+    fn name(&self) -> &'static str {
+        "s3"
+    }
+
+    fn bucket_for(&self, chat: &crate::domain::ChatId) -> String {
+        bucket_name(&self.prefix, chat.as_str())
+    }
+
+    async fn ensure_bucket(&self, bucket: &str) -> Result<()> {
+        let created = self.client.create_bucket().bucket(bucket).send().await;
+        let new = match created {
+            Ok(_) => true,
+            Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => false,
+            Err(e) => return Err(classify(e)),
+        };
+        let known = self
+            .configured
+            .lock()
+            .expect("never poisoned")
+            .contains(bucket);
+        if new || !known {
+            self.configure_bucket(bucket).await?;
+            self.configured
+                .lock()
+                .expect("never poisoned")
+                .insert(bucket.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn begin_put(&self, bucket: &str, key: &str) -> Result<Box<dyn PutSink>> {
+        Ok(Box::new(self.sink(bucket, key)))
+    }
+
+    /// Streams the file through the same sink as uploads, so a large video variant goes
+    /// up in parts with bounded memory and per-request timeouts.
+    async fn put_file(&self, bucket: &str, key: &str, path: &Path) -> Result<()> {
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut sink = Box::new(self.sink(bucket, key));
+        loop {
+            let mut chunk = BytesMut::with_capacity(1 << 20);
+            if file.read_buf(&mut chunk).await? == 0 {
+                break;
+            }
+            sink.write(chunk.freeze()).await?;
+        }
+        sink.finish().await
+    }
+
+    async fn get(&self, bucket: &str, key: &str, range: Option<Range<u64>>) -> Result<Object> {
+        let mut request = self.client.get_object().bucket(bucket).key(key);
+        if let Some(r) = &range {
+            if r.start == r.end {
+                // An empty range cannot be asked of S3; the caller gets an empty body.
+                let total_size = self.size(bucket, key).await?;
+                return Ok(Object {
+                    total_size,
+                    body: Box::pin(tokio::io::empty()),
+                });
+            }
+            request = request.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        let output = request.send().await.map_err(classify)?;
+        let total_size = match output.content_range() {
+            Some(cr) => cr
+                .rsplit_once('/')
+                .and_then(|(_, total)| total.parse().ok())
+                .ok_or_else(|| other(anyhow::anyhow!("bad Content-Range {cr:?}")))?,
+            None => output.content_length().unwrap_or(0).max(0) as u64,
+        };
+        Ok(Object {
+            total_size,
+            body: Box::pin(output.body.into_async_read()),
+        })
+    }
+
+    async fn size(&self, bucket: &str, key: &str) -> Result<u64> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(head.content_length().unwrap_or(0).max(0) as u64)
+    }
+
+    async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<()> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page.map_err(classify) {
+                Err(StorageError::NotFound) => return Ok(()),
+                other => other?,
+            };
+            let objects: Vec<ObjectIdentifier> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+                .collect();
+            if objects.is_empty() {
+                continue;
+            }
+            let deleted = self
+                .client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(objects))
+                        .quiet(true)
+                        .build()
+                        .map_err(other)?,
+                )
+                .send()
+                .await
+                .map_err(classify)?;
+            if let Some(failed) = deleted.errors().first() {
+                return Err(other(anyhow::anyhow!(
+                    "cannot delete {:?}: {:?}",
+                    failed.key(),
+                    failed.code()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        self.configured
+            .lock()
+            .expect("never poisoned")
+            .remove(bucket);
+        // An upload racing the erase can add an object between emptying and deleting;
+        // a second round catches it.
+        for _ in 0..3 {
+            ignore_not_found(self.abort_all_uploads(bucket).await)?;
+            self.delete_prefix(bucket, "").await?;
+            match self.client.delete_bucket().bucket(bucket).send().await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == Some("BucketNotEmpty") => continue,
+                Err(e) => return ignore_not_found(Err(classify(e))),
+            }
+        }
+        Err(other(anyhow::anyhow!(
+            "bucket {bucket} keeps filling while being deleted"
+        )))
+    }
+
+    /// A HEAD of a bucket name no chat can have: any answer, 404 included, shows the server
+    /// is up, and it costs the same however many buckets there are.
+    async fn check(&self) -> Result<()> {
+        let probe = format!("{}readyz-probe", self.prefix);
+        match self.client.head_bucket().bucket(probe).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match classify(e) {
+                StorageError::Unavailable(e) => Err(StorageError::Unavailable(e)),
+                StorageError::NotFound => Ok(()),
+                StorageError::Other(e) => Err(StorageError::Unavailable(e)),
+            },
+        }
+    }
+
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: Duration,
+        content_type: &str,
+        content_disposition: &str,
+    ) -> Result<Option<String>> {
+        let config = PresigningConfig::expires_in(ttl).map_err(other)?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .response_content_type(content_type)
+            .response_content_disposition(content_disposition)
+            .presigned(config)
+            .await
+            .map_err(other)?;
+        Ok(Some(request.uri().to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid_bucket(name: &str) -> bool {
+        (3..=63).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && name.as_bytes()[0].is_ascii_alphanumeric()
+            && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
+    }
+
+    #[test]
+    fn every_chat_id_gets_a_valid_distinct_bucket() {
+        let longest = "Z".repeat(128);
+        let ids = [
+            "c1",
+            "C1",
+            "a.b",
+            "a_b",
+            "a:b",
+            "a@b",
+            "-",
+            longest.as_str(),
+        ];
+        let mut seen = HashSet::new();
+        for prefix in ["", "satchel-", "t1234abcd-", &"p".repeat(37)] {
+            check_prefix(prefix).unwrap();
+            for id in ids {
+                let name = bucket_name(prefix, id);
+                assert!(valid_bucket(&name), "{name}");
+                assert!(seen.insert(name));
+            }
+        }
+    }
+
+    #[test]
+    fn prefixes_that_cannot_make_valid_names_are_refused() {
+        for bad in ["Satchel-", "-x", "a_b", "xn--a", &"p".repeat(38)] {
+            assert!(check_prefix(bad).is_err(), "{bad}");
+        }
+    }
+}

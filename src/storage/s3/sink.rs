@@ -1,0 +1,179 @@
+//! An upload into S3 as a multipart upload: parts go out as they fill, a few at a time, and
+//! an upload that is not completed is aborted, so nothing partial is ever visible.
+
+use super::{classify, other, PartPlan};
+use crate::storage::{PutSink, Result};
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use tokio::task::JoinSet;
+
+/// A multipart upload in progress. Parts go out as soon as they fill, at most
+/// `concurrency` at a time; a body smaller than one part becomes a single PutObject.
+pub(super) struct S3Sink {
+    client: Client,
+    bucket: String,
+    key: String,
+    plan: PartPlan,
+    buffer: BytesMut,
+    upload_id: Option<String>,
+    next_part: i32,
+    in_flight: JoinSet<Result<CompletedPart>>,
+    done: Vec<CompletedPart>,
+    completed: bool,
+}
+
+impl S3Sink {
+    pub(super) fn new(client: Client, bucket: &str, key: &str, plan: PartPlan) -> Self {
+        Self {
+            client,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            plan,
+            buffer: BytesMut::new(),
+            upload_id: None,
+            next_part: 1,
+            in_flight: JoinSet::new(),
+            done: Vec::new(),
+            completed: false,
+        }
+    }
+
+    async fn send_part(&mut self, body: Bytes) -> Result<()> {
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let created = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                let id = created
+                    .upload_id()
+                    .ok_or_else(|| other(anyhow::anyhow!("CreateMultipartUpload gave no id")))?
+                    .to_owned();
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        // The bound on memory: wait for a slot before taking another part off the buffer.
+        while self.in_flight.len() >= self.plan.concurrency {
+            self.reap_one().await?;
+        }
+        let part_number = self.next_part;
+        self.next_part += 1;
+        let request = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .body(ByteStream::from(body));
+        self.in_flight.spawn(async move {
+            let sent = request.send().await.map_err(classify)?;
+            Ok(CompletedPart::builder()
+                .part_number(part_number)
+                .set_e_tag(sent.e_tag().map(str::to_owned))
+                .build())
+        });
+        Ok(())
+    }
+
+    async fn reap_one(&mut self) -> Result<()> {
+        match self.in_flight.join_next().await {
+            None => Ok(()),
+            Some(Ok(part)) => {
+                self.done.push(part?);
+                Ok(())
+            }
+            Some(Err(e)) => Err(other(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl PutSink for S3Sink {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.buffer.extend_from_slice(&chunk);
+        while self.buffer.len() >= self.plan.part_size {
+            let part = self.buffer.split_to(self.plan.part_size).freeze();
+            self.send_part(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<()> {
+        let rest = std::mem::take(&mut self.buffer).freeze();
+        let Some(upload_id) = self.upload_id.clone() else {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .body(ByteStream::from(rest))
+                .send()
+                .await
+                .map_err(classify)?;
+            self.completed = true;
+            return Ok(());
+        };
+        if !rest.is_empty() {
+            self.send_part(rest).await?;
+        }
+        while !self.in_flight.is_empty() {
+            self.reap_one().await?;
+        }
+        let mut parts = std::mem::take(&mut self.done);
+        parts.sort_by_key(|p| p.part_number());
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(classify)?;
+        self.completed = true;
+        Ok(())
+    }
+}
+
+impl Drop for S3Sink {
+    /// Dropped unfinished (client gone, size limit, digest mismatch, storage error): abort,
+    /// so that the parts already sent are freed and nothing appears under the key. The
+    /// lifecycle rule is the backstop if this process dies first.
+    fn drop(&mut self) {
+        let (false, Some(upload_id)) = (self.completed, self.upload_id.take()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut in_flight = std::mem::take(&mut self.in_flight);
+        let request = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id);
+        let (bucket, key) = (self.bucket.clone(), self.key.clone());
+        runtime.spawn(async move {
+            // A part still arriving after the abort could outlive it; stop them first.
+            in_flight.abort_all();
+            while in_flight.join_next().await.is_some() {}
+            if let Err(e) = request.send().await {
+                tracing::warn!(bucket, key, error = %e, "cannot abort a multipart upload; the lifecycle rule will");
+            }
+        });
+    }
+}

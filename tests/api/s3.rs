@@ -1,0 +1,355 @@
+//! What only the S3 store does: buckets per chat, multipart uploads, presigned links, and
+//! behaviour when the object store goes away.
+//!
+//! CI runs the suite twice: embedded, then with `SATCHEL_TEST_BACKEND=real` against Garage
+//! (`scripts/test-all.sh`). These tests return at once only when `SATCHEL_TEST_BACKEND` is
+//! unset; in the real run a missing or unreachable S3 server fails them.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use satchel::config::S3Settings;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Whether this run is the real-backend one; any value but `real` is a mistake, not a skip.
+fn s3_run() -> bool {
+    match std::env::var("SATCHEL_TEST_BACKEND") {
+        Err(_) => false,
+        Ok(v) if v == "real" => true,
+        Ok(other) => panic!("SATCHEL_TEST_BACKEND must be unset or `real`, not {other:?}"),
+    }
+}
+
+fn s3_of(app: &TestApp) -> &S3Settings {
+    app.s3
+        .as_ref()
+        .expect("with SATCHEL_TEST_BACKEND=real every app uses S3")
+}
+
+/// Deterministic bytes that no compressor or deduplicator can shortcut.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+async fn only_bucket(app: &TestApp) -> String {
+    let (buckets, _) = s3_listing(s3_of(app)).await;
+    assert_eq!(buckets.len(), 1, "{buckets:?}");
+    buckets.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn a_chat_gets_a_private_bucket_on_its_first_upload() {
+    if !s3_run() {
+        return;
+    }
+    let app = spawn_app().await;
+    assert_eq!(app.bucket_count(), 0);
+    let media = app
+        .upload_ok("Chat:42@example.com", "u1", "a.bin", b"secret".to_vec())
+        .await;
+    let bucket = only_bucket(&app).await;
+    assert!(bucket.len() <= 63 && bucket.starts_with(&s3_of(&app).bucket_prefix));
+
+    let s3 = s3_of(&app);
+    let url = format!(
+        "{}/{bucket}/{}/original",
+        s3.endpoint.as_deref().unwrap(),
+        media["id"].as_str().unwrap()
+    );
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "anonymous GET of {url}");
+
+    let lifecycle = s3_client(s3)
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("the bucket has a lifecycle configuration");
+    let aborts_uploads = lifecycle.rules().iter().any(|rule| {
+        rule.abort_incomplete_multipart_upload()
+            .and_then(|a| a.days_after_initiation())
+            == Some(1)
+    });
+    assert!(aborts_uploads, "{lifecycle:?}");
+}
+
+#[tokio::test]
+async fn a_multipart_upload_round_trips_byte_exact() {
+    if !s3_run() {
+        return;
+    }
+    let app = spawn_app().await;
+    app.add_member("c1", "u1").await;
+    let body = noise(20 << 20);
+    // Chunked and in uneven pieces, so part boundaries fall inside chunks.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(777_777).map(|c| Ok(c.to_vec())).collect();
+    let r = app
+        .upload_request("c1", "u1", "big.bin")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    let media: Value = r.json().await.unwrap();
+    assert_eq!(media["size"], body.len());
+    let id = media["id"].as_str().unwrap();
+
+    let head = s3_client(s3_of(&app))
+        .head_object()
+        .bucket(only_bucket(&app).await)
+        .key(format!("{id}/original"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_length(), Some(body.len() as i64));
+    // S3 marks multipart objects' ETags with their part count: 20 MiB in 8 MiB parts.
+    assert!(
+        head.e_tag().unwrap_or_default().ends_with("-3\""),
+        "{head:?}"
+    );
+
+    let link = app.link(id, "u1", "original").await;
+    let r = app.client.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let downloaded = r.bytes().await.unwrap();
+    assert!(downloaded == body, "the download differs from the upload");
+
+    let r = app
+        .client
+        .get(&link)
+        .header("range", "bytes=8388600-8388620")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await.unwrap(), &body[8388600..=8388620]);
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_multipart_upload_leaves_no_object_and_no_upload() {
+    if !s3_run() {
+        return;
+    }
+    let app = spawn_app().await;
+    app.add_member("c1", "u1").await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chats/c1/media?user=u1&filename=cut.bin HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Length: 40000000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&noise(20 << 20)).await.unwrap();
+    stream.flush().await.unwrap();
+
+    // Only cut once parts are on the server, so there is something to abort.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, found) = s3_listing(s3_of(&app)).await;
+        if found
+            .iter()
+            .any(|p| p.to_string_lossy().starts_with("s3-upload://"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no multipart upload began");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stream);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, found) = s3_listing(s3_of(&app)).await;
+        if found.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left behind: {found:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = app.upload("c1", "u1", "ok.bin", b"fine".to_vec()).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn presigned_links_download_from_s3_with_type_and_disposition() {
+    if !s3_run() {
+        return;
+    }
+    let app = spawn_app_with(&[("SATCHEL_LINK_MODE", "presigned")]).await;
+    let photo = fixture("photo.jpg");
+    let media = app
+        .upload_ok("c1", "u1", "holiday photo.jpg", photo.clone())
+        .await;
+    let id = media["id"].as_str().unwrap();
+
+    let r = app
+        .links(id, json!({"user": "stranger", "variants": ["original"]}))
+        .await;
+    assert_error(r, StatusCode::FORBIDDEN, "not_a_member").await;
+
+    let r = app
+        .links(
+            id,
+            json!({"user": "u1", "variants": ["original"], "ttl_seconds": 999_999}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    let url = body["links"]["original"].as_str().unwrap();
+    let endpoint = s3_of(&app).endpoint.clone().unwrap();
+    assert!(url.starts_with(&endpoint), "{url}");
+    // Clamped to the one-hour default maximum.
+    assert!(url.contains("X-Amz-Expires=3600"), "{url}");
+
+    let r = app.client.get(url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "inline; filename=\"holiday photo.jpg\"; filename*=UTF-8''holiday%20photo.jpg"
+    );
+    assert!(r.bytes().await.unwrap() == photo);
+
+    let processed = app.wait_processed(id).await;
+    assert_eq!(processed["status"], "ready", "{processed}");
+    let url = app.link(id, "u1", "thumbnail").await;
+    let r = app.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/webp");
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("inline; filename=\"holiday photo-thumbnail.webp\""));
+}
+
+/// A TCP forwarder in front of the S3 server that can be switched off, cutting every open
+/// connection and refusing new ones, and on again.
+struct Switch {
+    addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+impl Switch {
+    async fn start(target: &str) -> Switch {
+        let target: SocketAddr = target
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("the test S3 endpoint is http://ip:port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, watch) = watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut watch = watch.clone();
+                if !*watch.borrow() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Switch { addr, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+#[tokio::test]
+async fn with_storage_down_uploads_answer_503_record_nothing_and_recover() {
+    if !s3_run() {
+        return;
+    }
+    let switch = Switch::start(
+        &std::env::var("SATCHEL_TEST_S3_ENDPOINT").expect("SATCHEL_TEST_S3_ENDPOINT is set"),
+    )
+    .await;
+    let endpoint = format!("http://{}", switch.addr);
+    let app = spawn_app_with(&[("SATCHEL_S3_ENDPOINT", &endpoint)]).await;
+    app.upload_ok("c1", "u1", "first.bin", b"first".to_vec())
+        .await;
+
+    switch.set(false);
+    let started = Instant::now();
+    let r = app
+        .upload_request("c1", "u1", "second.bin")
+        .header("idempotency-key", "k1")
+        .body(b"second".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a dead store fails fast"
+    );
+    // A chat whose bucket does not exist yet fails the same way.
+    app.add_member("c2", "u1").await;
+    let r = app.upload("c2", "u1", "new-chat.bin", b"x".to_vec()).await;
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
+
+    switch.set(true);
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Nothing was recorded under the key: it makes a new media now.
+    let r = app
+        .upload_request("c1", "u1", "second.bin")
+        .header("idempotency-key", "k1")
+        .body(b"second".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    let r = app.upload("c2", "u1", "new-chat.bin", b"x".to_vec()).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(app.stored_originals(), 3);
+}
+
+#[tokio::test]
+async fn erasing_a_chat_deletes_its_bucket_and_only_its_bucket() {
+    if !s3_run() {
+        return;
+    }
+    let app = spawn_app().await;
+    app.upload_ok("c1", "u1", "a.bin", b"a".to_vec()).await;
+    let keep = only_bucket(&app).await;
+    app.upload_ok("c2", "u1", "b.bin", noise(9 << 20)).await;
+    assert_eq!(app.bucket_count(), 2);
+
+    let r = app
+        .api(reqwest::Method::DELETE, "/v1/chats/c2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (buckets, _) = s3_listing(s3_of(&app)).await;
+    assert_eq!(buckets, [keep]);
+}
