@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# satchel: build with Debian 12's FFmpeg 5.1 -dev packages, run on bookworm-slim with only
+# the FFmpeg runtime libraries. Data (store, catalog, generated secrets) in /var/lib/satchel.
+
+FROM rust:1-bookworm AS builder
+# Debian's stable packages only get security fixes; pinning exact versions would break the
+# build at each point release without making it more reproducible than the suite already is.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        clang libclang-dev pkg-config cmake \
+        libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
+        libavfilter-dev libavdevice-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p satchel \
+    && install -m 0755 target/release/satchel /usr/local/bin/satchel
+
+FROM debian:bookworm-slim
+# Same reason as above for not pinning. curl is for the HEALTHCHECK only.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        ca-certificates curl \
+        libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 \
+        libavfilter8 libavdevice59 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 satchel \
+    && useradd --system --uid 10001 --gid satchel --home-dir /var/lib/satchel \
+        --no-create-home --shell /usr/sbin/nologin satchel \
+    && install -d -o satchel -g satchel -m 0700 /var/lib/satchel
+COPY --from=builder /usr/local/bin/satchel /usr/local/bin/satchel
+COPY presets/ /etc/satchel/presets/
+ENV SATCHEL_DATA_DIR=/var/lib/satchel \
+    SATCHEL_LISTEN=0.0.0.0:8080 \
+    SATCHEL_PRESETS=/etc/satchel/presets/default.toml
+VOLUME ["/var/lib/satchel"]
+# Numeric, so that runtimes enforcing runAsNonRoot can tell it is not root.
+USER 10001:10001
+WORKDIR /var/lib/satchel
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["sh", "-c", "curl -fsS http://127.0.0.1:8080/healthz || exit 1"]
+ENTRYPOINT ["satchel"]
+CMD ["serve"]
