@@ -1,5 +1,6 @@
 //! The embedded catalog: one SQLite file in the data directory, WAL mode.
 
+use super::rows::*;
 use super::*;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -10,27 +11,6 @@ use std::str::FromStr;
 pub struct SqliteCatalog {
     pool: SqlitePool,
 }
-
-fn other(e: sqlx::Error) -> CatalogError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            CatalogError::Unavailable(e.into())
-        }
-        e => CatalogError::Other(e.into()),
-    }
-}
-
-fn unix_ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn now_ms() -> i64 {
-    unix_ms(OffsetDateTime::now_utc())
-}
-
-const MEDIA_COLUMNS: &str = "m.id, m.chat_id, m.uploader, m.filename, m.kind, m.mime, m.size, \
-    m.sha256, m.created_at, m.expires_at, m.status, m.error_code, m.error_message, m.width, \
-    m.height, m.duration_ms, m.waveform, m.blurhash, m.thumbhash, c.bucket";
 
 impl SqliteCatalog {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
@@ -50,34 +30,20 @@ impl SqliteCatalog {
     }
 
     async fn variants_of(&self, id: &str) -> Result<BTreeMap<String, VariantInfo>> {
-        let rows = sqlx::query(
-            "SELECT name, mime, size, width, height, duration_ms FROM variants WHERE media_id = ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {VARIANT_COLUMNS} FROM variants WHERE media_id = ?"
+        ))
         .bind(id)
         .fetch_all(&self.pool)
         .await
         .map_err(other)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                (
-                    r.get::<String, _>(0),
-                    VariantInfo {
-                        mime: r.get(1),
-                        size: r.get::<i64, _>(2) as u64,
-                        width: r.get::<Option<i64>, _>(3).map(|v| v as u32),
-                        height: r.get::<Option<i64>, _>(4).map(|v| v as u32),
-                        duration_ms: r.get::<Option<i64>, _>(5).map(|v| v as u64),
-                    },
-                )
-            })
-            .collect())
+        Ok(rows.iter().map(decode_variant).collect())
     }
 
     async fn load(&self, row: SqliteRow) -> Result<StoredMedia> {
         let id: String = row.get(0);
         let variants = self.variants_of(&id).await?;
-        decode_media(row, variants)
+        decode_media(&row, variants)
     }
 
     async fn fetch_media(&self, id: &str, only_live: bool) -> Result<Option<StoredMedia>> {
@@ -96,71 +62,6 @@ impl SqliteCatalog {
             None => Ok(None),
         }
     }
-}
-
-fn job_from_row(row: SqliteRow) -> Result<Job> {
-    let bad = || CatalogError::Other(anyhow::anyhow!("corrupt job row"));
-    Ok(Job {
-        media_id: MediaId::parse(&row.get::<String, _>(0)).ok_or_else(bad)?,
-        kind: Kind::parse(&row.get::<String, _>(1)).ok_or_else(bad)?,
-        attempt: row.get::<i64, _>(2) as u32,
-    })
-}
-
-fn decode_media(r: SqliteRow, variants: BTreeMap<String, VariantInfo>) -> Result<StoredMedia> {
-    let bad = |what: &str| CatalogError::Other(anyhow::anyhow!("corrupt catalog row: {what}"));
-    let time = |secs: i64| OffsetDateTime::from_unix_timestamp(secs).map_err(|_| bad("time"));
-    let error = match (
-        r.get::<Option<String>, _>(11),
-        r.get::<Option<String>, _>(12),
-    ) {
-        (Some(code), message) => Some(MediaError {
-            code,
-            message: message.unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    let placeholder = match (
-        r.get::<Option<String>, _>(17),
-        r.get::<Option<String>, _>(18),
-    ) {
-        (Some(blurhash), Some(thumbhash)) => Some(MediaPlaceholder {
-            blurhash,
-            thumbhash,
-        }),
-        _ => None,
-    };
-    let waveform = match r.get::<Option<String>, _>(16) {
-        Some(json) => Some(serde_json::from_str(&json).map_err(|_| bad("waveform"))?),
-        None => None,
-    };
-    let media = Media {
-        id: MediaId::parse(&r.get::<String, _>(0)).ok_or_else(|| bad("id"))?,
-        chat_id: ChatId::parse(&r.get::<String, _>(1)).map_err(|_| bad("chat"))?,
-        uploader: UserId::parse(&r.get::<String, _>(2)).map_err(|_| bad("uploader"))?,
-        filename: r.get(3),
-        kind: Kind::parse(&r.get::<String, _>(4)).ok_or_else(|| bad("kind"))?,
-        mime: r.get(5),
-        size: r.get::<i64, _>(6) as u64,
-        sha256: r.get(7),
-        created_at: time(r.get(8))?,
-        expires_at: r.get::<Option<i64>, _>(9).map(time).transpose()?,
-        status: crate::domain::Status::parse(&r.get::<String, _>(10))
-            .ok_or_else(|| bad("status"))?,
-        error,
-        metadata: MediaMetadata {
-            width: r.get::<Option<i64>, _>(13).map(|v| v as u32),
-            height: r.get::<Option<i64>, _>(14).map(|v| v as u32),
-            duration_ms: r.get::<Option<i64>, _>(15).map(|v| v as u64),
-            waveform,
-        },
-        placeholder,
-        variants,
-    };
-    Ok(StoredMedia {
-        media,
-        bucket: r.get(19),
-    })
 }
 
 #[async_trait]
@@ -436,7 +337,7 @@ impl Catalog for SqliteCatalog {
             .await
             .map_err(other)?;
         let Some(row) = row else { return Ok(None) };
-        job_from_row(row).map(Some)
+        decode_job(&row).map(Some)
     }
 
     async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>> {
@@ -453,7 +354,6 @@ impl Catalog for SqliteCatalog {
                 placeholder,
                 variants,
             } => {
-                let waveform = metadata.waveform.as_ref().map(|w| serde_json::to_string(w).unwrap_or_default());
                 let n = sqlx::query(
                     "UPDATE media SET status = 'ready', error_code = NULL, error_message = NULL, \
                      width = ?, height = ?, duration_ms = ?, waveform = ?, blurhash = ?, thumbhash = ? \
@@ -462,7 +362,7 @@ impl Catalog for SqliteCatalog {
                 .bind(metadata.width.map(i64::from))
                 .bind(metadata.height.map(i64::from))
                 .bind(metadata.duration_ms.map(|d| d as i64))
-                .bind(waveform)
+                .bind(waveform_json(metadata))
                 .bind(placeholder.as_ref().map(|p| p.blurhash.clone()))
                 .bind(placeholder.as_ref().map(|p| p.thumbhash.clone()))
                 .bind(&key)
@@ -528,7 +428,7 @@ impl Catalog for SqliteCatalog {
         .fetch_optional(&self.pool)
         .await
         .map_err(other)?;
-        row.map(job_from_row).transpose()
+        row.as_ref().map(decode_job).transpose()
     }
 
     async fn outbox(&self, limit: u32) -> Result<Vec<Job>> {
@@ -541,7 +441,7 @@ impl Catalog for SqliteCatalog {
         .fetch_all(&self.pool)
         .await
         .map_err(other)?;
-        rows.into_iter().map(job_from_row).collect()
+        rows.iter().map(decode_job).collect()
     }
 
     async fn mark_published(&self, id: &MediaId) -> Result<()> {
