@@ -82,23 +82,21 @@ pub async fn issue(
         .ttl_seconds
         .map_or(DEFAULT_TTL, Duration::from_secs)
         .clamp(Duration::from_secs(1), state.config.link_max_ttl);
-    let mut expires_at = (OffsetDateTime::now_utc() + ttl)
+    // Whole seconds, so that a presigned URL (whose X-Amz-Date has no fraction) expires at
+    // exactly `expires_at` and names the TTL asked for.
+    let now = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("0 ns is valid");
+    let mut expires_at = now + ttl;
     // A link never outlives its media.
     if let Some(media_expiry) = media.expires_at {
         expires_at = expires_at.min(media_expiry);
     }
     let mut links = BTreeMap::new();
     if state.config.link_mode == LinkMode::Presigned {
-        // Counted from now, not from the rounded `expires_at`, which can only be later.
-        let ttl = Duration::from_secs(
-            (expires_at - OffsetDateTime::now_utc())
-                .whole_seconds()
-                .max(1) as u64,
-        );
+        let ttl = Duration::from_secs((expires_at - now).whole_seconds().max(1) as u64);
         for variant in names {
-            let url = presigned(&state, &stored.bucket, media, &variant, ttl).await?;
+            let url = presigned(&state, &stored.bucket, media, &variant, now.into(), ttl).await?;
             links.insert(variant, url);
         }
         state.metrics.links_issued.inc_by(links.len() as u64);
@@ -132,6 +130,7 @@ async fn presigned(
     bucket: &str,
     media: &Media,
     variant: &str,
+    signed_at: std::time::SystemTime,
     ttl: Duration,
 ) -> Result<String, ApiError> {
     let (key, mime, filename) = match media.variants.get(variant) {
@@ -148,7 +147,14 @@ async fn presigned(
     };
     state
         .store
-        .presign_get(bucket, &key, ttl, mime, &disposition(mime, &filename))
+        .presign_get(
+            bucket,
+            &key,
+            signed_at,
+            ttl,
+            mime,
+            &disposition(mime, &filename),
+        )
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("this store cannot presign links")))
 }

@@ -94,13 +94,14 @@ pub trait BlobStore: Send + Sync {
 
     async fn check(&self) -> Result<()>;
 
-    /// A URL that downloads the object straight from the store until `ttl` passes, answering
-    /// with these `Content-Type` and `Content-Disposition`; `None` when the store cannot make
-    /// one (the filesystem store), so the service serves downloads itself.
+    /// A URL that downloads the object straight from the store from `signed_at` until `ttl`
+    /// after it, answering with these `Content-Type` and `Content-Disposition`; `None` when the
+    /// store cannot make one (the filesystem store), so the service serves downloads itself.
     async fn presign_get(
         &self,
         _bucket: &str,
         _key: &str,
+        _signed_at: std::time::SystemTime,
         _ttl: Duration,
         _content_type: &str,
         _content_disposition: &str,

@@ -466,11 +466,16 @@ impl BlobStore for S3Store {
         &self,
         bucket: &str,
         key: &str,
+        signed_at: std::time::SystemTime,
         ttl: Duration,
         content_type: &str,
         content_disposition: &str,
     ) -> Result<Option<String>> {
-        let config = PresigningConfig::expires_in(ttl).map_err(other)?;
+        let config = PresigningConfig::builder()
+            .start_time(signed_at)
+            .expires_in(ttl)
+            .build()
+            .map_err(other)?;
         let request = self
             .client
             .get_object()
