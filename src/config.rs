@@ -35,6 +35,8 @@ struct Layer {
     workers: Option<usize>,
     job_timeout_seconds: Option<u64>,
     job_max_attempts: Option<u32>,
+    job_memory_limit_mib: Option<u64>,
+    worker_exe: Option<PathBuf>,
     presets: Option<PathBuf>,
     sweep_interval_seconds: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
@@ -77,6 +79,8 @@ impl Layer {
             workers,
             job_timeout_seconds,
             job_max_attempts,
+            job_memory_limit_mib,
+            worker_exe,
             presets,
             sweep_interval_seconds,
             shutdown_grace_seconds,
@@ -116,6 +120,7 @@ impl Layer {
                 | "workers"
                 | "job_timeout_seconds"
                 | "job_max_attempts"
+                | "job_memory_limit_mib"
                 | "sweep_interval_seconds"
                 | "shutdown_grace_seconds"
                 | "s3_part_size_bytes"
@@ -176,6 +181,11 @@ pub struct Config {
     pub workers: usize,
     pub job_timeout: Duration,
     pub job_max_attempts: u32,
+    /// The ceiling on each job's child process (RLIMIT_DATA): a decoder that asks for more
+    /// dies alone.
+    pub job_memory_limit: u64,
+    /// The `satchel` executable that runs each job's transform; this one by default.
+    pub worker_exe: Option<PathBuf>,
     pub presets: Option<PathBuf>,
     pub sweep_interval: Duration,
     pub shutdown_grace: Duration,
@@ -270,6 +280,8 @@ impl Config {
             workers,
             job_timeout: Duration::from_secs(l.job_timeout_seconds.unwrap_or(300).max(1)),
             job_max_attempts: l.job_max_attempts.unwrap_or(3).max(1),
+            job_memory_limit: l.job_memory_limit_mib.unwrap_or(2048).max(16) << 20,
+            worker_exe: l.worker_exe,
             presets: l.presets,
             sweep_interval: Duration::from_secs(l.sweep_interval_seconds.unwrap_or(5).max(1)),
             shutdown_grace: Duration::from_secs(l.shutdown_grace_seconds.unwrap_or(30)),

@@ -45,6 +45,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// A worker's child process: one job's transform, reported as JSON on stdout.
+    #[command(hide = true)]
+    Transform {
+        file: PathBuf,
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        preset: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -95,6 +106,12 @@ fn main() -> anyhow::Result<()> {
             )
         }
         Command::Process { file, preset, out } => process(file, preset, out),
+        Command::Transform {
+            file,
+            kind,
+            preset,
+            out,
+        } => transform(file, &kind, preset, out),
     }
 }
 
@@ -126,11 +143,29 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+fn presets(preset: Option<PathBuf>) -> anyhow::Result<satchel_workers::Presets> {
+    match preset {
+        Some(path) => satchel_workers::Presets::load(&path).map_err(anyhow::Error::msg),
+        None => Ok(satchel_workers::Presets::default()),
+    }
+}
+
+fn transform(
+    file: PathBuf,
+    kind: &str,
+    preset: Option<PathBuf>,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    let pipeline = Kind::parse(kind)
+        .and_then(Kind::pipeline)
+        .ok_or_else(|| anyhow::anyhow!("no pipeline for {kind:?}"))?;
+    let report = satchel::jobs::isolate::transform(pipeline, &file, &presets(preset)?, &out);
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
 fn process(file: PathBuf, preset: Option<PathBuf>, out: PathBuf) -> anyhow::Result<()> {
-    let presets = match preset {
-        Some(path) => satchel_workers::Presets::load(&path).map_err(anyhow::Error::msg)?,
-        None => satchel_workers::Presets::default(),
-    };
+    let presets = presets(preset)?;
     let mut head = vec![0u8; satchel::domain::sniff::SNIFF_BYTES];
     let n = std::io::Read::read(
         &mut std::fs::File::open(&file)

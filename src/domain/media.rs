@@ -1,5 +1,5 @@
 use super::{ChatId, MediaId, UserId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -95,7 +95,7 @@ pub struct MediaError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MediaMetadata {
     /// As displayed (EXIF orientation and rotation applied).
     pub width: Option<u32>,
@@ -105,13 +105,13 @@ pub struct MediaMetadata {
     pub waveform: Option<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MediaPlaceholder {
     pub blurhash: String,
     pub thumbhash: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VariantInfo {
     pub mime: String,
     pub size: u64,

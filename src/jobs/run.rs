@@ -1,12 +1,13 @@
 //! One job, start to finish: fetch the original, run the worker, store the variants, record
 //! the outcome. Jobs are idempotent: a rerun writes the same keys and the same rows.
 
+use super::isolate::{Ended, Isolation, Report};
 use crate::catalog::{Job, JobResult};
-use crate::domain::{MediaError, MediaMetadata, MediaPlaceholder, VariantInfo};
+use crate::domain::MediaError;
 use crate::state::AppState;
 use crate::storage::{original_key, variant_key, StorageError};
-use satchel_workers::{Processed, WorkerError};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub enum Outcome {
 enum Stop {
     /// Might work next time.
     Retry(anyhow::Error),
+    /// The transform's process died: maybe this input kills it every time, maybe not.
+    Crashed(String),
     Fail(MediaError),
 }
 
@@ -47,7 +50,8 @@ impl From<StorageError> for Stop {
 pub async fn run_job(state: &AppState, job: &Job) -> Outcome {
     let started = Instant::now();
     let max_attempts = state.config.job_max_attempts;
-    let result = if job.attempt > max_attempts {
+    // A broker that counts deliveries dead-letters crash loops itself (`dead_letters`).
+    let result = if job.attempt > max_attempts && !state.queue.counts_deliveries() {
         Err(fail(
             "too_many_attempts",
             format!("gave up after {max_attempts} attempts"),
@@ -57,29 +61,18 @@ pub async fn run_job(state: &AppState, job: &Job) -> Outcome {
     };
     let outcome = match result {
         Ok(outcome) => outcome,
-        Err(Stop::Retry(e)) if job.attempt < max_attempts => {
-            let delay = Duration::from_secs(2u64.pow(job.attempt.min(8)));
-            tracing::warn!(error = ?e, ?delay, "job will be retried");
-            match state.queue.retry(job, delay).await {
-                Ok(()) => Outcome::Retried,
-                Err(e) => {
-                    // The lease runs out and the job comes back anyway.
-                    tracing::error!(error = %e, "cannot requeue; the lease will expire instead");
-                    Outcome::Retried
-                }
+        Err(Stop::Crashed(why)) if state.queue.counts_deliveries() => {
+            tracing::error!(why, "the transform crashed; handing the job back");
+            if let Err(e) = state.queue.hand_back(job).await {
+                tracing::error!(error = %e, "cannot hand the job back; the broker will");
             }
+            Outcome::Retried
         }
-        Err(Stop::Retry(e)) => {
-            record_failure(
-                state,
-                job,
-                MediaError {
-                    code: "retries_exhausted".into(),
-                    message: format!("gave up after {max_attempts} attempts: {e}"),
-                },
-            )
-            .await
+        Err(Stop::Crashed(why)) => {
+            tracing::error!(why, "the transform crashed");
+            retry_or_fail(state, job, "worker_crashed", anyhow::anyhow!(why)).await
         }
+        Err(Stop::Retry(e)) => retry_or_fail(state, job, "retries_exhausted", e).await,
         Err(Stop::Fail(e)) => record_failure(state, job, e).await,
     };
     let label = match &outcome {
@@ -93,6 +86,31 @@ pub async fn run_job(state: &AppState, job: &Job) -> Outcome {
         .job(job.kind.as_str(), label, started.elapsed().as_secs_f64());
     tracing::info!(outcome = ?outcome, took_ms = started.elapsed().as_millis() as u64, "job done");
     outcome
+}
+
+/// Runs the job again later, unless it has had all its attempts: then the media fails with
+/// `code`.
+async fn retry_or_fail(state: &AppState, job: &Job, code: &str, e: anyhow::Error) -> Outcome {
+    let max_attempts = state.config.job_max_attempts;
+    if job.attempt >= max_attempts {
+        let message = format!("gave up after {max_attempts} attempts: {e}");
+        return record_failure(
+            state,
+            job,
+            MediaError {
+                code: code.into(),
+                message,
+            },
+        )
+        .await;
+    }
+    let delay = Duration::from_secs(2u64.pow(job.attempt.min(8)));
+    tracing::warn!(error = ?e, ?delay, "job will be retried");
+    if let Err(e) = state.queue.retry(job, delay).await {
+        // The lease runs out and the job comes back anyway.
+        tracing::error!(error = %e, "cannot requeue; the lease will expire instead");
+    }
+    Outcome::Retried
 }
 
 async fn record_failure(state: &AppState, job: &Job, error: MediaError) -> Outcome {
@@ -152,43 +170,42 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
         .fetch_to(&stored.bucket, &original_key(&job.media_id), &input)
         .await?;
 
-    let presets = state.presets.clone();
-    let out = out_dir.clone();
-    let work = tokio::task::spawn_blocking(move || {
-        satchel_workers::process(pipeline, &input, &presets, &out)
-    });
-    let processed = match tokio::time::timeout(state.config.job_timeout, work).await {
-        Err(_) => return Err(fail("timed_out", "the job ran over its time budget")),
-        Ok(Err(join)) => {
-            tracing::error!(error = %join, "worker panicked");
-            return Err(fail("worker_crashed", "the worker crashed on this input"));
-        }
-        Ok(Ok(Err(e))) => return Err(worker_error(e)),
-        Ok(Ok(Ok(processed))) => processed,
+    let isolation = Isolation {
+        exe: worker_exe(state).map_err(|e| Stop::Retry(e.into()))?,
+        presets: state.config.presets.clone(),
+        memory_limit: state.config.job_memory_limit,
+        timeout: state.config.job_timeout,
+    };
+    let ended = isolation
+        .run(pipeline, &input, &out_dir)
+        .await
+        .map_err(|e| Stop::Retry(anyhow::Error::new(e).context("cannot start the transform")))?;
+    let output = match ended {
+        Ended::TimedOut => return Err(fail("timed_out", "the job ran over its time budget")),
+        Ended::Crashed(why) => return Err(Stop::Crashed(why)),
+        Ended::Reported(Report::Failed {
+            retryable: true,
+            message,
+            ..
+        }) => return Err(Stop::Retry(anyhow::anyhow!(message))),
+        Ended::Reported(Report::Failed { code, message, .. }) => return Err(fail(&code, message)),
+        Ended::Reported(Report::Done(output)) => output,
     };
 
     let mut variants = BTreeMap::new();
-    for v in &processed.variants {
+    for v in &output.variants {
+        let path = inside(&out_dir, &v.path)?;
         state
             .store
-            .put_file(
-                &stored.bucket,
-                &variant_key(&job.media_id, &v.name),
-                &v.path,
-            )
+            .put_file(&stored.bucket, &variant_key(&job.media_id, &v.name), path)
             .await?;
-        variants.insert(
-            v.name.clone(),
-            VariantInfo {
-                mime: v.mime.clone(),
-                size: v.size,
-                width: v.width,
-                height: v.height,
-                duration_ms: v.duration_ms,
-            },
-        );
+        variants.insert(v.name.clone(), v.info.clone());
     }
-    let result = ready(processed, variants);
+    let result = JobResult::Ready {
+        metadata: output.metadata,
+        placeholder: output.placeholder,
+        variants,
+    };
     match state.catalog.finish_job(&job.media_id, result).await {
         Ok(Some(media)) => {
             state.events.status_changed(&media);
@@ -207,26 +224,22 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
     }
 }
 
-fn worker_error(e: WorkerError) -> Stop {
-    if e.is_retryable() {
-        Stop::Retry(e.into())
-    } else {
-        fail(e.code(), e.to_string())
+/// The child names the files it wrote; only plain files directly in the job's output
+/// directory are taken, so that not even a subverted decoder can have another file stored.
+fn inside<'a>(out_dir: &Path, path: &'a Path) -> Result<&'a Path, Stop> {
+    let plain_file = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    if path.parent() != Some(out_dir) || !plain_file {
+        return Err(Stop::Crashed(format!(
+            "the transform reported an output outside its directory: {}",
+            path.display()
+        )));
     }
+    Ok(path)
 }
 
-fn ready(p: Processed, variants: BTreeMap<String, VariantInfo>) -> JobResult {
-    JobResult::Ready {
-        metadata: MediaMetadata {
-            width: p.metadata.width,
-            height: p.metadata.height,
-            duration_ms: p.metadata.duration_ms,
-            waveform: p.metadata.waveform,
-        },
-        placeholder: p.placeholder.map(|p| MediaPlaceholder {
-            blurhash: p.blurhash,
-            thumbhash: p.thumbhash,
-        }),
-        variants,
+fn worker_exe(state: &AppState) -> std::io::Result<std::path::PathBuf> {
+    match &state.config.worker_exe {
+        Some(exe) => Ok(exe.clone()),
+        None => std::env::current_exe(),
     }
 }

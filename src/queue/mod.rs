@@ -41,6 +41,17 @@ pub trait JobQueue: Send + Sync {
     /// Deliver the job again after `after`.
     async fn retry(&self, job: &Job, after: Duration) -> Result<()>;
 
+    /// Whether the queue itself counts the deliveries of a job handed back undone and gives
+    /// it up past a limit (a broker's delivery limit with a dead-letter queue).
+    fn counts_deliveries(&self) -> bool {
+        false
+    }
+
+    /// The job's transform crashed: deliver it again at once, as a failed delivery.
+    async fn hand_back(&self, job: &Job) -> Result<()> {
+        self.retry(job, Duration::ZERO).await
+    }
+
     /// At start-up and after shutdown: make jobs that this process held runnable again.
     /// Returns how many.
     async fn recover(&self) -> Result<u64>;

@@ -16,6 +16,7 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// Dropped after `Drop for TestApp` has stopped the app.
     _database: Option<TestDatabase>,
+    _broker: Option<TestBroker>,
     /// The S3 store the app uses, when the backend is real.
     pub s3: Option<S3Settings>,
 }
@@ -99,6 +100,11 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Config {
         ("SATCHEL_LINK_SECRET".into(), "test-link-secret".into()),
         ("SATCHEL_SWEEP_INTERVAL_SECONDS".into(), "1".into()),
         ("SATCHEL_SHUTDOWN_GRACE_SECONDS".into(), "10".into()),
+        // The app runs inside this test binary, so its own executable cannot run transforms.
+        (
+            "SATCHEL_WORKER_EXE".into(),
+            env!("CARGO_BIN_EXE_satchel").into(),
+        ),
     ];
     if real_backend() {
         vars.extend(s3_test_vars());
@@ -160,6 +166,49 @@ pub fn amqp_test_vars() -> Vec<(String, String)> {
         ("SATCHEL_AMQP_URL".into(), url),
         ("SATCHEL_AMQP_PREFIX".into(), prefix),
     ]
+}
+
+/// One test's queues and exchanges on the test broker, deleted with it: quorum queues hold
+/// memory on the broker, and a run makes hundreds.
+pub struct TestBroker {
+    url: String,
+    prefix: String,
+}
+
+impl TestBroker {
+    pub fn of(config: &Config) -> Option<Self> {
+        Some(Self {
+            url: config.amqp_url.clone()?,
+            prefix: config.amqp_prefix.clone(),
+        })
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        block_on(async move {
+            let connection =
+                lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+                    .await
+                    .ok()?;
+            let channel = connection.create_channel().await.ok()?;
+            for kind in ["image", "audio", "video", "dead"] {
+                let queue = format!("{prefix}.jobs.{kind}");
+                let _ = channel
+                    .queue_delete(&queue, QueueDeleteOptions::default())
+                    .await;
+            }
+            for exchange in ["events", "dlx"] {
+                let exchange = format!("{prefix}.{exchange}");
+                let _ = channel
+                    .exchange_delete(&exchange, ExchangeDeleteOptions::default())
+                    .await;
+            }
+            connection.close(200, "test over").await.ok()
+        });
+    }
 }
 
 /// A client of the test S3 server, for looking behind the service's back.
@@ -259,6 +308,7 @@ pub async fn spawn_in(dir: TempDir, extra: &[(&str, &str)]) -> TestApp {
     }
     let config = test_config(dir.path(), &extra);
     let s3 = config.s3.clone();
+    let broker = TestBroker::of(&config);
     // With a broker the API node runs no workers by default; the suite wants both in one.
     let role = satchel::app::Role {
         api: true,
@@ -283,6 +333,7 @@ pub async fn spawn_in(dir: TempDir, extra: &[(&str, &str)]) -> TestApp {
         dir,
         task: Some(task),
         _database: database,
+        _broker: broker,
         s3,
     }
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod catalog_concurrency;
+mod cluster;
 mod downloads;
 mod hostile;
 mod links;

@@ -2,8 +2,8 @@
 //! behaviour when the object store goes away.
 //!
 //! CI runs the suite twice: embedded, then with `SATCHEL_TEST_BACKEND=real` against Garage
-//! (`scripts/test-all.sh`). These tests return at once only when `SATCHEL_TEST_BACKEND` is
-//! unset; in the real run a missing or unreachable S3 server fails them.
+//! (`scripts/test-all.sh`). The embedded run leaves these tests out by name; run on their own
+//! without a real S3 server, they fail.
 
 use crate::helpers::*;
 use reqwest::StatusCode;
@@ -15,13 +15,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// Whether this run is the real-backend one; any value but `real` is a mistake, not a skip.
-fn s3_run() -> bool {
-    match std::env::var("SATCHEL_TEST_BACKEND") {
-        Err(_) => false,
-        Ok(v) if v == "real" => true,
-        Ok(other) => panic!("SATCHEL_TEST_BACKEND must be unset or `real`, not {other:?}"),
-    }
+/// These tests are for the S3 store only: without it they fail rather than pass vacuously.
+fn require_s3() {
+    assert!(
+        real_backend(),
+        "S3 tests need SATCHEL_TEST_BACKEND=real (scripts/test-real.sh)"
+    );
 }
 
 fn s3_of(app: &TestApp) -> &S3Settings {
@@ -51,9 +50,7 @@ async fn only_bucket(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn a_chat_gets_a_private_bucket_on_its_first_upload() {
-    if !s3_run() {
-        return;
-    }
+    require_s3();
     let app = spawn_app().await;
     assert_eq!(app.bucket_count(), 0);
     let media = app
@@ -87,9 +84,7 @@ async fn a_chat_gets_a_private_bucket_on_its_first_upload() {
 
 #[tokio::test]
 async fn a_multipart_upload_round_trips_byte_exact() {
-    if !s3_run() {
-        return;
-    }
+    require_s3();
     let app = spawn_app().await;
     app.add_member("c1", "u1").await;
     let body = noise(20 << 20);
@@ -142,9 +137,7 @@ async fn a_multipart_upload_round_trips_byte_exact() {
 
 #[tokio::test]
 async fn a_client_that_disconnects_mid_multipart_upload_leaves_no_object_and_no_upload() {
-    if !s3_run() {
-        return;
-    }
+    require_s3();
     let app = spawn_app().await;
     app.add_member("c1", "u1").await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
@@ -186,9 +179,7 @@ async fn a_client_that_disconnects_mid_multipart_upload_leaves_no_object_and_no_
 
 #[tokio::test]
 async fn presigned_links_download_from_s3_with_type_and_disposition() {
-    if !s3_run() {
-        return;
-    }
+    require_s3();
     let app = spawn_app_with(&[("SATCHEL_LINK_MODE", "presigned")]).await;
     let photo = fixture("photo.jpg");
     let media = app
@@ -283,9 +274,7 @@ impl Switch {
 
 #[tokio::test]
 async fn with_storage_down_uploads_answer_503_record_nothing_and_recover() {
-    if !s3_run() {
-        return;
-    }
+    require_s3();
     let switch = Switch::start(
         &std::env::var("SATCHEL_TEST_S3_ENDPOINT").expect("SATCHEL_TEST_S3_ENDPOINT is set"),
     )
@@ -335,9 +324,7 @@ async fn with_storage_down_uploads_answer_503_record_nothing_and_recover() {
 
 #[tokio::test]
 async fn erasing_a_chat_deletes_its_bucket_and_only_its_bucket() {
-    if !s3_run() {
-        return;
-    }
+    require_s3();
     let app = spawn_app().await;
     app.upload_ok("c1", "u1", "a.bin", b"a".to_vec()).await;
     let keep = only_bucket(&app).await;

@@ -141,6 +141,24 @@ impl JobQueue for AmqpQueue {
         self.ack(job).await
     }
 
+    fn counts_deliveries(&self) -> bool {
+        true
+    }
+
+    async fn hand_back(&self, job: &Job) -> Result<()> {
+        let Some(acker) = self.take_acker(&job.media_id) else {
+            return Ok(());
+        };
+        // Requeued with its delivery count raised: past the limit, the broker dead-letters it.
+        acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)
+    }
+
     async fn recover(&self) -> Result<u64> {
         // The broker redelivers what a dead consumer held; nothing to release here.
         Ok(0)

@@ -1,0 +1,517 @@
+//! satchel scaled out, as an operator runs it: `satchel serve` API nodes and `satchel worker`
+//! processes (the real binary) on one S3 server, RabbitMQ broker and PostgreSQL database, and
+//! what happens when any of them fails.
+//!
+//! Real backends only: these tests fail without `SATCHEL_TEST_BACKEND=real`. Some restart
+//! RabbitMQ or stop Garage, so `scripts/test-real.sh` runs them one at a time, after the rest
+//! of the suite (the embedded run leaves them out by name).
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use satchel::config::S3Settings;
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// One deployment's shared backends: a database, a bucket prefix and a queue prefix of its
+/// own, and the settings every process of it gets.
+struct Cluster {
+    env: Vec<(String, String)>,
+    s3: S3Settings,
+    client: reqwest::Client,
+    // Dropped after the nodes, which the tests hold and drop first.
+    _broker: Option<TestBroker>,
+    database: TestDatabase,
+}
+
+/// One `satchel` process; killed when dropped.
+struct Node {
+    child: Child,
+    base: String,
+    _dir: TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    async fn new() -> Cluster {
+        assert!(
+            real_backend(),
+            "cluster tests need SATCHEL_TEST_BACKEND=real (scripts/test-real.sh)"
+        );
+        let database = TestDatabase::create().await;
+        let mut env = vec![
+            ("SATCHEL_DATABASE_URL".to_owned(), database.url.clone()),
+            ("SATCHEL_API_TOKENS".to_owned(), TOKEN.to_owned()),
+            (
+                "SATCHEL_LINK_SECRET".to_owned(),
+                "cluster-secret".to_owned(),
+            ),
+            ("SATCHEL_LOG".to_owned(), "warn".to_owned()),
+        ];
+        env.extend(s3_test_vars());
+        env.extend(amqp_test_vars());
+        let config = satchel::Config::load_from(None, env.clone().into_iter())
+            .expect("the cluster's settings are valid");
+        Cluster {
+            env,
+            s3: config.s3.clone().expect("the cluster uses S3"),
+            client: reqwest::Client::new(),
+            _broker: TestBroker::of(&config),
+            database,
+        }
+    }
+
+    async fn start(&self, args: &[&str], extra: &[(&str, &str)]) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_satchel"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("SATCHEL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SATCHEL_DATA_DIR", dir.path())
+            .envs(extra.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("satchel starts");
+        let node = Node {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/readyz", node.base))
+                .send()
+                .await
+            {
+                if r.status() == StatusCode::OK {
+                    return node;
+                }
+            }
+            assert!(Instant::now() < deadline, "{args:?} did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn api_node(&self) -> Node {
+        self.start(&["serve"], &[]).await
+    }
+
+    async fn worker(&self, extra: &[(&str, &str)]) -> Node {
+        self.start(&["worker", "--concurrency", "1"], extra).await
+    }
+
+    async fn member(&self, node: &Node, chat: &str, user: &str) {
+        let r = self
+            .client
+            .put(format!("{}/v1/chats/{chat}/members/{user}", node.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+
+    async fn upload(
+        &self,
+        node: &Node,
+        chat: &str,
+        name: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!(
+                "{}/v1/chats/{chat}/media?user=u1&filename={name}",
+                node.base
+            ))
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn upload_ok(&self, node: &Node, chat: &str, name: &str, body: Vec<u8>) -> String {
+        let r = self.upload(node, chat, name, body).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn media(&self, node: &Node, id: &str) -> Value {
+        let r = self
+            .client
+            .get(format!("{}/v1/media/{id}", node.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    /// Waits until the media leaves `processing` and returns it.
+    async fn settled(&self, node: &Node, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let media = self.media(node, id).await;
+            if media["status"] != "processing" {
+                return media;
+            }
+            assert!(Instant::now() < deadline, "still processing: {media}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn all_ready(&self, node: &Node, ids: &[String]) {
+        for id in ids {
+            let media = self.settled(node, id, Duration::from_secs(120)).await;
+            assert_eq!(media["status"], "ready", "{media}");
+        }
+    }
+
+    /// Rows in the shared catalog's media table, looked at behind the service's back.
+    async fn media_rows(&self) -> i64 {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.database.url)
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM media")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+/// Jobs a worker finished with `outcome`, from its `/metrics`.
+async fn jobs_done(client: &reqwest::Client, node: &Node, outcome: &str) -> u64 {
+    let text = client
+        .get(format!("{}/metrics", node.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("satchel_jobs_total{") && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The `satchel transform` children of a process (the jobs it is running right now).
+fn transform_children(node: &Node) -> Vec<u32> {
+    let pid = node.child.id();
+    let mut children = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+    {
+        let Ok(task) = task else { continue };
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    children.retain(|child| {
+        std::fs::read(format!("/proc/{child}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"transform"))
+    });
+    children
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
+}
+
+fn run(program: &Path, args: &[&str]) {
+    let status = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    assert!(status.success(), "{} {args:?}: {status}", program.display());
+}
+
+#[tokio::test]
+async fn two_api_nodes_and_two_workers_share_one_deployment() {
+    let cluster = Cluster::new().await;
+    let (a, b) = (cluster.api_node().await, cluster.api_node().await);
+    let (w1, w2) = (cluster.worker(&[]).await, cluster.worker(&[]).await);
+
+    cluster.member(&a, "c1", "u1").await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            cluster
+                .upload_ok(&a, "c1", &format!("{i}.jpg"), fixture("photo.jpg"))
+                .await,
+        );
+    }
+    // Read, linked and downloaded through the other node.
+    cluster.all_ready(&b, &ids).await;
+    let done = jobs_done(&cluster.client, &w1, "ready").await
+        + jobs_done(&cluster.client, &w2, "ready").await;
+    assert_eq!(done, 6, "each job ran exactly once");
+
+    let r = cluster
+        .client
+        .post(format!("{}/v1/media/{}/links", b.base, ids[0]))
+        .bearer_auth(TOKEN)
+        .json(&json!({"user": "u1", "variants": ["original", "thumbnail"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let links: Value = r.json().await.unwrap();
+    let original = links["links"]["original"].as_str().unwrap();
+    assert!(original.starts_with(&b.base), "{original}");
+    // A link signed by one node is good on the other: they share the link secret.
+    let on_a = original.replacen(&b.base, &a.base, 1);
+    let r = cluster.client.get(&on_a).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.bytes().await.unwrap() == fixture("photo.jpg"));
+    let thumbnail = links["links"]["thumbnail"].as_str().unwrap();
+    let r = cluster.client.get(thumbnail).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/webp");
+
+    // Erasing the chat on one node removes its bucket.
+    assert_eq!(s3_listing(&cluster.s3).await.0.len(), 1);
+    let r = cluster
+        .client
+        .delete(format!("{}/v1/chats/c1", b.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(s3_listing(&cluster.s3).await.0, Vec::<String>::new());
+    let r = cluster
+        .client
+        .get(format!("{}/v1/media/{}", a.base, ids[1]))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_leaves_the_job_to_another() {
+    let cluster = Cluster::new().await;
+    let api = cluster.api_node().await;
+    let w1 = cluster.worker(&[]).await;
+    cluster.member(&api, "c1", "u1").await;
+    let id = cluster
+        .upload_ok(&api, "c1", "clip.mp4", fixture("clip-1080p.mp4"))
+        .await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let transform = loop {
+        if let Some(pid) = transform_children(&w1).first() {
+            break *pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never started the job"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let status = Command::new("kill")
+        .args(["-KILL", &w1.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(w1);
+    // Its transform dies with it rather than running on as an orphan.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(transform) {
+        assert!(
+            Instant::now() < deadline,
+            "the transform outlived its worker"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cluster.media(&api, &id).await["status"], "processing");
+
+    let w2 = cluster.worker(&[]).await;
+    let media = cluster.settled(&api, &id, Duration::from_secs(120)).await;
+    assert_eq!(media["status"], "ready", "{media}");
+    assert_eq!(jobs_done(&cluster.client, &w2, "ready").await, 1);
+}
+
+#[tokio::test]
+async fn with_every_worker_down_uploads_wait_and_a_new_worker_drains_them() {
+    let cluster = Cluster::new().await;
+    let api = cluster.api_node().await;
+    cluster.member(&api, "c1", "u1").await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            cluster
+                .upload_ok(&api, "c1", &format!("{i}.jpg"), fixture("photo.jpg"))
+                .await,
+        );
+    }
+    ids.push(
+        cluster
+            .upload_ok(&api, "c1", "voice.ogg", fixture("voice.ogg"))
+            .await,
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for id in &ids {
+        assert_eq!(cluster.media(&api, id).await["status"], "processing");
+    }
+    let _worker = cluster.worker(&[]).await;
+    cluster.all_ready(&api, &ids).await;
+}
+
+#[tokio::test]
+async fn uploads_accepted_while_rabbitmq_restarts_are_all_processed() {
+    let cluster = Cluster::new().await;
+    let api = cluster.api_node().await;
+    let _worker = cluster.worker(&[]).await;
+    cluster.member(&api, "c1", "u1").await;
+    let mut ids = vec![
+        cluster
+            .upload_ok(&api, "c1", "before.jpg", fixture("photo.jpg"))
+            .await,
+    ];
+
+    run(Path::new("rabbitmqctl"), &["stop_app"]);
+    let restarted = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(3));
+        run(Path::new("rabbitmqctl"), &["start_app"]);
+    });
+    // The broker is down for these: each is accepted, its job waits in the catalog's outbox.
+    for i in 0..6 {
+        ids.push(
+            cluster
+                .upload_ok(&api, "c1", &format!("during-{i}.jpg"), fixture("photo.jpg"))
+                .await,
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    restarted.join().unwrap();
+    ids.push(
+        cluster
+            .upload_ok(&api, "c1", "after.jpg", fixture("photo.jpg"))
+            .await,
+    );
+    cluster.all_ready(&api, &ids).await;
+}
+
+#[tokio::test]
+async fn with_garage_stopped_uploads_fail_with_503_and_leave_no_row() {
+    let cluster = Cluster::new().await;
+    let api = cluster.api_node().await;
+    cluster.member(&api, "c1", "u1").await;
+    cluster
+        .upload_ok(&api, "c1", "before.bin", b"before".to_vec())
+        .await;
+
+    let garage = script("garage.sh");
+    run(&garage, &["stop"]);
+    let r = cluster
+        .upload(&api, "c1", "during.bin", b"during".to_vec())
+        .await;
+    let stopped = async {
+        assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
+        let r = cluster
+            .client
+            .get(format!("{}/readyz", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
+        assert_eq!(cluster.media_rows().await, 1);
+    };
+    // Garage comes back even when an assertion fails, or every later test would fail too.
+    let checked = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+        tokio::time::timeout(Duration::from_secs(60), stopped),
+    ))
+    .await;
+    run(&garage, &["start"]);
+    match checked {
+        Ok(timed) => timed.expect("answered within a minute"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+
+    cluster
+        .upload_ok(&api, "c1", "after.bin", b"after".to_vec())
+        .await;
+    assert_eq!(cluster.media_rows().await, 2);
+}
+
+/// A PNG that decodes to `side`² RGB pixels but is only a few kilobytes on the wire.
+fn flat_png(side: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_pixel(side, side, image::Rgb([40, 120, 200]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}
+
+#[tokio::test]
+async fn a_poison_job_is_dead_lettered_and_its_worker_lives_on() {
+    let cluster = Cluster::new().await;
+    let api = cluster.api_node().await;
+    // 64 MiB for each transform; decoding this PNG needs 108 MB, so it dies every time.
+    let worker = cluster
+        .worker(&[("SATCHEL_JOB_MEMORY_LIMIT_MIB", "64")])
+        .await;
+    cluster.member(&api, "c1", "u1").await;
+    let poison = cluster
+        .upload_ok(&api, "c1", "poison.png", flat_png(6000))
+        .await;
+    let media = cluster
+        .settled(&api, &poison, Duration::from_secs(120))
+        .await;
+    assert_eq!(media["status"], "failed", "{media}");
+    assert_eq!(media["error"]["code"], "dead_lettered", "{media}");
+
+    assert!(alive(worker.child.id()), "the worker died with its job");
+    let fine = cluster
+        .upload_ok(&api, "c1", "fine.jpg", fixture("photo.jpg"))
+        .await;
+    cluster.all_ready(&api, &[fine]).await;
+}
