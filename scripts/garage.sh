@@ -113,15 +113,22 @@ start() {
   exit 1
 }
 
+# Stops the server and returns only once it has exited and freed its ports: a server still
+# draining keep-alive connections would serve them, and a new one could not bind.
 stop() {
   if [ -f "$PIDFILE" ]; then
     local pid
     pid="$(cat "$PIDFILE")"
     if kill "$pid" 2>/dev/null; then
-      for _ in $(seq 1 50); do
+      for _ in $(seq 1 100); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
       done
+      if kill -0 "$pid" 2>/dev/null; then
+        log "garage (pid $pid) still running after 10 s: killing it"
+        kill -9 "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      fi
     fi
     rm -f "$PIDFILE"
   fi
