@@ -7,12 +7,12 @@
 //! of the suite (the embedded run leaves them out by name).
 
 use crate::helpers::*;
+use crate::processes::{metrics, start_node, Node};
 use reqwest::StatusCode;
 use satchel::config::S3Settings;
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -22,31 +22,11 @@ struct Cluster {
     env: Vec<(String, String)>,
     s3: S3Settings,
     client: reqwest::Client,
+    /// The nodes' data directories, removed after the nodes stopped.
+    dirs: std::sync::Mutex<Vec<TempDir>>,
     // Dropped after the nodes, which the tests hold and drop first.
     _broker: Option<TestBroker>,
     database: TestDatabase,
-}
-
-/// One `satchel` process; killed when dropped.
-struct Node {
-    child: Child,
-    base: String,
-    _dir: TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Cluster {
@@ -73,6 +53,7 @@ impl Cluster {
             env,
             s3: config.s3.clone().expect("the cluster uses S3"),
             client: reqwest::Client::new(),
+            dirs: Default::default(),
             _broker: TestBroker::of(&config),
             database,
         }
@@ -80,38 +61,10 @@ impl Cluster {
 
     async fn start(&self, args: &[&str], extra: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_satchel"))
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("SATCHEL_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SATCHEL_DATA_DIR", dir.path())
-            .envs(extra.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("satchel starts");
-        let node = Node {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = self
-                .client
-                .get(format!("{}/readyz", node.base))
-                .send()
-                .await
-            {
-                if r.status() == StatusCode::OK {
-                    return node;
-                }
-            }
-            assert!(Instant::now() < deadline, "{args:?} did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let env = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let node = start_node(args, dir.path(), env.chain(extra.iter().copied())).await;
+        self.dirs.lock().unwrap().push(dir);
+        node
     }
 
     async fn api_node(&self) -> Node {
@@ -208,18 +161,11 @@ impl Cluster {
 
 /// Jobs a worker finished with `outcome`, from its `/metrics`.
 async fn jobs_done(client: &reqwest::Client, node: &Node, outcome: &str) -> u64 {
-    let text = client
-        .get(format!("{}/metrics", node.base))
-        .send()
+    let label = format!("outcome=\"{outcome}\"");
+    metrics(client, &node.base)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("satchel_jobs_total{") && l.contains(&format!("outcome=\"{outcome}\""))
-        })
+        .lines()
+        .filter(|l| l.starts_with("satchel_jobs_total{") && l.contains(&label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }

@@ -13,6 +13,7 @@ mod media;
 mod members;
 mod ops;
 mod process_lifecycle;
+mod processes;
 mod s3;
 mod uploads;
 mod webhooks;

@@ -41,15 +41,7 @@ async fn metrics_count_uploads_jobs_and_links() {
     app.wait_processed(id).await;
     let link = app.link(id, "u1", "thumbnail").await;
     app.client.get(&link).send().await.unwrap();
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::processes::metrics(&app.client, &app.url("")).await;
     for expected in [
         "satchel_uploads_total{kind=\"image\",outcome=\"accepted\"} 1",
         "satchel_jobs_total{kind=\"image\",outcome=\"ready\"} 1",

@@ -2,65 +2,23 @@
 //! accepted before a stop (graceful or `kill -9`) is processed after the restart.
 
 use crate::helpers::*;
+use crate::processes::{start_node, Node};
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    base: String,
+async fn start(dir: &Path) -> Node {
+    start_node(
+        &["serve"],
+        dir,
+        [("SATCHEL_API_TOKENS", TOKEN), ("SATCHEL_WORKERS", "1")],
+    )
+    .await
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start(dir: &Path) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_satchel"))
-        .arg("serve")
-        .env("SATCHEL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SATCHEL_DATA_DIR", dir)
-        .env("SATCHEL_API_TOKENS", TOKEN)
-        .env("SATCHEL_WORKERS", "1")
-        .env("SATCHEL_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("satchel starts");
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{}/readyz", server.base)).send().await {
-            if r.status() == StatusCode::OK {
-                return server;
-            }
-        }
-        assert!(Instant::now() < deadline, "satchel did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn upload_photos(server: &Server, n: usize) -> Vec<String> {
+async fn upload_photos(server: &Node, n: usize) -> Vec<String> {
     let client = reqwest::Client::new();
     let r = client
         .put(format!("{}/v1/chats/c1/members/u1", server.base))
@@ -92,7 +50,7 @@ async fn upload_photos(server: &Server, n: usize) -> Vec<String> {
     ids
 }
 
-async fn assert_all_ready(server: &Server, ids: &[String]) {
+async fn assert_all_ready(server: &Node, ids: &[String]) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     for id in ids {
@@ -116,7 +74,7 @@ async fn assert_all_ready(server: &Server, ids: &[String]) {
     }
 }
 
-fn signal(server: &Server, name: &str) {
+fn signal(server: &Node, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(server.child.id().to_string())

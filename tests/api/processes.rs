@@ -1,0 +1,80 @@
+//! The real `satchel` binary as a child of the test, for the tests that need whole processes:
+//! stopping and killing them, or several of them on the same backends.
+
+use reqwest::StatusCode;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One `satchel` process listening on `base`; killed when dropped.
+pub struct Node {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `satchel ARGS` on a free port with `data_dir` and `env`, and waits until its
+/// `/readyz` answers 200.
+pub async fn start_node<'a>(
+    args: &[&str],
+    data_dir: &Path,
+    env: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Node {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_satchel"))
+        .args(args)
+        .env("SATCHEL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SATCHEL_DATA_DIR", data_dir)
+        .env("SATCHEL_LOG", "warn")
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("satchel starts");
+    let node = Node {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("{}/readyz", node.base)).send().await {
+            if r.status() == StatusCode::OK {
+                return node;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "satchel {args:?} did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The text of a node's `/metrics`.
+pub async fn metrics(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
