@@ -56,9 +56,10 @@ async fn open_catalog(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dy
 fn open_queue(
     config: &Config,
     catalog: Arc<dyn Catalog>,
+    node: String,
 ) -> (Arc<dyn JobQueue>, Option<Arc<Broker>>) {
     match &config.amqp_url {
-        None => (Arc::new(EmbeddedQueue::new(catalog)), None),
+        None => (Arc::new(EmbeddedQueue::new(catalog, node)), None),
         Some(url) => {
             let broker = Arc::new(Broker::new(
                 url.clone(),
@@ -109,7 +110,9 @@ impl Application {
 
         let store = open_store(&config, &data_dir).await?;
         let catalog = open_catalog(&config, &data_dir).await?;
-        let (queue, broker) = open_queue(&config, catalog.clone());
+        // Lasting across restarts with the data directory: the owner of this node's leases.
+        let node = crate::secrets::load_or_create(&data_dir, "node-id")?.0;
+        let (queue, broker) = open_queue(&config, catalog.clone(), node);
 
         let presets = match &config.presets {
             Some(path) => Presets::load(path).map_err(anyhow::Error::msg)?,

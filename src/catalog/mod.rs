@@ -99,8 +99,9 @@ pub trait Catalog: Send + Sync {
     async fn garbage(&self, limit: u32) -> Result<Vec<Garbage>>;
     async fn remove_garbage(&self, id: i64) -> Result<()>;
 
-    /// Leases the oldest runnable job of one of `kinds` for `lease`.
-    async fn claim_job(&self, kinds: &[Kind], lease: Duration) -> Result<Option<Job>>;
+    /// Leases the oldest runnable job of one of `kinds` for `lease` to `owner` (a process's
+    /// lasting identity).
+    async fn claim_job(&self, kinds: &[Kind], lease: Duration, owner: &str) -> Result<Option<Job>>;
     /// Records the outcome and drops the job, in one transaction. `None` if the media is gone.
     async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>>;
     /// Puts a leased job back, runnable after `after`.
@@ -128,7 +129,8 @@ pub trait Catalog: Send + Sync {
         Ok(())
     }
 
-    /// Makes every leased job runnable again: for start-up of a single embedded process.
-    async fn release_all_leases(&self) -> Result<u64>;
+    /// Makes the jobs leased to `owner` runnable again: for the start-up of an embedded
+    /// process, whose previous run may have died holding them. Other owners' leases stay.
+    async fn release_leases(&self, owner: &str) -> Result<u64>;
     async fn queue_depth(&self) -> Result<u64>;
 }

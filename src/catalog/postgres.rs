@@ -341,7 +341,7 @@ impl Catalog for PostgresCatalog {
         Ok(())
     }
 
-    async fn claim_job(&self, kinds: &[Kind], lease: Duration) -> Result<Option<Job>> {
+    async fn claim_job(&self, kinds: &[Kind], lease: Duration, owner: &str) -> Result<Option<Job>> {
         if kinds.is_empty() {
             return Ok(None);
         }
@@ -351,7 +351,8 @@ impl Catalog for PostgresCatalog {
         // queueing behind (and then losing) the same one. The lease condition is re-checked
         // on the row's latest version once it is locked.
         let row = sqlx::query(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1 \
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1, \
+             lease_owner = $4 \
              WHERE media_id = (SELECT media_id FROM jobs WHERE kind = ANY($2) AND \
                ((state IN ('queued', 'published') AND available_at <= $3) \
                  OR (state = 'running' AND lease_until < $3)) \
@@ -361,6 +362,7 @@ impl Catalog for PostgresCatalog {
         .bind(now + lease.as_millis() as i64)
         .bind(&kinds)
         .bind(now)
+        .bind(owner)
         .fetch_optional(&self.pool)
         .await
         .map_err(pg)?;
@@ -488,10 +490,12 @@ impl Catalog for PostgresCatalog {
         Ok(())
     }
 
-    async fn release_all_leases(&self) -> Result<u64> {
+    async fn release_leases(&self, owner: &str) -> Result<u64> {
         Ok(sqlx::query(
-            "UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'running'",
+            "UPDATE jobs SET state = 'queued', lease_until = NULL, lease_owner = NULL \
+             WHERE state = 'running' AND lease_owner = $1",
         )
+        .bind(owner)
         .execute(&self.pool)
         .await
         .map_err(pg)?

@@ -313,20 +313,23 @@ impl Catalog for SqliteCatalog {
         Ok(())
     }
 
-    async fn claim_job(&self, kinds: &[Kind], lease: Duration) -> Result<Option<Job>> {
+    async fn claim_job(&self, kinds: &[Kind], lease: Duration, owner: &str) -> Result<Option<Job>> {
         if kinds.is_empty() {
             return Ok(None);
         }
         let now = now_ms();
         let placeholders = vec!["?"; kinds.len()].join(", ");
         let sql = format!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ? \
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ?, \
+             lease_owner = ? \
              WHERE media_id = (SELECT media_id FROM jobs WHERE kind IN ({placeholders}) AND \
                ((state IN ('queued', 'published') AND available_at <= ?) OR (state = 'running' AND lease_until < ?)) \
                ORDER BY available_at, media_id LIMIT 1) \
              RETURNING media_id, kind, attempts"
         );
-        let mut query = sqlx::query(&sql).bind(now + lease.as_millis() as i64);
+        let mut query = sqlx::query(&sql)
+            .bind(now + lease.as_millis() as i64)
+            .bind(owner);
         for kind in kinds {
             query = query.bind(kind.as_str());
         }
@@ -453,10 +456,12 @@ impl Catalog for SqliteCatalog {
         Ok(())
     }
 
-    async fn release_all_leases(&self) -> Result<u64> {
+    async fn release_leases(&self, owner: &str) -> Result<u64> {
         Ok(sqlx::query(
-            "UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'running'",
+            "UPDATE jobs SET state = 'queued', lease_until = NULL, lease_owner = NULL \
+             WHERE state = 'running' AND lease_owner = ?",
         )
+        .bind(owner)
         .execute(&self.pool)
         .await
         .map_err(other)?

@@ -15,13 +15,16 @@ const POLL: Duration = Duration::from_millis(500);
 pub struct EmbeddedQueue {
     catalog: Arc<dyn Catalog>,
     wake: Notify,
+    /// This process's lasting identity (kept in its data directory): the owner of its leases.
+    node: String,
 }
 
 impl EmbeddedQueue {
-    pub fn new(catalog: Arc<dyn Catalog>) -> Self {
+    pub fn new(catalog: Arc<dyn Catalog>, node: String) -> Self {
         Self {
             catalog,
             wake: Notify::new(),
+            node,
         }
     }
 }
@@ -44,7 +47,7 @@ impl JobQueue for EmbeddedQueue {
         loop {
             // Registered before looking, so a notify between the look and the wait is not lost.
             let woken = self.wake.notified();
-            match self.catalog.claim_job(kinds, lease).await {
+            match self.catalog.claim_job(kinds, lease, &self.node).await {
                 Ok(Some(job)) => return Ok(job),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot claim a job; will look again"),
@@ -66,9 +69,12 @@ impl JobQueue for EmbeddedQueue {
     }
 
     async fn recover(&self) -> Result<u64> {
-        // A single embedded process owns every lease: whatever was running when it last
-        // stopped runs again now.
-        self.catalog.release_all_leases().await.map_err(unavailable)
+        // Whatever this node was running when it last stopped runs again now; the leases of
+        // other processes sharing the catalog run out on their own if those died.
+        self.catalog
+            .release_leases(&self.node)
+            .await
+            .map_err(unavailable)
     }
 
     async fn depth(&self) -> Result<u64> {

@@ -128,53 +128,70 @@ fn processing_image() -> Media {
 
 /// Two catalog handles on one database, as two satchel processes would have: PostgreSQL
 /// in the real-backend run, else one SQLite file.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_processes_never_lease_the_same_job() {
+/// Two catalogs on one database, as two processes would open it; the third value keeps the
+/// database alive.
+async fn two_catalogs() -> (
+    Arc<dyn Catalog>,
+    Arc<dyn Catalog>,
+    (tempfile::TempDir, Option<TestDatabase>),
+) {
     let dir = tempfile::tempdir().unwrap();
-    let mut _database = None;
-    let (a, b): (Arc<dyn Catalog>, Arc<dyn Catalog>) = match real_backend() {
+    match real_backend() {
         true => {
             let db = TestDatabase::create().await;
             let a = PostgresCatalog::open(&db.url, 4).await.unwrap();
             let b = PostgresCatalog::open(&db.url, 4).await.unwrap();
-            _database = Some(db);
-            (Arc::new(a), Arc::new(b))
+            (Arc::new(a), Arc::new(b), (dir, Some(db)))
         }
         false => {
             let url = format!("sqlite://{}", dir.path().join("catalog.db").display());
             let a = SqliteCatalog::open(&url).await.unwrap();
             let b = SqliteCatalog::open(&url).await.unwrap();
-            (Arc::new(a), Arc::new(b))
+            (Arc::new(a), Arc::new(b), (dir, None))
         }
-    };
-    const JOBS: usize = 60;
-    a.ensure_chat(&ChatId::parse("c").unwrap(), "chat-c")
+    }
+}
+
+async fn queue_images(catalog: &dyn Catalog, n: usize) {
+    catalog
+        .ensure_chat(&ChatId::parse("c").unwrap(), "chat-c")
         .await
         .unwrap();
-    for _ in 0..JOBS {
+    for _ in 0..n {
         let new = NewMedia {
             media: processing_image(),
             bucket: "chat-c".into(),
             idempotency_key: None,
         };
-        assert!(matches!(a.insert_media(new).await, Ok(Inserted::New)));
+        assert!(matches!(catalog.insert_media(new).await, Ok(Inserted::New)));
     }
+}
 
-    let claimers = [&a, &b].into_iter().cycle().take(8).map(|catalog| {
-        let catalog = Arc::clone(catalog);
-        tokio::spawn(async move {
-            let mut claimed = Vec::new();
-            while let Some(job) = catalog
-                .claim_job(&[Kind::Image], Duration::from_secs(60))
-                .await
-                .unwrap()
-            {
-                assert_eq!(job.attempt, 1);
-                claimed.push(job.media_id);
-            }
-            claimed
-        })
-    });
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_never_lease_the_same_job() {
+    let (a, b, _keep) = two_catalogs().await;
+    const JOBS: usize = 60;
+    queue_images(a.as_ref(), JOBS).await;
+
+    let claimers = [(&a, "node-a"), (&b, "node-b")]
+        .into_iter()
+        .cycle()
+        .take(8)
+        .map(|(catalog, node)| {
+            let catalog = Arc::clone(catalog);
+            tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                while let Some(job) = catalog
+                    .claim_job(&[Kind::Image], Duration::from_secs(60), node)
+                    .await
+                    .unwrap()
+                {
+                    assert_eq!(job.attempt, 1);
+                    claimed.push(job.media_id);
+                }
+                claimed
+            })
+        });
     let claimed: Vec<MediaId> = join_all(claimers)
         .await
         .into_iter()
@@ -184,4 +201,32 @@ async fn two_processes_never_lease_the_same_job() {
     assert_eq!(distinct.len(), claimed.len(), "a job was handed out twice");
     assert_eq!(claimed.len(), JOBS, "every job was handed out");
     assert_eq!(b.queue_depth().await.unwrap(), JOBS as u64);
+}
+
+#[tokio::test]
+async fn a_restarting_node_releases_its_own_leases_and_no_one_elses() {
+    let (a, b, _keep) = two_catalogs().await;
+    queue_images(a.as_ref(), 2).await;
+    let lease = Duration::from_secs(60);
+    let held_by_a = a.claim_job(&[Kind::Image], lease, "node-a").await.unwrap();
+    let held_by_b = b.claim_job(&[Kind::Image], lease, "node-b").await.unwrap();
+    let (held_by_a, held_by_b) = (held_by_a.unwrap(), held_by_b.unwrap());
+
+    // node-b starts again: only the job it held is runnable again, and only once.
+    assert_eq!(b.release_leases("node-b").await.unwrap(), 1);
+    let again = b.claim_job(&[Kind::Image], lease, "node-b").await.unwrap();
+    let again = again.expect("node-b's job is runnable again");
+    assert_eq!(again.media_id, held_by_b.media_id);
+    assert_eq!(again.attempt, 2);
+    assert!(
+        b.claim_job(&[Kind::Image], lease, "node-b")
+            .await
+            .unwrap()
+            .is_none(),
+        "node-a's lease was released by node-b"
+    );
+
+    assert_eq!(a.release_leases("node-a").await.unwrap(), 1);
+    let again = a.claim_job(&[Kind::Image], lease, "node-a").await.unwrap();
+    assert_eq!(again.unwrap().media_id, held_by_a.media_id);
 }
