@@ -7,7 +7,7 @@
 //! of the suite (the embedded run leaves them out by name).
 
 use crate::helpers::*;
-use crate::processes::{metrics, start_node, Node};
+use crate::processes::{metrics, start_node, transform_children, Node};
 use reqwest::StatusCode;
 use satchel::config::S3Settings;
 use serde_json::{json, Value};
@@ -170,28 +170,6 @@ async fn jobs_done(client: &reqwest::Client, node: &Node, outcome: &str) -> u64 
         .sum::<f64>() as u64
 }
 
-/// The `satchel transform` children of a process (the jobs it is running right now).
-fn transform_children(node: &Node) -> Vec<u32> {
-    let pid = node.child.id();
-    let mut children = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-    {
-        let Ok(task) = task else { continue };
-        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        children.extend(
-            list.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
-    }
-    children.retain(|child| {
-        std::fs::read(format!("/proc/{child}/cmdline"))
-            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"transform"))
-    });
-    children
-}
-
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         !stat
@@ -294,7 +272,7 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_another() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let transform = loop {
-        if let Some(pid) = transform_children(&w1).first() {
+        if let Some(pid) = transform_children(w1.child.id()).first() {
             break *pid;
         }
         assert!(

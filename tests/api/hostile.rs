@@ -53,3 +53,43 @@ async fn a_variant_of_a_failed_image_is_not_ready() {
         .await;
     assert_error(r, StatusCode::CONFLICT, "variant_not_ready").await;
 }
+
+/// A mono 16-bit PCM WAV of `seconds` of a 440 Hz tone at 8 kHz.
+fn long_wav(seconds: u32) -> Vec<u8> {
+    let rate = 8000u32;
+    let samples = rate * seconds;
+    let mut wav = Vec::with_capacity(44 + 2 * samples as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + 2 * samples).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(2 * samples).to_le_bytes());
+    for n in 0..samples {
+        let t = n as f32 / rate as f32;
+        let v = (t * 440.0 * std::f32::consts::TAU).sin() * 8000.0;
+        wav.extend_from_slice(&(v as i16).to_le_bytes());
+    }
+    wav
+}
+
+#[tokio::test]
+async fn a_job_over_its_time_budget_is_killed_and_fails_with_timed_out() {
+    let app = spawn_app_with(&[("SATCHEL_JOB_TIMEOUT_SECONDS", "1")]).await;
+    // Ten minutes of audio: well within the preset's limits, far more than a second of work.
+    let media = app.upload_ok("c1", "u1", "long.wav", long_wav(600)).await;
+    assert_eq!(media["kind"], "audio");
+    let id = media["id"].as_str().unwrap();
+    let done = app.wait_processed(id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "timed_out", "{done}");
+    // Killed, not left running in the background.
+    let running = crate::processes::transform_children(std::process::id());
+    assert!(running.is_empty(), "transforms still running: {running:?}");
+}

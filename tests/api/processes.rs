@@ -78,3 +78,25 @@ pub async fn metrics(client: &reqwest::Client, base: &str) -> String {
         .await
         .unwrap()
 }
+
+/// The `satchel transform` children of process `pid`: the jobs it is running right now.
+pub fn transform_children(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    // A child is listed under the thread that spawned it.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    children.retain(|child| {
+        std::fs::read(format!("/proc/{child}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"transform"))
+    });
+    children
+}
