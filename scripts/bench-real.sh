@@ -6,7 +6,8 @@
 #   2. image jobs per second through RabbitMQ (publisher confirms, acks after the catalog) with
 #      1 and then 2 `satchel worker` processes draining a backlog of small photos.
 #
-#   scripts/bench-real.sh [--runs N] [--jobs M]     (builds the release binaries first)
+#   scripts/bench-real.sh [--runs N] [--jobs M]     (builds the release binaries first;
+#                                                    --jobs 0 measures the upload only)
 #
 # Starts Garage, PostgreSQL and RabbitMQ as the test scripts do. Every figure is printed and
 # written to target/bench-real/results.txt.
@@ -103,6 +104,8 @@ d="$(median "${direct[@]}")"
 t="$(median "${through[@]}")"
 say "median: direct ${d} MiB/s, through satchel ${t} MiB/s, ratio $(python3 -c "print(f'{$t / $d:.2f}')")"
 say "API node peak RSS (VmHWM): $(hwm_mib "$api_pid") MiB"
+cpu="$(awk '{print ($14 + $15) / 100}' "/proc/$api_pid/stat")"
+say "API node CPU time for the $runs uploads: $cpu s ($(python3 -c "print(f'{$cpu / $runs:.2f}')") s per GiB)"
 
 # --- 2. jobs per second ----------------------------------------------------------------------
 photo=fixtures/photo.jpg
@@ -140,6 +143,9 @@ drain() {
     unset 'pids[-1]'
   done
 }
+if [ "$jobs" -eq 0 ]; then
+  exit 0
+fi
 say "== image jobs of a ${photo##*/} ($(stat -c %s "$photo") bytes) through RabbitMQ, backlog of $jobs"
 backlog one
 drain 1

@@ -99,11 +99,21 @@ impl S3Sink {
 
 #[async_trait]
 impl PutSink for S3Sink {
-    async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.buffer.extend_from_slice(&chunk);
-        while self.buffer.len() >= self.plan.part_size {
-            let part = self.buffer.split_to(self.plan.part_size).freeze();
-            self.send_part(part).await?;
+    async fn write(&mut self, mut chunk: Bytes) -> Result<()> {
+        // Each part gets a buffer of exactly its size, handed whole to the request: a growing
+        // buffer split into parts would keep its doubled capacity alive under every part in
+        // flight.
+        while !chunk.is_empty() {
+            if self.buffer.capacity() == 0 {
+                self.buffer = BytesMut::with_capacity(self.plan.part_size);
+            }
+            let room = self.plan.part_size - self.buffer.len();
+            let take = room.min(chunk.len());
+            self.buffer.extend_from_slice(&chunk.split_to(take));
+            if self.buffer.len() == self.plan.part_size {
+                let part = std::mem::take(&mut self.buffer).freeze();
+                self.send_part(part).await?;
+            }
         }
         Ok(())
     }
