@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bumped whenever a generator changes, so old cached files are not mistaken for new ones.
-const GENERATION: u32 = 1;
+const GENERATION: u32 = 2;
 
 /// SplitMix64: tiny, fast, and the same on every platform and crate version.
 pub struct Rng(u64);
@@ -79,9 +79,11 @@ pub fn photo(dir: &Path, width: u32, height: u32, seed: u64) -> anyhow::Result<P
         let texture = layer(&mut rng, 12, 60.0);
         let mut img = broad;
         for (out, tex) in img.pixels_mut().zip(texture.pixels()) {
-            let n = (rng.next_u64() & 0xff) as i32;
+            let n = rng.next_u64();
             for c in 0..3 {
-                let noise = ((n >> c) & 0x0f) - 8;
+                // Triangular noise in -15..=15 (sum of two uniform draws), each channel its own.
+                let draw = |shift: usize| ((n >> shift) & 31) as i32;
+                let noise = (draw(10 * c) + draw(10 * c + 5) - 31) / 2;
                 let v = i32::from(out[c]) + (i32::from(tex[c]) - 128) + noise;
                 out[c] = v.clamp(0, 255) as u8;
             }

@@ -8,13 +8,13 @@
 mod charts;
 mod client;
 mod image;
-mod inputs;
+pub mod inputs;
 mod links;
 mod load;
 mod machine;
 mod measure;
 mod options;
-mod peers;
+pub mod peers;
 mod progress;
 mod report;
 mod report_json;
