@@ -141,6 +141,20 @@ impl Api {
         Ok(())
     }
 
+    /// Fails at once on a wrong token, rather than in every workload.
+    pub async fn check_token(&self) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .get(self.url("/v1/chats/bench-token-check/members"))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if r.status() == StatusCode::UNAUTHORIZED {
+            bail!("the token is not accepted (401)");
+        }
+        Ok(())
+    }
+
     pub async fn readyz(&self) -> anyhow::Result<Value> {
         Ok(self
             .http

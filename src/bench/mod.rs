@@ -98,6 +98,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         .readyz()
         .await
         .with_context(|| format!("{}/readyz does not answer", target.base))?;
+    api.check_token().await?;
     let backend = |key: &str| ready[key].as_str().unwrap_or("unknown").to_owned();
     let target_info = TargetInfo {
         mode: if target.embedded.is_some() {
@@ -138,9 +139,22 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         WorkloadId::Load,
         WorkloadId::Links,
     ] {
-        if selected(id) {
-            workloads.push(run_workload(&ctx, id).await);
+        if !selected(id) {
+            continue;
         }
+        let mut workload = run_workload(&ctx, id).await;
+        let transform = matches!(
+            id,
+            WorkloadId::Image | WorkloadId::Voice | WorkloadId::Video
+        );
+        if transform && ctx.target.embedded.is_none() {
+            workload.notes.push(
+                "`satchel process` ran on this machine with this build, not on the deployment; \
+                 the deployment's own job time is the \"via HTTP API\" row."
+                    .into(),
+            );
+        }
+        workloads.push(workload);
     }
     machine.load_at_end = machine::load_average();
 

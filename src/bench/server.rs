@@ -32,7 +32,8 @@ impl Target {
 
     /// Starts `satchel serve` with the caller's `SATCHEL_*` settings (so an S3 store or a
     /// database configured there is used), except the listen address, data directory and
-    /// token, which are the bench's own.
+    /// token, which are the bench's own (and a SQLite catalog, which lives in the data
+    /// directory).
     pub async fn embedded(exe: &Path, out: &Path) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -42,7 +43,12 @@ impl Target {
             .tempdir()?;
         let token = format!("bench-{:032x}", rand::random::<u128>());
         let log = out.join("satchel-serve.log");
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        // A SQLite catalog belongs to one data directory: never share the caller's.
+        if std::env::var("SATCHEL_DATABASE_URL").is_ok_and(|u| u.starts_with("sqlite:")) {
+            command.env_remove("SATCHEL_DATABASE_URL");
+        }
+        let child = command
             .arg("serve")
             .env("SATCHEL_LISTEN", format!("127.0.0.1:{port}"))
             .env("SATCHEL_DATA_DIR", data.path())
