@@ -105,7 +105,7 @@ impl Suite {
                 video: (1920, 1080, 20),
                 upload_bytes: 256 << 20,
                 upload_single_runs: 5,
-                upload_parallel_rounds: 3,
+                upload_parallel_rounds: 2,
                 load_clients: 16,
                 load_uploads_per_client: 25,
                 mix_photo: (4032, 3024),

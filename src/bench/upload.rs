@@ -29,8 +29,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
         _ => plan.upload_parallel_rounds,
     };
 
-    let chat = ctx.api.new_chat("bench").await?;
     for streams in STREAMS {
+        // A chat per row, erased after it, so a full run never holds every upload at once.
+        let chat = ctx.api.new_chat("bench").await?;
         let pb = progress::bar(
             rounds(streams) as u64,
             format!("satchel upload, {streams} stream(s)"),
@@ -51,8 +52,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
         .await;
         progress::finish(&pb, format!("satchel upload, {streams} stream(s)"));
         work.rows.push(row);
+        ctx.api.delete_chat(&chat).await;
     }
-    ctx.api.delete_chat(&chat).await;
 
     match &ctx.s3 {
         Err(reason) => {
