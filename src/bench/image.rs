@@ -118,7 +118,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
     work.rows.extend(timed.iter().map(|t| t.row()));
 
     let pb = progress::spinner("image job through the HTTP API");
-    match via_api(&ctx.api, &input, "photo.jpg", ctx.plan.api_runs, &pb).await {
+    match via_api(
+        &ctx.api,
+        ctx.target.server_pid(),
+        &input,
+        "photo.jpg",
+        ctx.plan.api_runs,
+        &pb,
+    )
+    .await
+    {
         Ok(row) => work.rows.push(row),
         Err(e) => work.notes.push(format!("through the API: failed: {e:#}")),
     }

@@ -208,6 +208,7 @@ fn step_ms(stdout: &str, step: &str) -> Option<f64> {
 /// to `ready` seen by polling every 25 ms (so up to 25 ms of each figure is polling).
 pub async fn via_api(
     api: &Api,
+    server_pid: Option<u32>,
     input: &Path,
     filename: &str,
     runs: usize,
@@ -215,6 +216,7 @@ pub async fn via_api(
 ) -> anyhow::Result<Row> {
     let body = Bytes::from(tokio::fs::read(input).await?);
     let chat = api.new_chat("bench").await?;
+    measure::reset_peak_rss(server_pid);
     let result = async {
         let mut seconds = Vec::new();
         for _ in 0..runs {
@@ -233,13 +235,23 @@ pub async fn via_api(
         Ok(seconds)
     }
     .await;
+    let server_peak = server_pid.and_then(|pid| measure::peak_rss_of(Some(pid)));
     api.delete_chat(&chat).await;
+    let mut figures = wall_figures(&result?);
+    // The whole server's peak while it did these jobs (embedded runs only).
+    if let Some(peak) = server_peak {
+        figures.set("peak_rss_mib", peak as f64 / MIB);
+    }
     let mut row = Row::measured(
         "satchel via HTTP API (upload → ready)",
         Role::Satchel,
-        wall_figures(&result?),
+        figures,
     );
-    row.note = Some("the deployment's own job, timed by the client: upload, queue, job, storage of every variant".into());
+    row.note = Some(
+        "timed by the client: upload, queue, job, storing every variant; peak memory is the \
+         whole `satchel serve` process's"
+            .into(),
+    );
     Ok(row)
 }
 

@@ -79,7 +79,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
     }
 
     let pb = progress::spinner("video through the HTTP API");
-    match via_api(&ctx.api, &input, "clip.mp4", ctx.plan.api_runs, &pb).await {
+    match via_api(
+        &ctx.api,
+        ctx.target.server_pid(),
+        &input,
+        "clip.mp4",
+        ctx.plan.api_runs,
+        &pb,
+    )
+    .await
+    {
         Ok(row) => work.rows.push(row),
         Err(e) => work.notes.push(format!("through the API: failed: {e:#}")),
     }
