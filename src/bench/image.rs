@@ -140,7 +140,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
     );
     work.method = format!(
         "Each command is a child process timed from spawn to exit (start-up included), {} run(s) \
-         each, interleaved; peak memory is the child's own ru_maxrss. satchel runs as `satchel \
+         each, interleaved; peak memory is the child's own VmHWM, sampled every 5 ms. satchel runs as `satchel \
          process` (the same code as its image workers) and makes more than the peers: a WebP \
          thumbnail, preview and blurred image, BlurHash and ThumbHash. The \"×2\" and \"one \
          decode\" peers make the nearest equivalent set of files; the thumbnail-only ones are \

@@ -39,7 +39,7 @@ pub fn render(r: &Report, charts: &[String]) -> String {
             .peers
             .iter()
             .find(|p| &p.name == name)
-            .map_or("satchel", |_| "found");
+            .map_or("under test", |_| "found");
         let _ = writeln!(s, "| {name} | {status} | {version} |");
     }
     for p in r.peers.iter().filter(|p| p.status == Status::Missing) {
