@@ -162,7 +162,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
          and {} round(s) of 16 uploads started together. Throughput is bytes sent ÷ wall time \
          of the round (to the last `201`); latency is per request. The S3 peer uses satchel's \
          part size and parts in flight. The local disk write (embedded filesystem store only) \
-         is the floor satchel's own store writes onto.",
+         gives the disk's scale: it writes the whole file, then fsyncs, where satchel writes \
+         as bytes arrive, so the kernel is already writing back before satchel's fsync and \
+         satchel can come out ahead of it.",
         plan.upload_single_runs, plan.upload_parallel_rounds
     );
     Ok(work)
