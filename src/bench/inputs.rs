@@ -220,3 +220,25 @@ fn run_ffmpeg(ffmpeg: &Peer, args: &[&std::ffi::OsStr]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let read = |p: PathBuf| std::fs::read(p).unwrap();
+        let photo_a = read(photo(a.path(), 96, 64, 7).unwrap());
+        assert_eq!(photo_a, read(photo(b.path(), 96, 64, 7).unwrap()));
+        assert_ne!(photo_a, read(photo(b.path(), 96, 64, 8).unwrap()));
+        assert!(image::load_from_memory(&photo_a).is_ok_and(|i| i.width() == 96));
+        let voice_a = read(voice_wav(a.path(), 1, 7).unwrap());
+        assert_eq!(voice_a, read(voice_wav(b.path(), 1, 7).unwrap()));
+        assert_eq!(voice_a.len(), 44 + 2 * 48_000);
+        assert_eq!(
+            read(blob(a.path(), 1000, 7).unwrap()),
+            read(blob(b.path(), 1000, 7).unwrap())
+        );
+    }
+}
