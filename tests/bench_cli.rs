@@ -167,6 +167,10 @@ fn the_smoke_suite_writes_a_full_report_and_names_missing_peers() {
         assert!(figure(all, key) > 0.0, "{key}");
     }
     assert!(figure(row(load, "process: satchel serve"), "peak_rss_mib") > 0.0);
+    // Jobs run in `satchel transform` children of the server; their memory is theirs.
+    let children = row(load, "process: satchel transform");
+    assert!(figure(children, "processes") >= 1.0);
+    assert!(figure(children, "peak_rss_mib") > 0.0);
     assert_eq!(
         load["samples_ms"]["time_to_ready"]
             .as_array()

@@ -120,6 +120,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
     let server_pid = ctx.target.server_pid();
     measure::reset_peak_rss(server_pid);
     measure::reset_peak_rss(None);
+    let tree = server_pid.map(measure::TreeSampler::start);
 
     let pb = progress::bar(
         items.len() as u64,
@@ -212,6 +213,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
         format!("{} uploads by {} clients", done.len(), plan.load_clients),
     );
     let server_peak = server::server_peak(&ctx.target);
+    let tree = tree.map(measure::TreeSampler::stop);
     let bench_peak = measure::peak_rss_of(None);
     ctx.api.delete_chat(&chat).await;
 
@@ -286,6 +288,21 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
         server_peak,
         "a remote deployment: measure its memory on its own hosts",
     ));
+    // Jobs run in `satchel transform` children of the server (where the build does so).
+    if let Some(tree) = tree.filter(|t| t.children > 0) {
+        let mut child = peak_row(
+            "process: satchel transform (largest of the job children)",
+            Some(tree.child_peak_bytes),
+            "",
+        );
+        child.figures.set("processes", tree.children as f64);
+        work.rows.push(child);
+        work.rows.push(peak_row(
+            "processes: satchel serve + its children (largest sum at one instant)",
+            Some(tree.total_peak_bytes),
+            "",
+        ));
+    }
     work.rows.push(peak_row(
         "process: satchel bench (all clients)",
         bench_peak,
@@ -311,7 +328,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
          processing; each processed upload is polled every 50 ms until `ready`. Time to ready \
          runs from the upload's first byte. jobs/s counts processed uploads that became ready, \
          over the time to the last of them. Peak memory is each process's VmHWM over this \
-         workload only.",
+         workload only; job children are sampled every 10 ms.",
         plan.load_clients,
         items.len()
     );

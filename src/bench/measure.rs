@@ -93,14 +93,8 @@ pub fn show(command: &Command) -> String {
 
 /// This process's own peak resident memory (`VmHWM`), or that of `pid`.
 pub fn peak_rss_of(pid: Option<u32>) -> Option<u64> {
-    let path = match pid {
-        Some(pid) => format!("/proc/{pid}/status"),
-        None => "/proc/self/status".into(),
-    };
-    let status = std::fs::read_to_string(path).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let pid = pid.unwrap_or_else(std::process::id);
+    Some(status_kib(pid, "VmHWM:")? * 1024)
 }
 
 /// Starts a new peak for `pid` (writing 5 to clear_refs resets VmHWM), so that each workload
@@ -111,4 +105,72 @@ pub fn reset_peak_rss(pid: Option<u32>) -> bool {
         None => "/proc/self/clear_refs".into(),
     };
     std::fs::write(path, "5").is_ok()
+}
+
+/// Peak memory of a server and of the `satchel transform` children it starts for each job,
+/// sampled every 10 ms while a workload runs: the server's own VmHWM leaves the children out.
+pub struct TreeSampler {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<TreePeaks>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TreePeaks {
+    /// Distinct child processes seen.
+    pub children: usize,
+    /// The largest VmHWM of any one child.
+    pub child_peak_bytes: u64,
+    /// The largest sum of the server's and its children's resident memory at one instant.
+    pub total_peak_bytes: u64,
+}
+
+impl TreeSampler {
+    pub fn start(pid: u32) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peaks = TreePeaks::default();
+            let mut seen = std::collections::HashSet::new();
+            while !flag.load(Ordering::Relaxed) {
+                let mut total = status_kib(pid, "VmRSS:").unwrap_or(0) * 1024;
+                for child in children_of(pid) {
+                    seen.insert(child);
+                    total += status_kib(child, "VmRSS:").unwrap_or(0) * 1024;
+                    let hwm = status_kib(child, "VmHWM:").unwrap_or(0) * 1024;
+                    peaks.child_peak_bytes = peaks.child_peak_bytes.max(hwm);
+                }
+                peaks.total_peak_bytes = peaks.total_peak_bytes.max(total);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peaks.children = seen.len();
+            peaks
+        });
+        TreeSampler { done, thread }
+    }
+
+    pub fn stop(self) -> TreePeaks {
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

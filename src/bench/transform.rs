@@ -217,6 +217,7 @@ pub async fn via_api(
     let body = Bytes::from(tokio::fs::read(input).await?);
     let chat = api.new_chat("bench").await?;
     measure::reset_peak_rss(server_pid);
+    let tree = server_pid.map(measure::TreeSampler::start);
     let result = async {
         let mut seconds = Vec::new();
         for _ in 0..runs {
@@ -236,11 +237,15 @@ pub async fn via_api(
     }
     .await;
     let server_peak = server_pid.and_then(|pid| measure::peak_rss_of(Some(pid)));
+    let tree = tree.map(measure::TreeSampler::stop);
     api.delete_chat(&chat).await;
     let mut figures = wall_figures(&result?);
-    // The whole server's peak while it did these jobs (embedded runs only).
+    // The server's own peak while it did these jobs, and its job child's (embedded runs).
     if let Some(peak) = server_peak {
         figures.set("peak_rss_mib", peak as f64 / MIB);
+    }
+    if let Some(tree) = tree.filter(|t| t.children > 0) {
+        figures.set("transform_peak_rss_mib", tree.child_peak_bytes as f64 / MIB);
     }
     let mut row = Row::measured(
         "satchel via HTTP API (upload → ready)",
@@ -248,8 +253,8 @@ pub async fn via_api(
         figures,
     );
     row.note = Some(
-        "timed by the client: upload, queue, job, storing every variant; peak memory is the \
-         whole `satchel serve` process's"
+        "timed by the client: upload, queue, job, storing every variant; peak memory is \
+         `satchel serve`'s own, transform peak its job child's"
             .into(),
     );
     Ok(row)
