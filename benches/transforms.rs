@@ -1,31 +1,26 @@
-//! Benchmarks of the media transforms on large inputs.
+//! Criterion micro-benchmarks of the media transforms, where optimisations happen: decode,
+//! resize, encode, blur, placeholders, and whole jobs of each kind.
 //!
-//! Inputs come from `target/bench-inputs/`; make them first with `fixtures/make-bench.sh`.
-//! Run: `cargo bench --bench transforms` (add `-- decode` etc. to pick a group).
+//! Inputs are generated on first use into `target/bench-inputs/` by the same seeded
+//! generators as `satchel bench` (the video needs the ffmpeg CLI; without it that benchmark
+//! is left out, and says so). Run: `cargo bench --bench transforms` (add `-- decode` etc. to
+//! pick a group); the suite-level comparison with other tools is `satchel bench`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use satchel::bench::{inputs, peers::Peer};
 use satchel_workers::image::{blur, decode, encode, placeholder, resize};
 use satchel_workers::preset::ImageFormat;
 use satchel_workers::{MediaKind, Presets};
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn input(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/bench-inputs")
-        .join(name);
-    if !path.exists() {
-        eprintln!(
-            "\nmissing benchmark input {}\nrun `bash fixtures/make-bench.sh` first\n",
-            path.display()
-        );
-        std::process::exit(1);
-    }
-    path
+fn input_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-inputs")
 }
 
 fn image_benches(c: &mut Criterion) {
-    let big = input("big.jpg");
+    // 24 MP, photo-like, about 10 MB: what a phone camera sends.
+    let big = inputs::photo(&input_dir(), 6000, 4000, 1).expect("generate the 24 MP JPEG");
     let presets = Presets::default();
     let preset = &presets.image;
 
@@ -114,5 +109,34 @@ fn image_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, image_benches);
+fn av_benches(c: &mut Criterion) {
+    let presets = Presets::default();
+    let out = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("job");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    let voice = inputs::voice_wav(&input_dir(), 60, 1).expect("generate the voice note");
+    g.bench_function("voice_60s_wav_to_opus", |b| {
+        b.iter(|| {
+            black_box(
+                satchel_workers::process(MediaKind::Audio, &voice, &presets, out.path()).unwrap(),
+            )
+        })
+    });
+    match inputs::video(&input_dir(), (1920, 1080, 2), &Peer::find("ffmpeg")) {
+        Ok(video) => {
+            g.bench_function("video_1080p_2s_to_720p", |b| {
+                b.iter(|| {
+                    black_box(
+                        satchel_workers::process(MediaKind::Video, &video, &presets, out.path())
+                            .unwrap(),
+                    )
+                })
+            });
+        }
+        Err(e) => eprintln!("job/video_1080p_2s_to_720p left out: {e:#}"),
+    }
+    g.finish();
+}
+
+criterion_group!(benches, image_benches, av_benches);
 criterion_main!(benches);

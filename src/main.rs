@@ -56,6 +56,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Benchmark satchel against the tools ops would otherwise use; writes report.md,
+    /// report.json and SVG charts.
+    Bench(satchel::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -113,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             preset,
             out,
         } => transform(file, &kind, preset, out),
+        Command::Bench(args) => satchel::bench::run(args),
     }
 }
 

@@ -1,0 +1,142 @@
+//! The peer of the upload workload: a multipart PUT straight to the S3 store satchel is
+//! configured with, with satchel's own part size and parts in flight (as examples/s3_put.rs).
+
+use crate::config::S3Settings;
+use anyhow::Context;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use secrecy::ExposeSecret;
+use tokio::task::JoinSet;
+
+pub struct DirectS3 {
+    client: Client,
+    bucket: String,
+    part_size: usize,
+    in_flight: usize,
+}
+
+impl DirectS3 {
+    /// Creates a scratch bucket of its own (named with satchel's prefix), removed by
+    /// [`DirectS3::clean_up`].
+    pub async fn connect(settings: &S3Settings) -> anyhow::Result<Self> {
+        let mut config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .credentials_provider(Credentials::new(
+                &settings.access_key_id,
+                settings.secret_access_key.expose_secret(),
+                None,
+                None,
+                "satchel-bench",
+            ))
+            .region(Region::new(settings.region.clone()))
+            .force_path_style(settings.path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        let client = Client::from_conf(config.build());
+        let bucket = format!(
+            "{}bench-{:016x}",
+            settings.bucket_prefix,
+            rand::random::<u64>()
+        );
+        client
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .with_context(|| format!("creating the scratch bucket {bucket}"))?;
+        Ok(DirectS3 {
+            client,
+            bucket,
+            part_size: settings.part_size_bytes,
+            in_flight: settings.upload_concurrency.max(1),
+        })
+    }
+
+    pub async fn put(&self, key: &str, body: Bytes) -> anyhow::Result<()> {
+        if body.len() <= self.part_size {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .body(ByteStream::from(body))
+                .send()
+                .await?;
+            return Ok(());
+        }
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await?;
+        let id = upload.upload_id().context("no upload id")?.to_owned();
+        let mut tasks = JoinSet::new();
+        let mut parts = Vec::new();
+        for (i, start) in (0..body.len()).step_by(self.part_size).enumerate() {
+            if tasks.len() >= self.in_flight {
+                parts.push(tasks.join_next().await.expect("a task")??);
+            }
+            let number = i as i32 + 1;
+            let request = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&id)
+                .part_number(number)
+                .body(ByteStream::from(
+                    body.slice(start..(start + self.part_size).min(body.len())),
+                ));
+            tasks.spawn(async move {
+                let sent = request.send().await?;
+                anyhow::Ok(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(sent.e_tag().map(str::to_owned))
+                        .build(),
+                )
+            });
+        }
+        while let Some(part) = tasks.join_next().await {
+            parts.push(part??);
+        }
+        parts.sort_by_key(|p| p.part_number());
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    pub async fn clean_up(&self, keys: &[String]) {
+        for key in keys {
+            let _ = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await;
+        }
+        let _ = self
+            .client
+            .delete_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await;
+    }
+}

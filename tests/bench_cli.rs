@@ -1,0 +1,196 @@
+//! `satchel bench` through its public CLI: the smoke suite runs every workload for real on
+//! tiny inputs against an embedded satchel, with vipsthumbnail hidden from PATH so that a
+//! missing peer must show up as missing.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A PATH holding only ffmpeg and ImageMagick's convert (the real binaries, not shims).
+fn path_without_vips(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["ffmpeg", "convert"] {
+        let found = ["/usr/bin", "/usr/local/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| {
+                std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x7fELF"))
+                    || std::fs::canonicalize(p)
+                        .and_then(std::fs::read)
+                        .is_ok_and(|b| b.starts_with(b"\x7fELF"))
+            })
+            .unwrap_or_else(|| {
+                panic!("{tool} is needed by this test (scripts/install-deps.sh installs it)")
+            });
+        std::os::unix::fs::symlink(std::fs::canonicalize(found).unwrap(), bin.join(tool)).unwrap();
+    }
+    bin
+}
+
+fn figure(row: &Value, key: &str) -> f64 {
+    row["figures"][key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{} has no figure {key}: {row}", row["subject"]))
+}
+
+fn row<'a>(workload: &'a Value, starts_with: &str) -> &'a Value {
+    workload["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["subject"].as_str().unwrap().starts_with(starts_with))
+        .unwrap_or_else(|| panic!("no row {starts_with} in {}", workload["id"]))
+}
+
+#[test]
+fn the_smoke_suite_writes_a_full_report_and_names_missing_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_satchel"));
+    command
+        .args(["bench", "--suite", "smoke", "--out"])
+        .arg(&out)
+        .env("PATH", path_without_vips(dir.path()));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SATCHEL_")) {
+        command.env_remove(key);
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("satchel bench --suite smoke took over 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(status.success(), "satchel bench failed: {stderr}");
+
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Side by side"), "{md}");
+    assert!(md.contains("| vipsthumbnail | **missing** |"), "{md}");
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["suite"], "smoke");
+    assert_eq!(report["target"]["mode"], "embedded");
+    assert!(report["machine"]["logical_cpus"].as_u64().unwrap() > 0);
+    assert!(report["versions"]["satchel"].is_string());
+    assert!(report["versions"]["ffmpeg"].is_string());
+    let peer = |name: &str| {
+        report["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(peer("vipsthumbnail")["status"], "missing");
+    assert_eq!(peer("ffmpeg")["status"], "measured");
+
+    let workloads = report["workloads"].as_array().unwrap();
+    let ids: Vec<&str> = workloads
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["image", "voice", "video", "upload", "load", "links"]);
+    for w in workloads {
+        assert_eq!(
+            w["status"], "measured",
+            "workload {} failed: {}",
+            w["id"], w["error"]
+        );
+        for c in w["comparisons"].as_array().unwrap() {
+            assert!(c.get("ratio").is_some(), "a comparison without ratio: {c}");
+        }
+    }
+    let by_id = |id: &str| workloads.iter().find(|w| w["id"] == id).unwrap();
+
+    // Transforms: satchel and every installed peer measured, ratios positive; vips missing.
+    let image = by_id("image");
+    let satchel = row(image, "satchel process");
+    assert!(figure(satchel, "wall_median_s") > 0.0);
+    assert!(figure(satchel, "peak_rss_mib") > 0.0);
+    assert!(figure(row(image, "satchel via HTTP API"), "wall_median_s") > 0.0);
+    let vips = row(image, "vipsthumbnail -s 320");
+    assert_eq!(vips["status"], "missing");
+    assert!(vips["note"].as_str().unwrap().contains("not installed"));
+    for c in image["comparisons"].as_array().unwrap() {
+        let peer = c["peer"].as_str().unwrap();
+        if peer.starts_with("vipsthumbnail") {
+            assert!(c["ratio"].is_null());
+            assert_eq!(c["status"], "missing");
+        } else {
+            assert!(c["ratio"].as_f64().unwrap() > 0.0, "{c}");
+        }
+    }
+    for id in ["voice", "video"] {
+        let w = by_id(id);
+        let wall = w["comparisons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["metric"] == "wall_median_s")
+            .unwrap();
+        assert!(wall["ratio"].as_f64().unwrap() > 0.0, "{id}: {wall}");
+        assert!(figure(row(w, "ffmpeg"), "wall_median_s") > 0.0);
+    }
+
+    // Upload: satchel's throughput at 1 and 16 streams; no S3 here, so that peer does not apply.
+    let upload = by_id("upload");
+    assert!(figure(row(upload, "satchel, 1 stream"), "throughput_mib_s") > 0.0);
+    assert_eq!(figure(row(upload, "satchel, 16 stream"), "uploads"), 16.0);
+    assert_eq!(row(upload, "direct S3 PUT, 16")["status"], "not_applicable");
+
+    // Load: every upload of the mix done without error, processed ones ready.
+    let load = by_id("load");
+    let all = row(load, "all uploads");
+    assert_eq!(figure(all, "uploads"), 8.0);
+    assert_eq!(figure(all, "errors"), 0.0);
+    for key in [
+        "upload_p50_ms",
+        "upload_p99_ms",
+        "ready_p50_ms",
+        "ready_p99_ms",
+        "jobs_per_s",
+    ] {
+        assert!(figure(all, key) > 0.0, "{key}");
+    }
+    assert!(figure(row(load, "process: satchel serve"), "peak_rss_mib") > 0.0);
+    // Jobs run in `satchel transform` children of the server; their memory is theirs.
+    let children = row(load, "process: satchel transform");
+    assert!(figure(children, "processes") >= 1.0);
+    assert!(figure(children, "peak_rss_mib") > 0.0);
+    assert_eq!(
+        load["samples_ms"]["time_to_ready"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+
+    let links = by_id("links");
+    let issued = row(links, "satchel POST");
+    assert!(figure(issued, "requests_per_s") > 0.0);
+    assert_eq!(figure(issued, "errors"), 0.0);
+
+    let svgs: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    assert!(svgs.len() >= 3, "charts: {svgs:?}");
+    for svg in svgs {
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    }
+}
