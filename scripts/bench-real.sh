@@ -91,7 +91,7 @@ say "== 1 GiB upload into Garage, $runs runs each, alternated (MiB/s)"
 direct=()
 through=()
 for run in $(seq 1 "$runs"); do
-  line="$(target/release/examples/s3_put "$file" "$prefix-direct")"
+  line="$(target/release/examples/s3_put "$file")"
   direct+=("$(echo "$line" | sed -E 's/.*: ([0-9.]+) MiB\/s/\1/')")
   seconds="$(curl -sf -o /dev/null -w '%{time_total}' -X POST -T "$file" \
     -H "authorization: Bearer $token" -H 'content-type: application/octet-stream' \

@@ -2,7 +2,7 @@
 
 use super::progress;
 use super::report::Workload;
-use super::transform::{compare_all, scratch, time_jobs, via_api, Job};
+use super::transform::{add_api_row, compare_all, scratch, time_jobs, Job};
 use super::{inputs, Ctx};
 use satchel_workers::preset::{ImageFormat, ImageOutputPreset};
 
@@ -117,21 +117,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
     progress::finish(&pb, "image job: satchel and peers timed");
     work.rows.extend(timed.iter().map(|t| t.row()));
 
-    let pb = progress::spinner("image job through the HTTP API");
-    match via_api(
-        &ctx.api,
-        ctx.target.server_pid(),
-        &input,
-        "photo.jpg",
-        ctx.plan.api_runs,
-        &pb,
-    )
-    .await
-    {
-        Ok(row) => work.rows.push(row),
-        Err(e) => work.notes.push(format!("through the API: failed: {e:#}")),
-    }
-    progress::finish(&pb, "image job through the HTTP API");
+    add_api_row(ctx, &mut work, &input, "photo.jpg", "image job").await;
 
     compare_all(
         &mut work,

@@ -28,6 +28,7 @@ mod video;
 mod voice;
 
 pub use options::{BenchArgs, Suite, WorkloadId};
+pub use s3_direct::DirectS3;
 
 use crate::config::S3Settings;
 use anyhow::Context;

@@ -6,6 +6,7 @@ use super::measure::{self, Run};
 use super::peers::Peer;
 use super::report::{Better, Figures, Role, Row, Status, Workload, MIB};
 use super::stats;
+use super::{progress, Ctx};
 use anyhow::bail;
 use bytes::Bytes;
 use indicatif::ProgressBar;
@@ -202,6 +203,27 @@ fn step_ms(stdout: &str, step: &str) -> Option<f64> {
             _ => None,
         }
     })
+}
+
+/// Times the same input through the HTTP API (upload to `ready`) and adds its row, or a note
+/// saying why it failed.
+pub async fn add_api_row(ctx: &Ctx, work: &mut Workload, input: &Path, filename: &str, what: &str) {
+    let label = format!("{what} through the HTTP API");
+    let pb = progress::spinner(label.as_str());
+    let measured = via_api(
+        &ctx.api,
+        ctx.target.server_pid(),
+        input,
+        filename,
+        ctx.plan.api_runs,
+        &pb,
+    )
+    .await;
+    match measured {
+        Ok(row) => work.rows.push(row),
+        Err(e) => work.notes.push(format!("through the API: failed: {e:#}")),
+    }
+    progress::finish(&pb, label);
 }
 
 /// Uploads `input` `runs` times through the API and times each from the first byte sent

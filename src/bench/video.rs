@@ -2,7 +2,7 @@
 
 use super::progress;
 use super::report::{Better, Workload};
-use super::transform::{compare_all, scratch, time_jobs, via_api, Job};
+use super::transform::{add_api_row, compare_all, scratch, time_jobs, Job};
 use super::{inputs, Ctx};
 
 const SATCHEL: &str = "satchel process (video + poster + thumbnail + blurred)";
@@ -78,21 +78,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
         None => {}
     }
 
-    let pb = progress::spinner("video through the HTTP API");
-    match via_api(
-        &ctx.api,
-        ctx.target.server_pid(),
-        &input,
-        "clip.mp4",
-        ctx.plan.api_runs,
-        &pb,
-    )
-    .await
-    {
-        Ok(row) => work.rows.push(row),
-        Err(e) => work.notes.push(format!("through the API: failed: {e:#}")),
-    }
-    progress::finish(&pb, "video through the HTTP API");
+    add_api_row(ctx, &mut work, &input, "clip.mp4", "video").await;
 
     compare_all(&mut work, SATCHEL, &[FFMPEG]);
     if work.rows.iter().any(|r| r.subject == STEP) {

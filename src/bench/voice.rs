@@ -2,7 +2,7 @@
 
 use super::progress;
 use super::report::Workload;
-use super::transform::{compare_all, scratch, time_jobs, via_api, Job};
+use super::transform::{add_api_row, compare_all, scratch, time_jobs, Job};
 use super::{inputs, Ctx};
 
 const SATCHEL: &str = "satchel process (voice: loudness, waveform, Opus)";
@@ -63,21 +63,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
         work.rows.push(row);
     }
 
-    let pb = progress::spinner("voice note through the HTTP API");
-    match via_api(
-        &ctx.api,
-        ctx.target.server_pid(),
-        &input,
-        "voice.wav",
-        ctx.plan.api_runs,
-        &pb,
-    )
-    .await
-    {
-        Ok(row) => work.rows.push(row),
-        Err(e) => work.notes.push(format!("through the API: failed: {e:#}")),
-    }
-    progress::finish(&pb, "voice note through the HTTP API");
+    add_api_row(ctx, &mut work, &input, "voice.wav", "voice note").await;
 
     compare_all(&mut work, SATCHEL, &[FFMPEG]);
     work.method = format!(
