@@ -407,14 +407,6 @@ async fn with_garage_stopped_uploads_fail_with_503_and_leave_no_row() {
     assert_eq!(cluster.media_rows().await, 2);
 }
 
-/// A PNG that decodes to `side`² RGB pixels but is only a few kilobytes on the wire.
-fn flat_png(side: u32) -> Vec<u8> {
-    let image = image::RgbImage::from_pixel(side, side, image::Rgb([40, 120, 200]));
-    let mut png = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut png, image::ImageFormat::Png).unwrap();
-    png.into_inner()
-}
-
 #[tokio::test]
 async fn a_poison_job_is_dead_lettered_and_its_worker_lives_on() {
     let cluster = Cluster::new().await;

@@ -511,3 +511,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// A PNG that decodes to `side`² RGB pixels but is only a few kilobytes on the wire.
+pub fn flat_png(side: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_pixel(side, side, image::Rgb([40, 120, 200]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}

@@ -93,3 +93,25 @@ async fn a_job_over_its_time_budget_is_killed_and_fails_with_timed_out() {
     let running = crate::processes::transform_children(std::process::id());
     assert!(running.is_empty(), "transforms still running: {running:?}");
 }
+
+#[tokio::test]
+async fn a_decoder_that_dies_on_its_memory_ceiling_fails_the_job_and_the_service_lives_on() {
+    // 64 MiB for each transform; decoding this PNG needs 108 MB, so its child aborts on
+    // every attempt. Two attempts: one retry after a 2 s backoff.
+    let app = spawn_app_with(&[
+        ("SATCHEL_JOB_MEMORY_LIMIT_MIB", "64"),
+        ("SATCHEL_JOB_MAX_ATTEMPTS", "2"),
+    ])
+    .await;
+    let media = app.upload_ok("c1", "u1", "huge.png", flat_png(6000)).await;
+    let id = media["id"].as_str().unwrap();
+    let done = app.wait_processed(id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "worker_crashed", "{done}");
+
+    let photo = app
+        .upload_ok("c1", "u1", "photo.jpg", fixture("photo.jpg"))
+        .await;
+    let done = app.wait_processed(photo["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "ready", "{done}");
+}
