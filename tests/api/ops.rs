@@ -41,16 +41,28 @@ async fn metrics_count_uploads_jobs_and_links() {
     app.wait_processed(id).await;
     let link = app.link(id, "u1", "thumbnail").await;
     app.client.get(&link).send().await.unwrap();
-    let text = crate::processes::metrics(&app.client, &app.url("")).await;
-    for expected in [
+    let expected = [
         "satchel_uploads_total{kind=\"image\",outcome=\"accepted\"} 1",
         "satchel_jobs_total{kind=\"image\",outcome=\"ready\"} 1",
         "satchel_job_seconds_bucket",
         "satchel_queue_depth 0",
         "satchel_link_checks_total{outcome=\"served\"} 1",
         "satchel_links_issued_total 1",
-    ] {
-        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    ];
+    // A job is counted just after its media turns ready in the catalog, so a client that saw
+    // `ready` may read the metrics a moment before the count.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = crate::processes::metrics(&app.client, &app.url("")).await;
+        let missing: Vec<_> = expected.iter().filter(|e| !text.contains(*e)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing {missing:?} in\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
