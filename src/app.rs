@@ -30,6 +30,7 @@ async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn 
             let plan = PartPlan {
                 part_size: s3.part_size_bytes,
                 concurrency: s3.upload_concurrency,
+                sign_payloads: s3.sign_payloads(),
             };
             Ok(Arc::new(S3Store::new(s3, plan)?))
         }

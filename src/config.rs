@@ -17,6 +17,18 @@ pub enum LinkMode {
     Presigned,
 }
 
+/// Whether S3 request bodies carry a SigV4 payload hash. Unsigned bodies still go with a
+/// CRC32C the store checks, so corruption is caught either way; what the hash adds is
+/// protection from someone who can rewrite the traffic, which TLS already gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadSigning {
+    /// Sign unless the endpoint is `https://` (or AWS itself, which always is).
+    Auto,
+    Always,
+    Never,
+}
+
 /// Settings as read from a file or the environment, every one optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +62,7 @@ struct Layer {
     s3_path_style: Option<bool>,
     s3_part_size_bytes: Option<usize>,
     s3_upload_concurrency: Option<usize>,
+    s3_payload_signing: Option<PayloadSigning>,
     amqp_url: Option<String>,
     amqp_prefix: Option<String>,
 }
@@ -94,6 +107,7 @@ impl Layer {
             s3_path_style,
             s3_part_size_bytes,
             s3_upload_concurrency,
+            s3_payload_signing,
             amqp_url,
             amqp_prefix
         );
@@ -162,6 +176,21 @@ pub struct S3Settings {
     pub part_size_bytes: usize,
     /// Parts of one upload in flight at once.
     pub upload_concurrency: usize,
+    pub payload_signing: PayloadSigning,
+}
+
+impl S3Settings {
+    /// Whether request bodies are hashed into the signature (see [`PayloadSigning`]).
+    pub fn sign_payloads(&self) -> bool {
+        match self.payload_signing {
+            PayloadSigning::Always => true,
+            PayloadSigning::Never => false,
+            PayloadSigning::Auto => self
+                .endpoint
+                .as_deref()
+                .is_some_and(|e| !e.to_ascii_lowercase().starts_with("https://")),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +274,7 @@ impl Config {
                 path_style: l.s3_path_style.unwrap_or(true),
                 part_size_bytes: l.s3_part_size_bytes.unwrap_or(8 << 20),
                 upload_concurrency: l.s3_upload_concurrency.unwrap_or(4),
+                payload_signing: l.s3_payload_signing.unwrap_or(PayloadSigning::Auto),
             }),
         };
         let link_mode = l.link_mode.unwrap_or(LinkMode::Service);
@@ -339,5 +369,33 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_not_silence() {
         assert!(Config::load_from(None, env(&[("SATCHEL_LISTN", "x")])).is_err());
+    }
+
+    #[test]
+    fn payloads_are_signed_only_where_tls_does_not_guard_them() {
+        let s3 = |pairs: &[(&str, &str)]| {
+            let mut all = vec![
+                ("SATCHEL_S3_ACCESS_KEY_ID", "k"),
+                ("SATCHEL_S3_SECRET_ACCESS_KEY", "s"),
+            ];
+            all.extend_from_slice(pairs);
+            Config::load_from(None, env(&all)).unwrap().s3.unwrap()
+        };
+        assert!(!s3(&[]).sign_payloads(), "AWS itself is reached over TLS");
+        assert!(s3(&[("SATCHEL_S3_ENDPOINT", "http://127.0.0.1:3900")]).sign_payloads());
+        assert!(!s3(&[("SATCHEL_S3_ENDPOINT", "HTTPS://s3.example.com")]).sign_payloads());
+        assert!(s3(&[
+            ("SATCHEL_S3_ENDPOINT", "https://s3.example.com"),
+            ("SATCHEL_S3_PAYLOAD_SIGNING", "always")
+        ])
+        .sign_payloads());
+        assert!(!s3(&[
+            ("SATCHEL_S3_ENDPOINT", "http://127.0.0.1:3900"),
+            ("SATCHEL_S3_PAYLOAD_SIGNING", "never")
+        ])
+        .sign_payloads());
+        assert!(
+            Config::load_from(None, env(&[("SATCHEL_S3_PAYLOAD_SIGNING", "sometimes")])).is_err()
+        );
     }
 }

@@ -9,7 +9,7 @@ mod s3;
 
 pub use fs::FsStore;
 pub use naming::base32_lower;
-pub use s3::{PartPlan, S3Store};
+pub use s3::{crc32c, PartPlan, S3Store};
 
 use async_trait::async_trait;
 use bytes::Bytes;

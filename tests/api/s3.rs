@@ -136,6 +136,49 @@ async fn a_multipart_upload_round_trips_byte_exact() {
 }
 
 #[tokio::test]
+async fn unsigned_bodies_go_up_with_a_crc32c_that_the_store_keeps() {
+    require_s3();
+    let app = spawn_app_with(&[("SATCHEL_S3_PAYLOAD_SIGNING", "never")]).await;
+    let client = s3_client(s3_of(&app));
+    let head = |bucket: String, id: String| {
+        client
+            .head_object()
+            .bucket(bucket)
+            .key(format!("{id}/original"))
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+    };
+
+    // One PutObject: the store keeps the CRC32C of the whole body.
+    let small = noise(100_000);
+    let media = app.upload_ok("c1", "u1", "small.bin", small.clone()).await;
+    let id = media["id"].as_str().unwrap().to_owned();
+    let bucket = only_bucket(&app).await;
+    let stored = head(bucket.clone(), id.clone()).await.unwrap();
+    assert_eq!(
+        stored.checksum_crc32_c(),
+        Some(satchel::storage::crc32c(&small).as_str()),
+        "{stored:?}"
+    );
+
+    // Multipart: every part carried one, so the object has a checksum over 3 parts.
+    let big = noise(20 << 20);
+    let media = app.upload_ok("c1", "u1", "big.bin", big.clone()).await;
+    let id = media["id"].as_str().unwrap().to_owned();
+    let stored = head(bucket, id.clone()).await.unwrap();
+    let checksum = stored.checksum_crc32_c().unwrap_or_default();
+    assert!(checksum.ends_with("-3"), "{stored:?}");
+
+    let link = app.link(&id, "u1", "original").await;
+    let downloaded = app.client.get(&link).send().await.unwrap();
+    assert_eq!(downloaded.status(), StatusCode::OK);
+    assert!(
+        downloaded.bytes().await.unwrap() == big,
+        "the download differs"
+    );
+}
+
+#[tokio::test]
 async fn a_client_that_disconnects_mid_multipart_upload_leaves_no_object_and_no_upload() {
     require_s3();
     let app = spawn_app().await;

@@ -5,8 +5,9 @@ use super::{classify, other, PartPlan};
 use crate::storage::{PutSink, Result};
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
+use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
@@ -54,6 +55,9 @@ impl S3Sink {
                     .create_multipart_upload()
                     .bucket(&self.bucket)
                     .key(&self.key)
+                    .set_checksum_algorithm(
+                        (!self.plan.sign_payloads).then_some(ChecksumAlgorithm::Crc32C),
+                    )
                     .send()
                     .await
                     .map_err(classify)?;
@@ -71,6 +75,7 @@ impl S3Sink {
         }
         let part_number = self.next_part;
         self.next_part += 1;
+        let checksum = self.checksum(&body);
         let request = self
             .client
             .upload_part()
@@ -78,16 +83,29 @@ impl S3Sink {
             .key(&self.key)
             .upload_id(upload_id)
             .part_number(part_number)
+            .set_checksum_crc32_c(checksum.clone())
             .body(ByteStream::from(body.clone()));
+        let unsigned = checksum.is_some();
         self.in_flight.spawn(async move {
-            let sent = request.send().await.map_err(classify)?;
+            let sent = match unsigned {
+                true => request.customize().disable_payload_signing().send().await,
+                false => request.send().await,
+            }
+            .map_err(classify)?;
             let part = CompletedPart::builder()
                 .part_number(part_number)
                 .set_e_tag(sent.e_tag().map(str::to_owned))
+                .set_checksum_crc32_c(checksum)
                 .build();
             Ok((part, body))
         });
         Ok(())
+    }
+
+    /// The CRC32C (base64 of its big-endian bytes, as S3 wants it) that an unsigned body
+    /// carries instead of a payload hash; `None` when bodies are signed.
+    fn checksum(&self, body: &[u8]) -> Option<String> {
+        (!self.plan.sign_payloads).then(|| crc32c(body))
     }
 
     async fn reap_one(&mut self) -> Result<()> {
@@ -136,14 +154,20 @@ impl PutSink for S3Sink {
     async fn finish(mut self: Box<Self>) -> Result<()> {
         let rest = std::mem::take(&mut self.buffer).freeze();
         let Some(upload_id) = self.upload_id.clone() else {
-            self.client
+            let checksum = self.checksum(&rest);
+            let unsigned = checksum.is_some();
+            let request = self
+                .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&self.key)
-                .body(ByteStream::from(rest))
-                .send()
-                .await
-                .map_err(classify)?;
+                .set_checksum_crc32_c(checksum)
+                .body(ByteStream::from(rest));
+            match unsigned {
+                true => request.customize().disable_payload_signing().send().await,
+                false => request.send().await,
+            }
+            .map_err(classify)?;
             self.completed = true;
             return Ok(());
         };
@@ -201,4 +225,10 @@ impl Drop for S3Sink {
             }
         });
     }
+}
+
+/// CRC32C in the form of S3's `x-amz-checksum-crc32c`: base64 of the big-endian value.
+pub fn crc32c(body: &[u8]) -> String {
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, body) as u32;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
