@@ -1,6 +1,7 @@
 //! The baseline of the 1 GiB upload measurement (scripts/bench-real.sh): a multipart PUT of a
 //! file straight to the S3 store satchel is configured with (`SATCHEL_S3_*`), with the same
-//! SDK, part size and parts in flight as satchel, without satchel in between. The file is read
+//! SDK, part size, parts in flight and payload signing as satchel, without satchel in between.
+//! The file is read
 //! into memory first, so only the PUT is timed.
 //!
 //! cargo run --release --example s3_put -- /path/to/file

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # satchel on real infrastructure, measured (a benchmark, never a test):
 #   1. a 1 GiB upload through `satchel serve` into Garage against a direct multipart PUT of the
-#      same file with the same SDK, part size and concurrency (examples/s3_put.rs), alternated,
-#      with the API node's peak RSS;
+#      same file with the same SDK, part size, concurrency and payload signing
+#      (examples/s3_put.rs), alternated, with the API node's peak RSS and CPU time: once with
+#      signed bodies (s3_payload_signing = always, the default over plain http) and once with
+#      unsigned bodies carrying a CRC32C (never);
 #   2. image jobs per second through RabbitMQ (publisher confirms, acks after the catalog) with
 #      1 and then 2 `satchel worker` processes draining a backlog of small photos.
 #
@@ -82,30 +84,38 @@ file="$out/upload-1GiB.bin"
 if [ ! -s "$file" ] || [ "$(stat -c %s "$file")" -ne $((1 << 30)) ]; then
   head -c $((1 << 30)) /dev/urandom >"$file"
 fi
-start serve
-api_pid="${pids[-1]}"
-api="http://127.0.0.1:$port"
-curl -sf -X PUT -H "authorization: Bearer $token" "$api/v1/chats/bench/members/u1"
-
-say "== 1 GiB upload into Garage, $runs runs each, alternated (MiB/s)"
-direct=()
-through=()
-for run in $(seq 1 "$runs"); do
-  line="$(target/release/examples/s3_put "$file")"
-  direct+=("$(echo "$line" | sed -E 's/.*: ([0-9.]+) MiB\/s/\1/')")
-  seconds="$(curl -sf -o /dev/null -w '%{time_total}' -X POST -T "$file" \
-    -H "authorization: Bearer $token" -H 'content-type: application/octet-stream' \
-    "$api/v1/chats/bench/media?user=u1&filename=run$run.bin")"
-  through+=("$(python3 -c "print(f'{1024 / $seconds:.1f}')")")
-  say "run $run: direct PUT ${direct[-1]} MiB/s, through satchel ${through[-1]} MiB/s"
-done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-d="$(median "${direct[@]}")"
-t="$(median "${through[@]}")"
-say "median: direct ${d} MiB/s, through satchel ${t} MiB/s, ratio $(python3 -c "print(f'{$t / $d:.2f}')")"
-say "API node peak RSS (VmHWM): $(hwm_mib "$api_pid") MiB"
-cpu="$(awk '{print ($14 + $15) / 100}' "/proc/$api_pid/stat")"
-say "API node CPU time for the $runs uploads: $cpu s ($(python3 -c "print(f'{$cpu / $runs:.2f}')") s per GiB)"
+# One measurement with SATCHEL_S3_PAYLOAD_SIGNING=$1, which both satchel and the direct PUT
+# follow, on a satchel process of its own.
+upload_round() {
+  export SATCHEL_S3_PAYLOAD_SIGNING="$1"
+  start serve
+  local api_pid="${pids[-1]}" api="http://127.0.0.1:$port" direct=() through=() run line seconds
+  curl -sf -X PUT -H "authorization: Bearer $token" "$api/v1/chats/bench/members/u1"
+  say "== 1 GiB upload into Garage, payload signing $1, $runs runs each, alternated (MiB/s)"
+  for run in $(seq 1 "$runs"); do
+    line="$(target/release/examples/s3_put "$file")"
+    direct+=("$(echo "$line" | sed -E 's/.*: ([0-9.]+) MiB\/s/\1/')")
+    seconds="$(curl -sf -o /dev/null -w '%{time_total}' -X POST -T "$file" \
+      -H "authorization: Bearer $token" -H 'content-type: application/octet-stream' \
+      "$api/v1/chats/bench/media?user=u1&filename=$1-run$run.bin")"
+    through+=("$(python3 -c "print(f'{1024 / $seconds:.1f}')")")
+    say "run $run: direct PUT ${direct[-1]} MiB/s, through satchel ${through[-1]} MiB/s"
+  done
+  local d t cpu
+  d="$(median "${direct[@]}")"
+  t="$(median "${through[@]}")"
+  say "median: direct ${d} MiB/s, through satchel ${t} MiB/s, ratio $(python3 -c "print(f'{$t / $d:.2f}')")"
+  say "API node peak RSS (VmHWM): $(hwm_mib "$api_pid") MiB"
+  cpu="$(awk '{print ($14 + $15) / 100}' "/proc/$api_pid/stat")"
+  say "API node CPU time for the $runs uploads: $cpu s ($(python3 -c "print(f'{$cpu / $runs:.2f}')") s per GiB)"
+  kill "$api_pid"
+  wait "$api_pid" 2>/dev/null || true
+  unset 'pids[-1]'
+  unset SATCHEL_S3_PAYLOAD_SIGNING
+}
+upload_round always
+upload_round never
 
 # --- 2. jobs per second ----------------------------------------------------------------------
 photo=fixtures/photo.jpg
@@ -146,6 +156,8 @@ drain() {
 if [ "$jobs" -eq 0 ]; then
   exit 0
 fi
+start serve
+api="http://127.0.0.1:$port"
 say "== image jobs of a ${photo##*/} ($(stat -c %s "$photo") bytes) through RabbitMQ, backlog of $jobs"
 backlog one
 drain 1

@@ -1,11 +1,13 @@
 //! The peer of the upload workload: a multipart PUT straight to the S3 store satchel is
-//! configured with, with satchel's own part size and parts in flight (as examples/s3_put.rs).
+//! configured with, with satchel's own part size, parts in flight and payload signing (as
+//! examples/s3_put.rs): unsigned bodies carry the same CRC32C as satchel's.
 
 use crate::config::S3Settings;
+use crate::storage::crc32c;
 use anyhow::Context;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use secrecy::ExposeSecret;
@@ -16,6 +18,7 @@ pub struct DirectS3 {
     bucket: String,
     part_size: usize,
     in_flight: usize,
+    sign_payloads: bool,
 }
 
 impl DirectS3 {
@@ -54,18 +57,28 @@ impl DirectS3 {
             bucket,
             part_size: settings.part_size_bytes,
             in_flight: settings.upload_concurrency.max(1),
+            sign_payloads: settings.sign_payloads(),
         })
     }
 
+    fn checksum(&self, body: &[u8]) -> Option<String> {
+        (!self.sign_payloads).then(|| crc32c(body))
+    }
+
     pub async fn put(&self, key: &str, body: Bytes) -> anyhow::Result<()> {
+        let unsigned = !self.sign_payloads;
         if body.len() <= self.part_size {
-            self.client
+            let request = self
+                .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)
-                .body(ByteStream::from(body))
-                .send()
-                .await?;
+                .set_checksum_crc32_c(self.checksum(&body))
+                .body(ByteStream::from(body));
+            match unsigned {
+                true => request.customize().disable_payload_signing().send().await?,
+                false => request.send().await?,
+            };
             return Ok(());
         }
         let upload = self
@@ -73,6 +86,7 @@ impl DirectS3 {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
+            .set_checksum_algorithm(unsigned.then_some(ChecksumAlgorithm::Crc32C))
             .send()
             .await?;
         let id = upload.upload_id().context("no upload id")?.to_owned();
@@ -83,6 +97,8 @@ impl DirectS3 {
                 parts.push(tasks.join_next().await.expect("a task")??);
             }
             let number = i as i32 + 1;
+            let part = body.slice(start..(start + self.part_size).min(body.len()));
+            let checksum = self.checksum(&part);
             let request = self
                 .client
                 .upload_part()
@@ -90,15 +106,18 @@ impl DirectS3 {
                 .key(key)
                 .upload_id(&id)
                 .part_number(number)
-                .body(ByteStream::from(
-                    body.slice(start..(start + self.part_size).min(body.len())),
-                ));
+                .set_checksum_crc32_c(checksum.clone())
+                .body(ByteStream::from(part));
             tasks.spawn(async move {
-                let sent = request.send().await?;
+                let sent = match unsigned {
+                    true => request.customize().disable_payload_signing().send().await?,
+                    false => request.send().await?,
+                };
                 anyhow::Ok(
                     CompletedPart::builder()
                         .part_number(number)
                         .set_e_tag(sent.e_tag().map(str::to_owned))
+                        .set_checksum_crc32_c(checksum)
                         .build(),
                 )
             });
