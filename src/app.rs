@@ -222,13 +222,12 @@ impl Application {
         let pool = role.workers.as_ref().map(|(kinds, concurrency)| {
             WorkerPool::spawn(state.clone(), kinds.clone(), *concurrency)
         });
-        let dead_letters = match (&broker, &pool) {
-            (Some(broker), Some(_)) => Some(tokio::spawn(crate::jobs::dead_letters::run(
+        if let (Some(broker), Some(_)) = (&broker, &pool) {
+            broker.spawn(crate::jobs::dead_letters::run(
                 state.clone(),
                 broker.clone(),
-            ))),
-            _ => None,
-        };
+            ));
+        }
         let stop = CancellationToken::new();
         let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), stop.clone()));
         tracing::info!(
@@ -255,8 +254,8 @@ impl Application {
         if let Some(pool) = pool {
             pool.shutdown(state.config.shutdown_grace).await;
         }
-        if let Some(task) = dead_letters {
-            task.abort();
+        if let Some(broker) = &broker {
+            broker.close().await;
         }
         let _ = sweeper.await;
         let requeued = state.queue.recover().await?;

@@ -18,7 +18,15 @@ pub async fn run(state: AppState, broker: Arc<Broker>) {
         {
             Ok((connection, consumers)) => {
                 let mut deliveries = futures_util::stream::select_all(consumers);
-                while let Some(Ok(delivery)) = deliveries.next().await {
+                loop {
+                    let delivery = tokio::select! {
+                        _ = broker.closed() => {
+                            let _ = connection.close(200, "shutting down").await;
+                            return;
+                        }
+                        delivery = deliveries.next() => delivery,
+                    };
+                    let Some(Ok(delivery)) = delivery else { break };
                     let id = serde_json::from_slice::<serde_json::Value>(&delivery.data)
                         .ok()
                         .and_then(|v| v["media_id"].as_str().and_then(MediaId::parse));
@@ -31,7 +39,10 @@ pub async fn run(state: AppState, broker: Arc<Broker>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot consume dead letters; retrying"),
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::select! {
+            _ = broker.closed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
     }
 }
 

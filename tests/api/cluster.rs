@@ -7,7 +7,9 @@
 //! of the suite (the embedded run leaves them out by name).
 
 use crate::helpers::*;
-use crate::processes::{metrics, start_node, transform_children, Node};
+use crate::processes::{
+    metrics, start_node, start_node_logging, terminate, transform_children, Node,
+};
 use reqwest::StatusCode;
 use satchel::config::S3Settings;
 use serde_json::{json, Value};
@@ -63,6 +65,16 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let env = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let node = start_node(args, dir.path(), env.chain(extra.iter().copied())).await;
+        self.dirs.lock().unwrap().push(dir);
+        node
+    }
+
+    /// `start` with the node's log written to `log`.
+    async fn start_logging(&self, args: &[&str], log: &Path) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let env = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let file = std::fs::File::create(log).unwrap();
+        let node = start_node_logging(args, dir.path(), env, file).await;
         self.dirs.lock().unwrap().push(dir);
         node
     }
@@ -430,4 +442,36 @@ async fn a_poison_job_is_dead_lettered_and_its_worker_lives_on() {
         .upload_ok(&api, "c1", "fine.jpg", fixture("photo.jpg"))
         .await;
     cluster.all_ready(&api, &[fine]).await;
+}
+
+#[tokio::test]
+async fn sigterm_closes_the_broker_connections_and_logs_no_error() {
+    let cluster = Cluster::new().await;
+    let logs = tempfile::tempdir().unwrap();
+    let (api_log, worker_log) = (logs.path().join("api"), logs.path().join("worker"));
+    let mut api = cluster.start_logging(&["serve"], &api_log).await;
+    let mut worker = cluster
+        .start_logging(&["worker", "--concurrency", "1"], &worker_log)
+        .await;
+    cluster.member(&api, "c1", "u1").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let name = format!("{i}.jpg");
+        ids.push(
+            cluster
+                .upload_ok(&api, "c1", &name, fixture("photo.jpg"))
+                .await,
+        );
+    }
+    // Both nodes now hold live connections: the API node its publishing link, the worker its
+    // consumer and dead-letter consumer.
+    cluster.all_ready(&api, &ids).await;
+
+    for (node, log) in [(&mut worker, &worker_log), (&mut api, &api_log)] {
+        let status = terminate(node).await;
+        assert!(status.success(), "exit status {status}");
+        let text = std::fs::read_to_string(log).unwrap();
+        let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+    }
 }

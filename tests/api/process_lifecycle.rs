@@ -2,7 +2,7 @@
 //! accepted before a stop (graceful or `kill -9`) is processed after the restart.
 
 use crate::helpers::*;
-use crate::processes::{start_node, Node};
+use crate::processes::{start_node, terminate, Node};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::Path;
@@ -88,15 +88,7 @@ async fn sigterm_stops_cleanly_and_accepted_uploads_are_processed_after_restart(
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path()).await;
     let ids = upload_photos(&server, 6).await;
-    signal(&server, "TERM");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = terminate(&mut server).await;
     assert!(status.success(), "exit status {status}");
     drop(server);
 

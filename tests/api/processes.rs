@@ -35,6 +35,16 @@ pub async fn start_node<'a>(
     data_dir: &Path,
     env: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Node {
+    start_node_logging(args, data_dir, env, Stdio::inherit()).await
+}
+
+/// `start_node` with the process's log (its stderr) sent to `log`.
+pub async fn start_node_logging<'a>(
+    args: &[&str],
+    data_dir: &Path,
+    env: impl IntoIterator<Item = (&'a str, &'a str)>,
+    log: impl Into<Stdio>,
+) -> Node {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_satchel"))
         .args(args)
@@ -44,7 +54,7 @@ pub async fn start_node<'a>(
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .expect("satchel starts");
     let node = Node {
@@ -63,6 +73,23 @@ pub async fn start_node<'a>(
             Instant::now() < deadline,
             "satchel {args:?} did not become ready"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends SIGTERM and waits for the exit, at most 30 s.
+pub async fn terminate(node: &mut Node) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

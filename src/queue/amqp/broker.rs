@@ -17,9 +17,13 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How long a publish may wait for the broker's confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `close` waits for consumers to say goodbye to a broker that may be gone.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A job as it travels through the broker: just enough to find it in the catalog.
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,6 +38,10 @@ pub struct Broker {
     delivery_limit: u32,
     /// The publishing link, opened on first use and again after a failure.
     link: Mutex<Option<(Connection, Channel)>>,
+    /// Cancelled by `close`: consumers and the relay end, and no new link is opened.
+    closing: CancellationToken,
+    /// The tasks that hold connections of their own, which `close` waits for.
+    tasks: TaskTracker,
 }
 
 impl Broker {
@@ -43,6 +51,8 @@ impl Broker {
             prefix,
             delivery_limit,
             link: Mutex::new(None),
+            closing: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         }
     }
 
@@ -137,9 +147,48 @@ impl Broker {
         Ok(())
     }
 
+    /// Tells every task on this broker to close its connection, and closes the publishing
+    /// link: a stopping process says goodbye to the broker instead of leaving lapin's I/O
+    /// loops to fail on a runtime that is going away. Call it once the worker pool has acked
+    /// what it will: unacked deliveries go back to their queue.
+    pub async fn close(&self) {
+        self.closing.cancel();
+        if let Some((connection, _)) = self.link.lock().await.take() {
+            let _ = connection.close(200, "shutting down").await;
+        }
+        self.tasks.close();
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the broker's tasks did not close their connections in time");
+        }
+    }
+
+    /// Runs a task that holds a connection of its own (a consumer, the relay) and that ends
+    /// once `closed` resolves; `close` waits for it.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_cancelled()
+    }
+
+    /// Resolves once `close` has been called.
+    pub async fn closed(&self) {
+        self.closing.cancelled().await
+    }
+
     /// The publishing channel (confirm mode), reconnecting if the last one died.
     async fn publisher(&self) -> anyhow::Result<Channel> {
         let mut link = self.link.lock().await;
+        if self.closing.is_cancelled() {
+            anyhow::bail!("the broker link is closed: satchel is stopping");
+        }
         if let Some((connection, channel)) = link.as_ref() {
             if connection.status().connected() && channel.status().connected() {
                 return Ok(channel.clone());

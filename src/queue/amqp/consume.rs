@@ -29,7 +29,15 @@ pub async fn run(
                 backoff = Duration::from_millis(250);
                 tracing::info!(?queues, "consuming jobs");
                 let mut deliveries = select_all(consumers);
-                while let Some(delivery) = deliveries.next().await {
+                loop {
+                    let delivery = tokio::select! {
+                        _ = broker.closed() => {
+                            let _ = connection.close(200, "shutting down").await;
+                            return;
+                        }
+                        delivery = deliveries.next() => delivery,
+                    };
+                    let Some(delivery) = delivery else { break };
                     let delivery = match delivery {
                         Ok(d) => d,
                         Err(e) => {
@@ -43,7 +51,12 @@ pub async fn run(
                                 message,
                                 acker: delivery.acker,
                             };
-                            if tx.send(delivered).await.is_err() {
+                            // The pool may have stopped taking jobs with the channel full.
+                            let sent = tokio::select! {
+                                _ = broker.closed() => false,
+                                sent = tx.send(delivered) => sent.is_ok(),
+                            };
+                            if !sent {
                                 let _ = connection.close(200, "shutting down").await;
                                 return;
                             }
@@ -58,7 +71,10 @@ pub async fn run(
             }
             Err(e) => tracing::warn!(error = %e, ?backoff, "cannot consume; retrying"),
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            _ = broker.closed() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }

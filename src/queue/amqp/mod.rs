@@ -35,7 +35,7 @@ impl AmqpQueue {
     /// Starts the outbox relay; consumers start with the first call to `next`.
     pub fn start(broker: Arc<Broker>, catalog: Arc<dyn Catalog>, prefetch: u16) -> Self {
         let relay_wake = Arc::new(Notify::new());
-        tokio::spawn(relay::run(
+        broker.spawn(relay::run(
             broker.clone(),
             catalog.clone(),
             relay_wake.clone(),
@@ -79,7 +79,8 @@ impl JobQueue for AmqpQueue {
             .get_or_init(|| async {
                 let queues = kinds.iter().map(|k| self.broker.jobs_queue(*k)).collect();
                 let (tx, rx) = mpsc::channel(usize::from(self.prefetch));
-                tokio::spawn(consume::run(self.broker.clone(), queues, self.prefetch, tx));
+                self.broker
+                    .spawn(consume::run(self.broker.clone(), queues, self.prefetch, tx));
                 Mutex::new(rx)
             })
             .await;

@@ -15,16 +15,33 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub async fn run(broker: Arc<Broker>, catalog: Arc<dyn Catalog>, wake: Arc<Notify>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match relay_once(&broker, catalog.as_ref()).await {
+        let retry = match relay_once(&broker, catalog.as_ref()).await {
             Ok(_) => {
                 backoff = Duration::from_millis(250);
-                let _ = tokio::time::timeout(POLL, wake.notified()).await;
+                None
             }
+            Err(_) if broker.is_closing() => return,
             Err(e) => {
                 tracing::warn!(error = %e, ?backoff, "outbox relay cannot reach the broker; retrying");
-                tokio::time::sleep(backoff).await;
+                let pause = backoff;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                Some(pause)
             }
+        };
+        tokio::select! {
+            _ = broker.closed() => return,
+            // After an error only the backoff ends the pause: new uploads must not turn it
+            // into a busy loop against a broker that is down.
+            _ = pause(retry, &wake) => {}
+        }
+    }
+}
+
+async fn pause(retry: Option<Duration>, wake: &Notify) {
+    match retry {
+        Some(backoff) => tokio::time::sleep(backoff).await,
+        None => {
+            let _ = tokio::time::timeout(POLL, wake.notified()).await;
         }
     }
 }
