@@ -3,7 +3,8 @@
 
 use crate::catalog::JobResult;
 use crate::domain::{MediaError, MediaId};
-use crate::queue::amqp::Broker;
+use crate::queue::amqp::consume::Ended;
+use crate::queue::amqp::{hang_up, Broker};
 use crate::state::AppState;
 use futures_util::StreamExt;
 use lapin::options::BasicAckOptions;
@@ -18,15 +19,12 @@ pub async fn run(state: AppState, broker: Arc<Broker>) {
         {
             Ok((connection, consumers)) => {
                 let mut deliveries = futures_util::stream::select_all(consumers);
-                loop {
-                    let delivery = tokio::select! {
-                        _ = broker.closed() => {
-                            let _ = connection.close(200, "shutting down").await;
-                            return;
-                        }
-                        delivery = deliveries.next() => delivery,
+                let ended = loop {
+                    let delivery = match broker.until_closed(deliveries.next()).await {
+                        None => break Ended::Closing,
+                        Some(Some(Ok(delivery))) => delivery,
+                        Some(_) => break Ended::Failed,
                     };
-                    let Some(Ok(delivery)) = delivery else { break };
                     let id = serde_json::from_slice::<serde_json::Value>(&delivery.data)
                         .ok()
                         .and_then(|v| v["media_id"].as_str().and_then(MediaId::parse));
@@ -34,14 +32,17 @@ pub async fn run(state: AppState, broker: Arc<Broker>) {
                         mark_failed(&state, &id).await;
                     }
                     let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                };
+                hang_up(connection, ended.reason()).await;
+                if ended == Ended::Closing {
+                    return;
                 }
-                let _ = connection.close(200, "reconnecting").await;
             }
             Err(e) => tracing::warn!(error = %e, "cannot consume dead letters; retrying"),
         }
-        tokio::select! {
-            _ = broker.closed() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        let pause = tokio::time::sleep(Duration::from_secs(2));
+        if broker.until_closed(pause).await.is_none() {
+            return;
         }
     }
 }

@@ -44,6 +44,22 @@ pub struct Broker {
     tasks: TaskTracker,
 }
 
+/// Closes `connection` and, when the broker acknowledged that, waits (briefly) for lapin's I/O
+/// thread to end: a thread still flushing when the runtime stops logs an I/O error.
+pub async fn hang_up(connection: Connection, reason: &str) {
+    if connection.close(200, reason).await.is_err() {
+        return;
+    }
+    // A thread of its own rather than `spawn_blocking`: the runtime waits for blocking tasks
+    // when it stops, and this one must never hold a process up.
+    let (done, ended) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = connection.run();
+        let _ = done.send(());
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(2), ended).await;
+}
+
 impl Broker {
     pub fn new(url: String, prefix: String, delivery_limit: u32) -> Self {
         Self {
@@ -154,7 +170,7 @@ impl Broker {
     pub async fn close(&self) {
         self.closing.cancel();
         if let Some((connection, _)) = self.link.lock().await.take() {
-            let _ = connection.close(200, "shutting down").await;
+            hang_up(connection, "shutting down").await;
         }
         self.tasks.close();
         if tokio::time::timeout(CLOSE_TIMEOUT, self.tasks.wait())
@@ -178,9 +194,10 @@ impl Broker {
         self.closing.is_cancelled()
     }
 
-    /// Resolves once `close` has been called.
-    pub async fn closed(&self) {
-        self.closing.cancelled().await
+    /// Runs `work` unless `close` is called first, in which case it is dropped and the
+    /// answer is `None`.
+    pub async fn until_closed<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
+        self.closing.run_until_cancelled(work).await
     }
 
     /// The publishing channel (confirm mode), reconnecting if the last one died.

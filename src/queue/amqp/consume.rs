@@ -1,10 +1,11 @@
 //! The consumer task: keeps a consuming connection open (reconnecting with backoff) and hands
 //! deliveries to the worker pool through a bounded channel.
 
-use super::broker::{Broker, JobMessage};
+use super::broker::{hang_up, Broker, JobMessage};
 use futures_util::stream::{select_all, StreamExt};
 use lapin::acker::Acker;
 use lapin::options::BasicAckOptions;
+use lapin::Consumer;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -28,53 +29,72 @@ pub async fn run(
             Ok((connection, consumers)) => {
                 backoff = Duration::from_millis(250);
                 tracing::info!(?queues, "consuming jobs");
-                let mut deliveries = select_all(consumers);
-                loop {
-                    let delivery = tokio::select! {
-                        _ = broker.closed() => {
-                            let _ = connection.close(200, "shutting down").await;
-                            return;
-                        }
-                        delivery = deliveries.next() => delivery,
-                    };
-                    let Some(delivery) = delivery else { break };
-                    let delivery = match delivery {
-                        Ok(d) => d,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "consumer failed");
-                            break;
-                        }
-                    };
-                    match serde_json::from_slice::<JobMessage>(&delivery.data) {
-                        Ok(message) => {
-                            let delivered = Delivered {
-                                message,
-                                acker: delivery.acker,
-                            };
-                            // The pool may have stopped taking jobs with the channel full.
-                            let sent = tokio::select! {
-                                _ = broker.closed() => false,
-                                sent = tx.send(delivered) => sent.is_ok(),
-                            };
-                            if !sent {
-                                let _ = connection.close(200, "shutting down").await;
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "dropping an unreadable job message");
-                            let _ = delivery.acker.ack(BasicAckOptions::default()).await;
-                        }
-                    }
+                let ended = forward(&broker, consumers, &tx).await;
+                hang_up(connection, ended.reason()).await;
+                if ended == Ended::Closing {
+                    return;
                 }
-                let _ = connection.close(200, "reconnecting").await;
             }
             Err(e) => tracing::warn!(error = %e, ?backoff, "cannot consume; retrying"),
         }
-        tokio::select! {
-            _ = broker.closed() => return,
-            _ = tokio::time::sleep(backoff) => {}
+        if broker
+            .until_closed(tokio::time::sleep(backoff))
+            .await
+            .is_none()
+        {
+            return;
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Why a consuming connection is given up.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The consumers failed or were cancelled by the broker: connect again.
+    Failed,
+    /// `Broker::close` was called, or nobody takes deliveries any more.
+    Closing,
+}
+
+impl Ended {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Ended::Failed => "reconnecting",
+            Ended::Closing => "shutting down",
+        }
+    }
+}
+
+/// Hands deliveries to the pool until the consumers end or the broker closes.
+async fn forward(broker: &Broker, consumers: Vec<Consumer>, tx: &mpsc::Sender<Delivered>) -> Ended {
+    let mut deliveries = select_all(consumers);
+    loop {
+        let delivery = match broker.until_closed(deliveries.next()).await {
+            None => return Ended::Closing,
+            Some(None) => return Ended::Failed,
+            Some(Some(Ok(d))) => d,
+            Some(Some(Err(e))) => {
+                tracing::warn!(error = %e, "consumer failed");
+                return Ended::Failed;
+            }
+        };
+        match serde_json::from_slice::<JobMessage>(&delivery.data) {
+            Ok(message) => {
+                let delivered = Delivered {
+                    message,
+                    acker: delivery.acker,
+                };
+                // The pool may have stopped taking jobs with the channel full.
+                match broker.until_closed(tx.send(delivered)).await {
+                    Some(Ok(())) => {}
+                    _ => return Ended::Closing,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "dropping an unreadable job message");
+                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+            }
+        }
     }
 }

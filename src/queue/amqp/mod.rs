@@ -3,10 +3,10 @@
 //! publisher confirms; consumers ack a delivery only after the outcome is in the catalog.
 
 mod broker;
-mod consume;
+pub mod consume;
 mod relay;
 
-pub use broker::Broker;
+pub use broker::{hang_up, Broker};
 
 use super::{JobQueue, QueueError, Result};
 use crate::catalog::{Catalog, Job};

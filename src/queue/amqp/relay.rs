@@ -28,11 +28,10 @@ pub async fn run(broker: Arc<Broker>, catalog: Arc<dyn Catalog>, wake: Arc<Notif
                 Some(pause)
             }
         };
-        tokio::select! {
-            _ = broker.closed() => return,
-            // After an error only the backoff ends the pause: new uploads must not turn it
-            // into a busy loop against a broker that is down.
-            _ = pause(retry, &wake) => {}
+        // After an error only the backoff ends the pause: new uploads must not turn it into a
+        // busy loop against a broker that is down.
+        if broker.until_closed(pause(retry, &wake)).await.is_none() {
+            return;
         }
     }
 }
