@@ -26,14 +26,7 @@ use tokio_util::sync::CancellationToken;
 async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn BlobStore>> {
     match &config.s3 {
         None => Ok(Arc::new(FsStore::open(data_dir)?)),
-        Some(s3) => {
-            let plan = PartPlan {
-                part_size: s3.part_size_bytes,
-                concurrency: s3.upload_concurrency,
-                sign_payloads: s3.sign_payloads(),
-            };
-            Ok(Arc::new(S3Store::new(s3, plan)?))
-        }
+        Some(s3) => Ok(Arc::new(S3Store::new(s3, PartPlan::of(s3))?)),
     }
 }
 

@@ -3,7 +3,7 @@
 //! examples/s3_put.rs): unsigned bodies carry the same CRC32C as satchel's.
 
 use crate::config::S3Settings;
-use crate::storage::crc32c;
+use crate::storage::PartPlan;
 use anyhow::Context;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::primitives::ByteStream;
@@ -16,9 +16,8 @@ use tokio::task::JoinSet;
 pub struct DirectS3 {
     client: Client,
     bucket: String,
-    part_size: usize,
-    in_flight: usize,
-    sign_payloads: bool,
+    /// satchel's own plan, so that both cut and sign the file alike.
+    plan: PartPlan,
 }
 
 impl DirectS3 {
@@ -55,25 +54,20 @@ impl DirectS3 {
         Ok(DirectS3 {
             client,
             bucket,
-            part_size: settings.part_size_bytes,
-            in_flight: settings.upload_concurrency.max(1),
-            sign_payloads: settings.sign_payloads(),
+            plan: PartPlan::of(settings),
         })
     }
 
-    fn checksum(&self, body: &[u8]) -> Option<String> {
-        (!self.sign_payloads).then(|| crc32c(body))
-    }
-
     pub async fn put(&self, key: &str, body: Bytes) -> anyhow::Result<()> {
-        let unsigned = !self.sign_payloads;
-        if body.len() <= self.part_size {
+        let unsigned = !self.plan.sign_payloads;
+        let part_size = self.plan.part_size;
+        if body.len() <= part_size {
             let request = self
                 .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)
-                .set_checksum_crc32_c(self.checksum(&body))
+                .set_checksum_crc32_c(self.plan.checksum(&body))
                 .body(ByteStream::from(body));
             match unsigned {
                 true => request.customize().disable_payload_signing().send().await?,
@@ -92,13 +86,13 @@ impl DirectS3 {
         let id = upload.upload_id().context("no upload id")?.to_owned();
         let mut tasks = JoinSet::new();
         let mut parts = Vec::new();
-        for (i, start) in (0..body.len()).step_by(self.part_size).enumerate() {
-            if tasks.len() >= self.in_flight {
+        for (i, start) in (0..body.len()).step_by(part_size).enumerate() {
+            if tasks.len() >= self.plan.concurrency.max(1) {
                 parts.push(tasks.join_next().await.expect("a task")??);
             }
             let number = i as i32 + 1;
-            let part = body.slice(start..(start + self.part_size).min(body.len()));
-            let checksum = self.checksum(&part);
+            let part = body.slice(start..(start + part_size).min(body.len()));
+            let checksum = self.plan.checksum(&part);
             let request = self
                 .client
                 .upload_part()

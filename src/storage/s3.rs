@@ -19,10 +19,10 @@ use aws_sdk_s3::types::{
     LifecycleRule, LifecycleRuleFilter, ObjectIdentifier, PublicAccessBlockConfiguration,
 };
 use aws_sdk_s3::Client;
+use base64::Engine;
 use bytes::BytesMut;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
-pub use sink::crc32c;
 use sink::S3Sink;
 use std::collections::HashSet;
 use std::ops::Range;
@@ -48,6 +48,30 @@ pub struct PartPlan {
     /// False: bodies go unsigned with a CRC32C instead of a SHA-256 payload hash, which is
     /// half the API node's CPU on an upload (`s3_payload_signing`).
     pub sign_payloads: bool,
+}
+
+impl PartPlan {
+    /// The plan that `s3_part_size_bytes`, `s3_upload_concurrency` and `s3_payload_signing`
+    /// describe.
+    pub fn of(settings: &S3Settings) -> Self {
+        Self {
+            part_size: settings.part_size_bytes,
+            concurrency: settings.upload_concurrency,
+            sign_payloads: settings.sign_payloads(),
+        }
+    }
+
+    /// The CRC32C that an unsigned body carries instead of a payload hash; `None` when bodies
+    /// are signed.
+    pub fn checksum(&self, body: &[u8]) -> Option<String> {
+        (!self.sign_payloads).then(|| crc32c(body))
+    }
+}
+
+/// CRC32C in the form of S3's `x-amz-checksum-crc32c`: base64 of the big-endian value.
+pub fn crc32c(body: &[u8]) -> String {
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, body) as u32;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
 impl Default for PartPlan {

@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
@@ -75,7 +74,7 @@ impl S3Sink {
         }
         let part_number = self.next_part;
         self.next_part += 1;
-        let checksum = self.checksum(&body);
+        let checksum = self.plan.checksum(&body);
         let request = self
             .client
             .upload_part()
@@ -100,12 +99,6 @@ impl S3Sink {
             Ok((part, body))
         });
         Ok(())
-    }
-
-    /// The CRC32C (base64 of its big-endian bytes, as S3 wants it) that an unsigned body
-    /// carries instead of a payload hash; `None` when bodies are signed.
-    fn checksum(&self, body: &[u8]) -> Option<String> {
-        (!self.plan.sign_payloads).then(|| crc32c(body))
     }
 
     async fn reap_one(&mut self) -> Result<()> {
@@ -154,7 +147,7 @@ impl PutSink for S3Sink {
     async fn finish(mut self: Box<Self>) -> Result<()> {
         let rest = std::mem::take(&mut self.buffer).freeze();
         let Some(upload_id) = self.upload_id.clone() else {
-            let checksum = self.checksum(&rest);
+            let checksum = self.plan.checksum(&rest);
             let unsigned = checksum.is_some();
             let request = self
                 .client
@@ -225,10 +218,4 @@ impl Drop for S3Sink {
             }
         });
     }
-}
-
-/// CRC32C in the form of S3's `x-amz-checksum-crc32c`: base64 of the big-endian value.
-pub fn crc32c(body: &[u8]) -> String {
-    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, body) as u32;
-    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
