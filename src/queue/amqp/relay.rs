@@ -15,32 +15,24 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub async fn run(broker: Arc<Broker>, catalog: Arc<dyn Catalog>, wake: Arc<Notify>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        let retry = match relay_once(&broker, catalog.as_ref()).await {
+        let go_on = match relay_once(&broker, catalog.as_ref()).await {
             Ok(_) => {
                 backoff = Duration::from_millis(250);
-                None
+                let idle = tokio::time::timeout(POLL, wake.notified());
+                broker.until_closed(idle).await.is_some()
             }
             Err(_) if broker.is_closing() => return,
             Err(e) => {
                 tracing::warn!(error = %e, ?backoff, "outbox relay cannot reach the broker; retrying");
-                let pause = backoff;
+                // Only the backoff ends this pause: new uploads must not turn it into a busy
+                // loop against a broker that is down.
+                let go_on = broker.until_closed(tokio::time::sleep(backoff)).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                Some(pause)
+                go_on.is_some()
             }
         };
-        // After an error only the backoff ends the pause: new uploads must not turn it into a
-        // busy loop against a broker that is down.
-        if broker.until_closed(pause(retry, &wake)).await.is_none() {
+        if !go_on {
             return;
-        }
-    }
-}
-
-async fn pause(retry: Option<Duration>, wake: &Notify) {
-    match retry {
-        Some(backoff) => tokio::time::sleep(backoff).await,
-        None => {
-            let _ = tokio::time::timeout(POLL, wake.notified()).await;
         }
     }
 }
