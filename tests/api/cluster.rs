@@ -7,9 +7,7 @@
 //! of the suite (the embedded run leaves them out by name).
 
 use crate::helpers::*;
-use crate::processes::{
-    metrics, start_node, start_node_logging, terminate, transform_children, Node,
-};
+use crate::processes::{metrics, signal, start_node_logging, terminate, transform_children, Node};
 use reqwest::StatusCode;
 use satchel::config::S3Settings;
 use serde_json::{json, Value};
@@ -62,19 +60,20 @@ impl Cluster {
     }
 
     async fn start(&self, args: &[&str], extra: &[(&str, &str)]) -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let env = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        let node = start_node(args, dir.path(), env.chain(extra.iter().copied())).await;
-        self.dirs.lock().unwrap().push(dir);
-        node
+        self.launch(args, extra, Stdio::inherit()).await
     }
 
     /// `start` with the node's log written to `log`.
     async fn start_logging(&self, args: &[&str], log: &Path) -> Node {
+        let file = std::fs::File::create(log).unwrap();
+        self.launch(args, &[], file.into()).await
+    }
+
+    async fn launch(&self, args: &[&str], extra: &[(&str, &str)], log: Stdio) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let env = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        let file = std::fs::File::create(log).unwrap();
-        let node = start_node_logging(args, dir.path(), env, file).await;
+        let env = env.chain(extra.iter().copied());
+        let node = start_node_logging(args, dir.path(), env, log).await;
         self.dirs.lock().unwrap().push(dir);
         node
     }
@@ -293,11 +292,7 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_another() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let status = Command::new("kill")
-        .args(["-KILL", &w1.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(&w1, "KILL");
     drop(w1);
     // Its transform dies with it rather than running on as an orphan.
     let deadline = Instant::now() + Duration::from_secs(5);

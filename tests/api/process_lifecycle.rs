@@ -2,11 +2,10 @@
 //! accepted before a stop (graceful or `kill -9`) is processed after the restart.
 
 use crate::helpers::*;
-use crate::processes::{start_node, terminate, Node};
+use crate::processes::{signal, start_node, terminate, Node};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 async fn start(dir: &Path) -> Node {
@@ -72,15 +71,6 @@ async fn assert_all_ready(server: &Node, ids: &[String]) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-fn signal(server: &Node, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(server.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test]

@@ -77,13 +77,19 @@ pub async fn start_node_logging<'a>(
     }
 }
 
-/// Sends SIGTERM and waits for the exit, at most 30 s.
-pub async fn terminate(node: &mut Node) -> std::process::ExitStatus {
+/// Sends the signal `name` (`TERM`, `KILL`, ...) to the node's process.
+pub fn signal(node: &Node, name: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &node.child.id().to_string()])
+        .arg(format!("-{name}"))
+        .arg(node.child.id().to_string())
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Sends SIGTERM and waits for the exit, at most 30 s.
+pub async fn terminate(node: &mut Node) -> std::process::ExitStatus {
+    signal(node, "TERM");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = node.child.try_wait().unwrap() {
