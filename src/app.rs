@@ -1,17 +1,18 @@
 //! Start-up and shutdown: pick each backend once from config, wire the state, serve.
 
-use crate::catalog::{Catalog, PostgresCatalog, SqliteCatalog};
+use crate::background::Group;
+use crate::catalog::{Catalog, SqlCatalog};
 use crate::config::Config;
 use crate::domain::Kind;
 use crate::events::Events;
 use crate::jobs::WorkerPool;
 use crate::links::LinkSigner;
 use crate::metrics::Metrics;
-use crate::queue::amqp::Broker;
 use crate::queue::{AmqpQueue, EmbeddedQueue, JobQueue};
 use crate::state::AppState;
 use crate::storage::{BlobStore, FsStore, PartPlan, S3Store};
-use anyhow::{bail, Context};
+use crate::sweeper::Sweeper;
+use anyhow::Context;
 use satchel_workers::Presets;
 use secrecy::ExposeSecret;
 use std::future::Future;
@@ -19,7 +20,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// The object store named by the config: S3 when an endpoint or key is set, else the
 /// filesystem under the data directory.
@@ -32,17 +32,13 @@ async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn 
 
 /// The catalog named by `database_url`: SQLite in the data directory by default.
 async fn open_catalog(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Catalog>> {
-    match config.database_url.as_deref() {
-        None => {
-            let url = format!("sqlite://{}", data_dir.join("catalog.db").display());
-            Ok(Arc::new(SqliteCatalog::open(&url).await?))
-        }
-        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteCatalog::open(url).await?)),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(
-            Arc::new(PostgresCatalog::open(url, config.database_max_connections).await?),
-        ),
-        Some(_) => bail!("database_url must start with sqlite:, postgres:// or postgresql://"),
-    }
+    let url = match config.database_url.as_deref() {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", data_dir.join("catalog.db").display()),
+    };
+    Ok(Arc::new(
+        SqlCatalog::open(&url, config.database_max_connections).await?,
+    ))
 }
 
 /// The job queue: RabbitMQ when `amqp_url` is set, else the catalog-backed embedded queue.
@@ -51,18 +47,13 @@ fn open_queue(
     config: &Config,
     catalog: Arc<dyn Catalog>,
     node: String,
-) -> (Arc<dyn JobQueue>, Option<Arc<Broker>>) {
+    metrics: Arc<Metrics>,
+) -> Arc<dyn JobQueue> {
     match &config.amqp_url {
-        None => (Arc::new(EmbeddedQueue::new(catalog, node)), None),
+        None => Arc::new(EmbeddedQueue::new(catalog, node)),
         Some(url) => {
-            let broker = Arc::new(Broker::new(
-                url.clone(),
-                config.amqp_prefix.clone(),
-                config.job_max_attempts,
-            ));
             let prefetch = u16::try_from(config.workers).unwrap_or(u16::MAX);
-            let queue = AmqpQueue::start(broker.clone(), catalog, prefetch);
-            (Arc::new(queue), Some(broker))
+            Arc::new(AmqpQueue::start(url, config, catalog, prefetch, metrics))
         }
     }
 }
@@ -91,7 +82,6 @@ impl Role {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    broker: Option<Arc<Broker>>,
     role: Role,
 }
 
@@ -106,12 +96,13 @@ impl Application {
         let catalog = open_catalog(&config, &data_dir).await?;
         // Lasting across restarts with the data directory: the owner of this node's leases.
         let node = crate::secrets::load_or_create(&data_dir, "node-id")?.0;
-        let (queue, broker) = open_queue(&config, catalog.clone(), node);
+        let metrics = Arc::new(Metrics::default());
+        let queue = open_queue(&config, catalog.clone(), node, metrics.clone());
 
-        let presets = match &config.presets {
-            Some(path) => Presets::load(path).map_err(anyhow::Error::msg)?,
-            None => Presets::default(),
-        };
+        // Jobs read the presets in their transform child; a bad file is refused here, at start.
+        if let Some(path) = &config.presets {
+            Presets::load(path).map_err(anyhow::Error::msg)?;
+        }
         let tokens: Vec<String> = match config.api_tokens.is_empty() {
             false => config
                 .api_tokens
@@ -152,10 +143,7 @@ impl Application {
         }
         std::fs::create_dir_all(&work_dir)?;
 
-        let mut events = Events::new(config.webhook_url.clone(), webhook_secret);
-        if let Some(broker) = &broker {
-            events = events.with_broker(broker.clone());
-        }
+        let events = Events::new(config.webhook_url.clone(), webhook_secret);
         let role = Role::default_for(&config);
         let state = AppState {
             events,
@@ -165,15 +153,13 @@ impl Application {
             queue,
             signer: Arc::new(LinkSigner::new(link_secret.as_bytes())),
             token_hashes: Arc::new(tokens.iter().map(|t| crate::http::token_hash(t)).collect()),
-            metrics: Arc::new(Metrics::default()),
-            presets: Arc::new(presets),
+            metrics,
             public_url: public_url.into(),
             work_dir,
         };
         Ok(Self {
             listener,
             state,
-            broker,
             role,
         })
     }
@@ -202,7 +188,6 @@ impl Application {
         let Self {
             listener,
             state,
-            broker,
             role,
         } = self;
         let recovered = state.queue.recover().await?;
@@ -215,14 +200,8 @@ impl Application {
         let pool = role.workers.as_ref().map(|(kinds, concurrency)| {
             WorkerPool::spawn(state.clone(), kinds.clone(), *concurrency)
         });
-        if let (Some(broker), Some(_)) = (&broker, &pool) {
-            broker.spawn(crate::jobs::dead_letters::run(
-                state.clone(),
-                broker.clone(),
-            ));
-        }
-        let stop = CancellationToken::new();
-        let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), stop.clone()));
+        let housekeeping = Group::new(state.metrics.clone());
+        housekeeping.spawn(Sweeper::new(state.clone()));
         tracing::info!(
             addr = %listener.local_addr()?,
             api = role.api,
@@ -235,22 +214,16 @@ impl Application {
             true => crate::http::router(state.clone()),
             false => crate::http::ops_router(state.clone()),
         };
-        let http_stop = stop.clone();
         axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                http_stop.cancel();
-            })
+            .with_graceful_shutdown(shutdown)
             .await?;
         tracing::info!("no longer accepting requests; finishing jobs");
-        stop.cancel();
+        housekeeping.token().cancel();
         if let Some(pool) = pool {
             pool.shutdown(state.config.shutdown_grace).await;
         }
-        if let Some(broker) = &broker {
-            broker.close().await;
-        }
-        let _ = sweeper.await;
+        state.queue.close().await;
+        housekeeping.shutdown(state.config.shutdown_grace).await;
         let requeued = state.queue.recover().await?;
         tracing::info!(requeued, "stopped");
         Ok(())

@@ -1,14 +1,13 @@
 //! The catalog: chats, members, media records, variants, and the job outbox.
 //!
-//! One trait, chosen once at start-up: SQLite is the embedded default; PostgreSQL plugs in
-//! behind the same trait with the same semantics.
+//! One trait with one implementation, [`SqlCatalog`], written once for both engines: SQLite
+//! is the embedded default; PostgreSQL serves several processes with the same semantics.
 
-mod postgres;
+mod engine;
 mod rows;
-mod sqlite;
+mod sql;
 
-pub use postgres::PostgresCatalog;
-pub use sqlite::SqliteCatalog;
+pub use sql::SqlCatalog;
 
 use crate::domain::{
     ChatId, Kind, Media, MediaError, MediaId, MediaMetadata, MediaPlaceholder, UserId, VariantInfo,
@@ -109,25 +108,13 @@ pub trait Catalog: Send + Sync {
     /// Marks a delivered job as running and counts the attempt; `None` if the job is gone
     /// (finished or erased), so a duplicate delivery is dropped. With a broker, the broker's
     /// delivery is the lease: a job is redelivered only when its consumer died.
-    async fn begin_job(&self, id: &MediaId, lease: Duration) -> Result<Option<Job>> {
-        let _ = (id, lease);
-        Err(CatalogError::Other(anyhow::anyhow!(
-            "{} cannot hand jobs to a broker yet",
-            self.name()
-        )))
-    }
+    async fn begin_job(&self, id: &MediaId, lease: Duration) -> Result<Option<Job>>;
 
     /// Jobs written but not yet handed to the broker (the outbox), oldest first.
-    async fn outbox(&self, limit: u32) -> Result<Vec<Job>> {
-        let _ = limit;
-        Ok(Vec::new())
-    }
+    async fn outbox(&self, limit: u32) -> Result<Vec<Job>>;
 
     /// The broker confirmed the job: the relay must not publish it again.
-    async fn mark_published(&self, id: &MediaId) -> Result<()> {
-        let _ = id;
-        Ok(())
-    }
+    async fn mark_published(&self, id: &MediaId) -> Result<()>;
 
     /// Makes the jobs leased to `owner` runnable again: for the start-up of an embedded
     /// process, whose previous run may have died holding them. Other owners' leases stay.

@@ -1,18 +1,7 @@
-//! What every SQL catalog shares: the column layout, times as integers, row decoding and the
-//! mapping of driver errors. Only the SQL dialect differs between the implementations.
+//! The catalog's column layout, times as integers, and row decoding.
 
 use super::*;
 use sqlx::{ColumnIndex, Decode, Row, Type};
-
-/// Connection-level failures say "try again later"; everything else is a bug or bad data.
-pub(super) fn other(e: sqlx::Error) -> CatalogError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            CatalogError::Unavailable(e.into())
-        }
-        e => CatalogError::Other(e.into()),
-    }
-}
 
 pub(super) fn unix_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64

@@ -5,7 +5,7 @@
 use crate::helpers::*;
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
-use satchel::catalog::{Catalog, Inserted, NewMedia, PostgresCatalog, SqliteCatalog};
+use satchel::catalog::{Catalog, Inserted, NewMedia, SqlCatalog};
 use satchel::domain::{ChatId, Kind, Media, MediaId, MediaMetadata, Status, UserId};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -136,20 +136,19 @@ async fn two_catalogs() -> (
     (tempfile::TempDir, Option<TestDatabase>),
 ) {
     let dir = tempfile::tempdir().unwrap();
-    match real_backend() {
+    let (url, db) = match real_backend() {
         true => {
             let db = TestDatabase::create().await;
-            let a = PostgresCatalog::open(&db.url, 4).await.unwrap();
-            let b = PostgresCatalog::open(&db.url, 4).await.unwrap();
-            (Arc::new(a), Arc::new(b), (dir, Some(db)))
+            (db.url.clone(), Some(db))
         }
         false => {
             let url = format!("sqlite://{}", dir.path().join("catalog.db").display());
-            let a = SqliteCatalog::open(&url).await.unwrap();
-            let b = SqliteCatalog::open(&url).await.unwrap();
-            (Arc::new(a), Arc::new(b), (dir, None))
+            (url, None)
         }
-    }
+    };
+    let a = SqlCatalog::open(&url, 4).await.unwrap();
+    let b = SqlCatalog::open(&url, 4).await.unwrap();
+    (Arc::new(a), Arc::new(b), (dir, db))
 }
 
 async fn queue_images(catalog: &dyn Catalog, n: usize) {

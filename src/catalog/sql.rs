@@ -1,45 +1,31 @@
-//! The shared catalog: PostgreSQL, for several satchel processes behind one database.
+//! The catalog, written once for SQLite and PostgreSQL.
 //!
-//! Same tables and semantics as the SQLite catalog. What SQLite gets from its single writer,
-//! this one gets explicitly: `FOR UPDATE SKIP LOCKED` when leasing jobs, an advisory lock per
-//! chat when replacing members, and `ON CONFLICT` for idempotency keys.
+//! sqlx's `Any` driver runs the same statements on both: `$N` placeholders (SQLite reads
+//! `$N` as the N-th argument), `ON CONFLICT`, `RETURNING`, integer times and JSON text. The
+//! engines' real differences (pool set-up, migrations, the job claim's row lock, the member
+//! lock) are in [`super::engine`].
 
+use super::engine::{classify as db, Engine};
 use super::rows::*;
 use super::*;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 
-pub struct PostgresCatalog {
-    pool: PgPool,
+pub struct SqlCatalog {
+    pool: AnyPool,
+    engine: Engine,
 }
 
-/// Like [`other`], plus the server's own "not now" answers: a connection that broke
-/// (class 08), a server shutting down or starting (57P0x) or out of connections (53300).
-fn pg(e: sqlx::Error) -> CatalogError {
-    let unavailable = match &e {
-        sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
-        _ => false,
-    };
-    match unavailable {
-        true => CatalogError::Unavailable(e.into()),
-        false => other(e),
-    }
-}
+/// Rows per multi-row INSERT: far below either engine's limit on bound parameters.
+const INSERT_CHUNK: usize = 200;
 
-impl PostgresCatalog {
-    /// Connects, then brings the schema up to date; concurrent starts are safe because the
-    /// migrator holds an advisory lock while it runs.
+impl SqlCatalog {
+    /// Opens the catalog named by `url` (`sqlite:...` or `postgres://...`) and migrates it;
+    /// `max_connections` sizes a PostgreSQL pool (SQLite's is fixed).
     pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let engine = Engine::of(url)?;
+        let pool = engine.open(url, max_connections).await?;
+        Ok(Self { pool, engine })
     }
 
     async fn variants_of(&self, id: &str) -> Result<BTreeMap<String, VariantInfo>> {
@@ -49,8 +35,14 @@ impl PostgresCatalog {
         .bind(id)
         .fetch_all(&self.pool)
         .await
-        .map_err(pg)?;
+        .map_err(db)?;
         Ok(rows.iter().map(decode_variant).collect())
+    }
+
+    async fn load(&self, row: AnyRow) -> Result<StoredMedia> {
+        let id: String = row.get(0);
+        let variants = self.variants_of(&id).await?;
+        decode_media(&row, variants)
     }
 
     async fn fetch_media(&self, id: &str, only_live: bool) -> Result<Option<StoredMedia>> {
@@ -63,21 +55,18 @@ impl PostgresCatalog {
         .bind(OffsetDateTime::now_utc().unix_timestamp())
         .fetch_optional(&self.pool)
         .await
-        .map_err(pg)?;
+        .map_err(db)?;
         match row {
-            Some(row) => {
-                let variants = self.variants_of(id).await?;
-                Ok(Some(decode_media(&row, variants)?))
-            }
+            Some(row) => Ok(Some(self.load(row).await?)),
             None => Ok(None),
         }
     }
 }
 
 #[async_trait]
-impl Catalog for PostgresCatalog {
+impl Catalog for SqlCatalog {
     fn name(&self) -> &'static str {
-        "postgres"
+        self.engine.name()
     }
 
     async fn ping(&self) -> Result<()> {
@@ -100,12 +89,12 @@ impl Catalog for PostgresCatalog {
         .bind(OffsetDateTime::now_utc().unix_timestamp())
         .execute(&self.pool)
         .await
-        .map_err(pg)?;
+        .map_err(db)?;
         sqlx::query_scalar("SELECT bucket FROM chats WHERE chat_id = $1")
             .bind(chat.as_str())
             .fetch_one(&self.pool)
             .await
-            .map_err(pg)
+            .map_err(db)
     }
 
     async fn add_member(&self, chat: &ChatId, user: &UserId) -> Result<()> {
@@ -116,7 +105,7 @@ impl Catalog for PostgresCatalog {
         .bind(user.as_str())
         .execute(&self.pool)
         .await
-        .map_err(pg)?;
+        .map_err(db)?;
         Ok(())
     }
 
@@ -126,70 +115,77 @@ impl Catalog for PostgresCatalog {
             .bind(user.as_str())
             .execute(&self.pool)
             .await
-            .map_err(pg)?;
+            .map_err(db)?;
         Ok(())
     }
 
     async fn set_members(&self, chat: &ChatId, users: &[UserId]) -> Result<()> {
-        let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
-        let mut tx = self.pool.begin().await.map_err(pg)?;
-        // Row locks cannot serialise two replaces: the DELETE of one does not see the other's
-        // uncommitted INSERTs, and a chat with no members has no rows to lock. So replaces
-        // of one chat queue on a lock named after it, held until commit.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('satchel.members:' || $1, 0))")
-            .bind(chat.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(pg)?;
+        let users: std::collections::BTreeSet<&str> = users.iter().map(UserId::as_str).collect();
+        let users: Vec<&str> = users.into_iter().collect();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if let Some(lock) = self.engine.members_lock() {
+            sqlx::query(lock)
+                .bind(chat.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         sqlx::query("DELETE FROM members WHERE chat_id = $1")
             .bind(chat.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(pg)?;
-        sqlx::query(
-            "INSERT INTO members (chat_id, user_id) SELECT DISTINCT $1, u FROM UNNEST($2::text[]) AS u \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(chat.as_str())
-        .bind(&users)
-        .execute(&mut *tx)
-        .await
-        .map_err(pg)?;
-        tx.commit().await.map_err(pg)
+            .map_err(db)?;
+        for chunk in users.chunks(INSERT_CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("($1, ${})", i + 2))
+                .collect();
+            let sql = format!(
+                "INSERT INTO members (chat_id, user_id) VALUES {} ON CONFLICT DO NOTHING",
+                rows.join(", ")
+            );
+            let mut insert = sqlx::query(&sql).bind(chat.as_str());
+            for user in chunk {
+                insert = insert.bind(*user);
+            }
+            insert.execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     async fn members(&self, chat: &ChatId) -> Result<Vec<UserId>> {
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM members WHERE chat_id = $1 ORDER BY user_id COLLATE \"C\"",
-        )
-        .bind(chat.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(pg)?;
+        let mut rows: Vec<String> =
+            sqlx::query_scalar("SELECT user_id FROM members WHERE chat_id = $1")
+                .bind(chat.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        // Byte order, whatever the database's collation.
+        rows.sort_unstable();
         rows.iter()
             .map(|u| UserId::parse(u).map_err(|e| CatalogError::Other(e.into())))
             .collect()
     }
 
     async fn is_member(&self, chat: &ChatId, user: &UserId) -> Result<bool> {
-        let found: Option<i32> =
+        let found: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM members WHERE chat_id = $1 AND user_id = $2")
                 .bind(chat.as_str())
                 .bind(user.as_str())
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(pg)?;
+                .map_err(db)?;
         Ok(found.is_some())
     }
 
     async fn media_by_idempotency_key(&self, chat: &ChatId, key: &str) -> Result<Option<Media>> {
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT id FROM media WHERE chat_id = $1 AND idempotency_key = $2")
-                .bind(chat.as_str())
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(pg)?;
+        let id: Option<String> = sqlx::query_scalar::<_, String>(
+            "SELECT id FROM media WHERE chat_id = $1 AND idempotency_key = $2",
+        )
+        .bind(chat.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
         match id {
             Some(id) => Ok(self.fetch_media(&id, false).await?.map(|s| s.media)),
             None => Ok(None),
@@ -198,9 +194,9 @@ impl Catalog for PostgresCatalog {
 
     async fn insert_media(&self, new: NewMedia) -> Result<Inserted> {
         let m = &new.media;
-        let mut tx = self.pool.begin().await.map_err(pg)?;
-        // A concurrent insert with the same key makes this one wait for it to commit, then
-        // do nothing; so the winner's row is committed and visible when we fetch it below.
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // A concurrent insert with the same key makes this one wait for it to commit, then do
+        // nothing; so the winner's row is committed and visible when we fetch it below.
         let inserted = sqlx::query(
             "INSERT INTO media (id, chat_id, uploader, filename, kind, mime, size, sha256, \
              created_at, expires_at, status, idempotency_key) \
@@ -221,7 +217,7 @@ impl Catalog for PostgresCatalog {
         .bind(&new.idempotency_key)
         .execute(&mut *tx)
         .await
-        .map_err(pg)?
+        .map_err(db)?
         .rows_affected();
         if inserted == 0 {
             drop(tx);
@@ -235,16 +231,17 @@ impl Catalog for PostgresCatalog {
         }
         if m.status == crate::domain::Status::Processing {
             sqlx::query(
-                "INSERT INTO jobs (media_id, kind, state, available_at) VALUES ($1, $2, 'queued', $3)",
+                "INSERT INTO jobs (media_id, kind, state, available_at) \
+                 VALUES ($1, $2, 'queued', $3)",
             )
             .bind(m.id.to_string())
             .bind(m.kind.as_str())
             .bind(now_ms())
             .execute(&mut *tx)
             .await
-            .map_err(pg)?;
+            .map_err(db)?;
         }
-        tx.commit().await.map_err(pg)?;
+        tx.commit().await.map_err(db)?;
         Ok(Inserted::New)
     }
 
@@ -256,12 +253,12 @@ impl Catalog for PostgresCatalog {
         let Some(stored) = self.fetch_media(&id.to_string(), false).await? else {
             return Ok(None);
         };
-        let mut tx = self.pool.begin().await.map_err(pg)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let deleted = sqlx::query("DELETE FROM media WHERE id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(pg)?
+            .map_err(db)?
             .rows_affected();
         if deleted == 0 {
             return Ok(None);
@@ -271,13 +268,13 @@ impl Catalog for PostgresCatalog {
             .bind(crate::storage::media_prefix(id))
             .execute(&mut *tx)
             .await
-            .map_err(pg)?;
-        tx.commit().await.map_err(pg)?;
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(Some(stored))
     }
 
     async fn erase_chat(&self, chat: &ChatId) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(pg)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         for sql in [
             "DELETE FROM members WHERE chat_id = $1",
             "DELETE FROM media WHERE chat_id = $1",
@@ -286,22 +283,22 @@ impl Catalog for PostgresCatalog {
                 .bind(chat.as_str())
                 .execute(&mut *tx)
                 .await
-                .map_err(pg)?;
+                .map_err(db)?;
         }
         let bucket: Option<String> =
             sqlx::query_scalar("DELETE FROM chats WHERE chat_id = $1 RETURNING bucket")
                 .bind(chat.as_str())
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(pg)?;
+                .map_err(db)?;
         if let Some(bucket) = bucket {
             sqlx::query("INSERT INTO garbage (bucket, prefix) VALUES ($1, NULL)")
                 .bind(bucket)
                 .execute(&mut *tx)
                 .await
-                .map_err(pg)?;
+                .map_err(db)?;
         }
-        tx.commit().await.map_err(pg)
+        tx.commit().await.map_err(db)
     }
 
     async fn expired_media(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<MediaId>> {
@@ -312,7 +309,7 @@ impl Catalog for PostgresCatalog {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(pg)?;
+        .map_err(db)?;
         Ok(ids.iter().filter_map(|s| MediaId::parse(s)).collect())
     }
 
@@ -321,7 +318,7 @@ impl Catalog for PostgresCatalog {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
-            .map_err(pg)?;
+            .map_err(db)?;
         Ok(rows
             .into_iter()
             .map(|r| Garbage {
@@ -337,7 +334,7 @@ impl Catalog for PostgresCatalog {
             .bind(id)
             .execute(&self.pool)
             .await
-            .map_err(pg)?;
+            .map_err(db)?;
         Ok(())
     }
 
@@ -345,38 +342,38 @@ impl Catalog for PostgresCatalog {
         if kinds.is_empty() {
             return Ok(None);
         }
-        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         let now = now_ms();
-        // SKIP LOCKED: processes claiming at once each take a different row instead of
-        // queueing behind (and then losing) the same one. The lease condition is re-checked
-        // on the row's latest version once it is locked.
-        let row = sqlx::query(
+        let kind_list: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1, \
-             lease_owner = $4 \
-             WHERE media_id = (SELECT media_id FROM jobs WHERE kind = ANY($2) AND \
+             lease_owner = $2 \
+             WHERE media_id = (SELECT media_id FROM jobs WHERE kind IN ({}) AND \
                ((state IN ('queued', 'published') AND available_at <= $3) \
                  OR (state = 'running' AND lease_until < $3)) \
-               ORDER BY available_at, media_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+               ORDER BY available_at, media_id LIMIT 1{}) \
              RETURNING media_id, kind, attempts",
-        )
-        .bind(now + lease.as_millis() as i64)
-        .bind(&kinds)
-        .bind(now)
-        .bind(owner)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(pg)?;
+            kind_list.join(", "),
+            self.engine.claim_lock()
+        );
+        let mut claim = sqlx::query(&sql)
+            .bind(now + lease.as_millis() as i64)
+            .bind(owner)
+            .bind(now);
+        for kind in kinds {
+            claim = claim.bind(kind.as_str());
+        }
+        let row = claim.fetch_optional(&self.pool).await.map_err(db)?;
         row.as_ref().map(decode_job).transpose()
     }
 
     async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>> {
         let key = id.to_string();
-        let mut tx = self.pool.begin().await.map_err(pg)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM jobs WHERE media_id = $1")
             .bind(&key)
             .execute(&mut *tx)
             .await
-            .map_err(pg)?;
+            .map_err(db)?;
         let updated = match &result {
             JobResult::Ready {
                 metadata,
@@ -397,7 +394,7 @@ impl Catalog for PostgresCatalog {
                 .bind(&key)
                 .execute(&mut *tx)
                 .await
-                .map_err(pg)?
+                .map_err(db)?
                 .rows_affected();
                 // With the media gone, the variant rows would break the foreign key.
                 if n > 0 {
@@ -405,9 +402,9 @@ impl Catalog for PostgresCatalog {
                         sqlx::query(
                             "INSERT INTO variants (media_id, name, mime, size, width, height, \
                              duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                             ON CONFLICT (media_id, name) DO UPDATE SET mime = EXCLUDED.mime, \
-                             size = EXCLUDED.size, width = EXCLUDED.width, \
-                             height = EXCLUDED.height, duration_ms = EXCLUDED.duration_ms",
+                             ON CONFLICT (media_id, name) DO UPDATE SET mime = excluded.mime, \
+                             size = excluded.size, width = excluded.width, \
+                             height = excluded.height, duration_ms = excluded.duration_ms",
                         )
                         .bind(&key)
                         .bind(name)
@@ -418,7 +415,7 @@ impl Catalog for PostgresCatalog {
                         .bind(v.duration_ms.map(|d| d as i64))
                         .execute(&mut *tx)
                         .await
-                        .map_err(pg)?;
+                        .map_err(db)?;
                     }
                 }
                 n
@@ -432,13 +429,13 @@ impl Catalog for PostgresCatalog {
             .bind(&key)
             .execute(&mut *tx)
             .await
-            .map_err(pg)?
+            .map_err(db)?
             .rows_affected(),
         };
         if updated == 0 {
             return Ok(None);
         }
-        tx.commit().await.map_err(pg)?;
+        tx.commit().await.map_err(db)?;
         Ok(self.fetch_media(&key, false).await?.map(|s| s.media))
     }
 
@@ -451,7 +448,7 @@ impl Catalog for PostgresCatalog {
         .bind(id.to_string())
         .execute(&self.pool)
         .await
-        .map_err(pg)?;
+        .map_err(db)?;
         Ok(())
     }
 
@@ -464,7 +461,7 @@ impl Catalog for PostgresCatalog {
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await
-        .map_err(pg)?;
+        .map_err(db)?;
         row.as_ref().map(decode_job).transpose()
     }
 
@@ -477,7 +474,7 @@ impl Catalog for PostgresCatalog {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(pg)?;
+        .map_err(db)?;
         rows.iter().map(decode_job).collect()
     }
 
@@ -486,7 +483,7 @@ impl Catalog for PostgresCatalog {
             .bind(id.to_string())
             .execute(&self.pool)
             .await
-            .map_err(pg)?;
+            .map_err(db)?;
         Ok(())
     }
 
@@ -498,7 +495,7 @@ impl Catalog for PostgresCatalog {
         .bind(owner)
         .execute(&self.pool)
         .await
-        .map_err(pg)?
+        .map_err(db)?
         .rows_affected())
     }
 
@@ -506,7 +503,7 @@ impl Catalog for PostgresCatalog {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
             .fetch_one(&self.pool)
             .await
-            .map_err(pg)?;
+            .map_err(db)?;
         Ok(n as u64)
     }
 }
