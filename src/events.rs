@@ -28,7 +28,6 @@ pub fn event_body(media: &Media) -> Vec<u8> {
 #[derive(Clone)]
 pub struct Events {
     webhook: Option<Arc<Webhook>>,
-    broker: Option<Arc<crate::queue::amqp::Broker>>,
 }
 
 struct Webhook {
@@ -50,16 +49,7 @@ impl Events {
                     .expect("a plain reqwest client builds"),
             })
         });
-        Self {
-            webhook,
-            broker: None,
-        }
-    }
-
-    /// Also publish every event to the broker's `<prefix>.events` topic exchange.
-    pub fn with_broker(mut self, broker: Arc<crate::queue::amqp::Broker>) -> Self {
-        self.broker = Some(broker);
-        self
+        Self { webhook }
     }
 
     /// Publishes the media's new status in the background; a webhook that fails is retried

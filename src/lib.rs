@@ -1,11 +1,11 @@
 //! satchel: media processing for chat backends. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod background;
 pub mod bench;
 pub mod catalog;
 pub mod config;
 pub mod domain;
-pub mod erase;
 pub mod error;
 pub mod events;
 pub mod http;
@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod state;
 pub mod storage;
 pub mod sweeper;
+pub mod usecase;
 
 pub use app::Application;
 pub use config::Config;

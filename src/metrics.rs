@@ -20,6 +20,11 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabel {
+    pub task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
 }
@@ -33,6 +38,7 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     pub link_checks: Family<OutcomeLabel, Counter>,
     pub links_issued: Counter,
+    pub background_errors: Family<TaskLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -74,6 +80,12 @@ impl Default for Metrics {
             "Download links issued",
             links_issued.clone(),
         );
+        let background_errors = Family::<TaskLabel, Counter>::default();
+        registry.register(
+            "background_errors",
+            "Failed steps of background tasks (each followed by a backoff)",
+            background_errors.clone(),
+        );
         Self {
             registry,
             uploads,
@@ -83,6 +95,7 @@ impl Default for Metrics {
             queue_depth,
             link_checks,
             links_issued,
+            background_errors,
         }
     }
 }
@@ -114,6 +127,12 @@ impl Metrics {
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.into(),
             })
+            .inc();
+    }
+
+    pub fn background_error(&self, task: &str) {
+        self.background_errors
+            .get_or_create(&TaskLabel { task: task.into() })
             .inc();
     }
 

@@ -5,7 +5,6 @@ use crate::links::LinkSigner;
 use crate::metrics::Metrics;
 use crate::queue::JobQueue;
 use crate::storage::BlobStore;
-use satchel_workers::Presets;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -21,7 +20,6 @@ pub struct AppState {
     pub token_hashes: Arc<Vec<[u8; 32]>>,
     pub metrics: Arc<Metrics>,
     pub events: Events,
-    pub presets: Arc<Presets>,
     /// Base URL of the links this service signs, without a trailing slash.
     pub public_url: Arc<str>,
     /// Scratch space for jobs: inputs fetched from storage and outputs before upload.

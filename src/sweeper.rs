@@ -1,18 +1,41 @@
 //! Background housekeeping: erases media whose `ttl_seconds` ran out (secret chats) and retries
-//! storage deletions that failed before.
+//! storage deletions that failed before. A [`Task`] of the background driver.
 
+use crate::background::{Step, Task};
 use crate::state::AppState;
+use async_trait::async_trait;
 use time::OffsetDateTime;
+use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-pub async fn run(state: AppState, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(state.config.sweep_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => sweep(&state).await,
-        }
+pub struct Sweeper {
+    state: AppState,
+    tick: Interval,
+}
+
+impl Sweeper {
+    /// Sweeps at once, then every `sweep_interval`.
+    pub fn new(state: AppState) -> Self {
+        let every = state.config.sweep_interval;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self { state, tick }
+    }
+}
+
+#[async_trait]
+impl Task for Sweeper {
+    fn name(&self) -> &'static str {
+        "sweeper"
+    }
+
+    async fn step(&mut self, _stop: &CancellationToken) -> anyhow::Result<Step> {
+        sweep(&self.state).await;
+        Ok(Step::Idle)
+    }
+
+    async fn wait(&mut self) {
+        self.tick.tick().await;
     }
 }
 
@@ -25,7 +48,7 @@ pub async fn sweep(state: &AppState) {
     {
         Ok(ids) => {
             for id in ids {
-                match crate::erase::media(state, &id).await {
+                match crate::usecase::erase::media(state, &id).await {
                     Ok(_) => tracing::info!(media_id = %id, "expired media erased"),
                     Err(e) => {
                         tracing::warn!(media_id = %id, error = %e, "cannot erase expired media")
@@ -35,5 +58,5 @@ pub async fn sweep(state: &AppState) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot list expired media"),
     }
-    crate::erase::collect_garbage(state).await;
+    crate::usecase::erase::collect_garbage(state).await;
 }

@@ -1,10 +1,43 @@
 //! Running jobs: one step that turns a queued job into an outcome ([`run::run_job`]), and the
 //! pool of workers that feed it ([`pool::WorkerPool`]).
 
-pub mod dead_letters;
 pub mod isolate;
 pub mod pool;
 pub mod run;
 
 pub use pool::WorkerPool;
 pub use run::{run_job, Outcome};
+
+use crate::catalog::JobResult;
+use crate::domain::{MediaError, MediaId};
+use crate::queue::DeadLetters;
+use crate::state::AppState;
+use async_trait::async_trait;
+
+/// Fails the media of a job that the queue gave up on (`dead_lettered`), and says so.
+pub struct GiveUp(pub AppState);
+
+#[async_trait]
+impl DeadLetters for GiveUp {
+    async fn given_up(&self, id: &MediaId) {
+        let error = MediaError {
+            code: "dead_lettered".into(),
+            message: "processing crashed repeatedly; the job was given up".into(),
+        };
+        match self
+            .0
+            .catalog
+            .finish_job(id, JobResult::Failed(error))
+            .await
+        {
+            Ok(Some(media)) => {
+                tracing::warn!(media_id = %id, "job dead-lettered; media failed");
+                self.0.events.status_changed(&media);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(media_id = %id, error = %e, "cannot mark a dead-lettered media failed")
+            }
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! The worker pool: N tasks, each taking one job at a time from the queue.
+//! The worker pool: N background tasks, each taking one job at a time from the queue.
 //!
 //! # Cancellation
 //! Shutdown cancels a worker only while it *waits* for a job ([`JobQueue::next`] is
@@ -9,67 +9,80 @@
 //! start (after the lease, or at once on the next start of an embedded process). Rerunning is
 //! safe because a job writes the same keys and rows every time.
 //!
-//! Each job runs in a task of its own, so a panic fails that job's task, not the worker loop.
+//! Each job runs in a task of its own, so a panic fails that job's task, not the worker.
+//!
+//! [`JobQueue::next`]: crate::queue::JobQueue::next
 
 use super::run::run_job;
+use crate::background::{Group, Step, Task};
 use crate::domain::Kind;
 use crate::state::AppState;
+use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub struct WorkerPool {
-    tasks: JoinSet<()>,
-    stop: CancellationToken,
+    workers: Group,
 }
 
 impl WorkerPool {
     pub fn spawn(state: AppState, kinds: Vec<Kind>, concurrency: usize) -> Self {
-        let stop = CancellationToken::new();
-        let mut tasks = JoinSet::new();
+        let workers = Group::new(state.metrics.clone());
         for n in 0..concurrency {
-            tasks.spawn(worker(state.clone(), kinds.clone(), stop.clone(), n));
+            workers.spawn(Worker {
+                state: state.clone(),
+                kinds: kinds.clone(),
+                n,
+            });
         }
-        Self { tasks, stop }
+        // Jobs the broker gave up on fail their media here (a queue without a broker has none).
+        state
+            .queue
+            .watch_dead_letters(Arc::new(super::GiveUp(state.clone())));
+        Self { workers }
     }
 
     /// Stops taking jobs, waits up to `grace` for running ones, then aborts the rest.
-    pub async fn shutdown(mut self, grace: Duration) {
-        self.stop.cancel();
-        let drained = tokio::time::timeout(grace, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
+    pub async fn shutdown(self, grace: Duration) {
+        let aborted = self.workers.shutdown(grace).await;
+        if aborted > 0 {
             tracing::warn!(
-                running = self.tasks.len(),
+                running = aborted,
                 "jobs still running after the grace period; they will run again on restart"
             );
-            self.tasks.shutdown().await;
         }
     }
 }
 
-async fn worker(state: AppState, kinds: Vec<Kind>, stop: CancellationToken, n: usize) {
-    // The lease outlives the job's time budget, so a live job is never handed out twice.
-    let lease = state.config.job_timeout + Duration::from_secs(60);
-    loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => break,
-            next = state.queue.next(&kinds, lease) => next,
+struct Worker {
+    state: AppState,
+    kinds: Vec<Kind>,
+    n: usize,
+}
+
+#[async_trait]
+impl Task for Worker {
+    fn name(&self) -> &'static str {
+        "worker"
+    }
+
+    /// Waits for a job (the only point where shutdown ends a worker), then runs it to its end.
+    async fn step(&mut self, stop: &CancellationToken) -> anyhow::Result<Step> {
+        // The lease outlives the job's time budget, so a live job is never handed out twice.
+        let lease = self.state.config.job_timeout + Duration::from_secs(60);
+        let Some(next) = stop
+            .run_until_cancelled(self.state.queue.next(&self.kinds, lease))
+            .await
+        else {
+            return Ok(Step::Done);
         };
-        let job = match next {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::warn!(error = %e, worker = n, "queue unavailable; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let task_state = state.clone();
-        let run = tokio::spawn(async move { run_job(&task_state, &job).await });
+        let job = next?;
+        let state = self.state.clone();
+        let run = tokio::spawn(async move { run_job(&state, &job).await });
         if let Err(e) = run.await {
-            tracing::error!(error = %e, worker = n, "job task panicked; its lease will expire");
+            tracing::error!(error = %e, worker = self.n, "job task panicked; its lease will expire");
         }
+        Ok(Step::Busy)
     }
 }

@@ -4,16 +4,36 @@
 //! job exists exactly when a media is `processing`. The embedded queue hands those rows straight
 //! to the in-process worker pool; a broker-backed queue relays them to RabbitMQ.
 
-pub mod amqp;
+//!
+//! Nothing outside this module sees the broker's concrete types: the service talks to a
+//! [`JobQueue`], hears of jobs a broker gave up on through [`DeadLetters`], and reaches the
+//! broker's event exchange through an [`EventSink`].
+
+mod amqp;
 mod embedded;
 
 pub use amqp::AmqpQueue;
 pub use embedded::EmbeddedQueue;
 
 use crate::catalog::Job;
-use crate::domain::Kind;
+use crate::domain::{Kind, MediaId};
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// What the service does with a job its queue gave up on (a broker's dead-letter queue: the
+/// job's consumer died too many times).
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    async fn given_up(&self, id: &MediaId);
+}
+
+/// Publishes an event body under a routing key (the broker's `<prefix>.events` exchange),
+/// waiting for the broker's confirm.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn publish_event(&self, routing_key: &str, body: &[u8]) -> anyhow::Result<()>;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -60,4 +80,20 @@ pub trait JobQueue: Send + Sync {
     async fn depth(&self) -> Result<u64>;
 
     async fn check(&self) -> Result<()>;
+
+    /// Runs `sink` for every job the queue gives up on, from now until [`close`](Self::close).
+    /// Only a process that runs workers watches. A queue that gives up on nothing (the embedded
+    /// one fails such jobs itself) ignores this.
+    fn watch_dead_letters(&self, sink: Arc<dyn DeadLetters>) {
+        let _ = sink;
+    }
+
+    /// The broker's event exchange, if the queue has one.
+    fn event_sink(&self) -> Option<Arc<dyn EventSink>> {
+        None
+    }
+
+    /// At shutdown, once the worker pool has recorded what it will: closes every connection
+    /// the queue holds. Unacked deliveries go back to the broker.
+    async fn close(&self) {}
 }

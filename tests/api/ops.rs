@@ -114,3 +114,33 @@ async fn the_openapi_document_describes_every_route() {
         assert!(media.get(field).is_some(), "Media.{field}");
     }
 }
+
+/// The background driver: a task whose step fails is logged, counted under its name and run
+/// again after a backoff, not given up. Here the outbox relay of a node whose broker is gone.
+#[tokio::test]
+async fn a_failing_background_task_is_retried_and_counted() {
+    // Nothing listens on port 1: every publish attempt fails.
+    let app = spawn_app_with(&[("SATCHEL_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")]).await;
+    app.upload_ok("c1", "u1", "p.png", flat_png(8)).await;
+    let failures = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("satchel_background_errors_total{task=\"outbox_relay\"} "))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = crate::processes::metrics(&app.client, &app.url("")).await;
+        if failures(&text) >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay was not retried: {}",
+            failures(&text)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The job is still waiting in the outbox, for when the broker comes back.
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert!(r.text().await.unwrap().contains("satchel_queue_depth 1"));
+}

@@ -5,8 +5,10 @@
 //!   limit, dead-lettering through the fanout exchange `p.dlx` into `p.jobs.dead`;
 //! - `p.events`: the topic exchange of media status events.
 
+use crate::background::{Group, Task};
 use crate::catalog::Job;
 use crate::domain::Kind;
+use crate::metrics::Metrics;
 use anyhow::Context;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -15,10 +17,9 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// How long a publish may wait for the broker's confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,10 +39,9 @@ pub struct Broker {
     delivery_limit: u32,
     /// The publishing link, opened on first use and again after a failure.
     link: Mutex<Option<(Connection, Channel)>>,
-    /// Cancelled by `close`: consumers and the relay end, and no new link is opened.
-    closing: CancellationToken,
-    /// The tasks that hold connections of their own, which `close` waits for.
-    tasks: TaskTracker,
+    /// The tasks that hold connections of their own (consumers, the relay): `close` stops
+    /// them and waits for them; once it has, no new link is opened.
+    tasks: Group,
 }
 
 /// Closes `connection` and, when the broker acknowledged that, waits (briefly) for lapin's I/O
@@ -61,14 +61,13 @@ pub async fn hang_up(connection: Connection, reason: &str) {
 }
 
 impl Broker {
-    pub fn new(url: String, prefix: String, delivery_limit: u32) -> Self {
+    pub fn new(url: String, prefix: String, delivery_limit: u32, metrics: Arc<Metrics>) -> Self {
         Self {
             url,
             prefix,
             delivery_limit,
             link: Mutex::new(None),
-            closing: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            tasks: Group::new(metrics),
         }
     }
 
@@ -168,42 +167,24 @@ impl Broker {
     /// loops to fail on a runtime that is going away. Call it once the worker pool has acked
     /// what it will: unacked deliveries go back to their queue.
     pub async fn close(&self) {
-        self.closing.cancel();
+        self.tasks.token().cancel();
         if let Some((connection, _)) = self.link.lock().await.take() {
             hang_up(connection, "shutting down").await;
         }
-        self.tasks.close();
-        if tokio::time::timeout(CLOSE_TIMEOUT, self.tasks.wait())
-            .await
-            .is_err()
-        {
+        if self.tasks.shutdown(CLOSE_TIMEOUT).await > 0 {
             tracing::warn!("the broker's tasks did not close their connections in time");
         }
     }
 
-    /// Runs a task that holds a connection of its own (a consumer, the relay) and that ends
-    /// once `closed` resolves; `close` waits for it.
-    pub fn spawn<F>(&self, task: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
+    /// Drives a task that holds a connection of its own (a consumer, the relay) until `close`.
+    pub fn spawn(&self, task: impl Task) {
         self.tasks.spawn(task);
-    }
-
-    pub fn is_closing(&self) -> bool {
-        self.closing.is_cancelled()
-    }
-
-    /// Runs `work` unless `close` is called first, in which case it is dropped and the
-    /// answer is `None`.
-    pub async fn until_closed<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
-        self.closing.run_until_cancelled(work).await
     }
 
     /// The publishing channel (confirm mode), reconnecting if the last one died.
     async fn publisher(&self) -> anyhow::Result<Channel> {
         let mut link = self.link.lock().await;
-        if self.closing.is_cancelled() {
+        if self.tasks.is_stopping() {
             anyhow::bail!("the broker link is closed: satchel is stopping");
         }
         if let Some((connection, channel)) = link.as_ref() {
@@ -267,11 +248,6 @@ impl Broker {
         self.publish("", &self.jobs_queue(job.kind), &body).await
     }
 
-    pub async fn publish_event(&self, routing_key: &str, body: &[u8]) -> anyhow::Result<()> {
-        self.publish(&self.events_exchange(), routing_key, body)
-            .await
-    }
-
     /// A new connection and channel consuming `queues`, at most `prefetch` unacked at once.
     /// Its own connection, so a consumer's failure never disturbs publishing.
     pub async fn consume(
@@ -305,5 +281,13 @@ impl Broker {
 
     pub async fn check(&self) -> anyhow::Result<()> {
         self.publisher().await.map(|_| ())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::queue::EventSink for Broker {
+    async fn publish_event(&self, routing_key: &str, body: &[u8]) -> anyhow::Result<()> {
+        self.publish(&self.events_exchange(), routing_key, body)
+            .await
     }
 }

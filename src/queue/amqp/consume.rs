@@ -1,84 +1,103 @@
-//! The consumer task: keeps a consuming connection open (reconnecting with backoff) and hands
-//! deliveries to the worker pool through a bounded channel.
+//! A consumer session as a background task: opens a consuming connection, hands each delivery
+//! to a [`Handler`], and when the connection fails, lets the driver back off and connect
+//! again. The job consumer ([`Forward`]) and the dead-letter consumer
+//! ([`super::dead_letters::GiveUp`]) differ only in their handler.
 
 use super::broker::{hang_up, Broker, JobMessage};
+use crate::background::{Step, Task};
+use async_trait::async_trait;
 use futures_util::stream::{select_all, StreamExt};
 use lapin::acker::Acker;
+use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Consumer;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+#[async_trait]
+pub trait Handler: Send + 'static {
+    /// Takes one delivery; `false` ends consuming for good (nobody takes deliveries any more).
+    async fn handle(&mut self, delivery: Delivery, stop: &CancellationToken) -> bool;
+}
 
+pub struct Consume<H> {
+    pub name: &'static str,
+    pub broker: Arc<Broker>,
+    pub queues: Vec<String>,
+    /// Unacked deliveries at most.
+    pub prefetch: u16,
+    pub tag: &'static str,
+    pub handler: H,
+}
+
+/// Why a consuming connection is given up.
+enum Ended {
+    /// The consumers failed or were cancelled by the broker: connect again.
+    Failed(String),
+    /// The broker is closing, or nobody takes deliveries any more.
+    Closing,
+}
+
+#[async_trait]
+impl<H: Handler> Task for Consume<H> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// One session: connect, consume until the connection fails (an error: the driver backs
+    /// off, then the next step connects again) or the broker closes (done).
+    async fn step(&mut self, stop: &CancellationToken) -> anyhow::Result<Step> {
+        let (connection, consumers) = self
+            .broker
+            .consume(&self.queues, self.prefetch, self.tag)
+            .await?;
+        tracing::info!(queues = ?self.queues, "consuming");
+        let ended = self.forward(consumers, stop).await;
+        let reason = match &ended {
+            Ended::Failed(_) => "reconnecting",
+            Ended::Closing => "shutting down",
+        };
+        hang_up(connection, reason).await;
+        match ended {
+            Ended::Failed(why) => Err(anyhow::anyhow!(why)),
+            Ended::Closing => Ok(Step::Done),
+        }
+    }
+}
+
+impl<H: Handler> Consume<H> {
+    /// Cancellation point: between deliveries, never inside a handler.
+    async fn forward(&mut self, consumers: Vec<Consumer>, stop: &CancellationToken) -> Ended {
+        let mut deliveries = select_all(consumers);
+        loop {
+            let delivery = match stop.run_until_cancelled(deliveries.next()).await {
+                None => return Ended::Closing,
+                Some(None) => return Ended::Failed("the broker ended the consumers".into()),
+                Some(Some(Err(e))) => return Ended::Failed(format!("consumer failed: {e}")),
+                Some(Some(Ok(d))) => d,
+            };
+            if !self.handler.handle(delivery, stop).await {
+                return Ended::Closing;
+            }
+        }
+    }
+}
+
+/// A job delivery on its way to the worker pool.
 pub struct Delivered {
     pub message: JobMessage,
     pub acker: Acker,
 }
 
-pub async fn run(
-    broker: Arc<Broker>,
-    queues: Vec<String>,
-    prefetch: u16,
-    tx: mpsc::Sender<Delivered>,
-) {
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        match broker.consume(&queues, prefetch, "satchel-worker").await {
-            Ok((connection, consumers)) => {
-                backoff = Duration::from_millis(250);
-                tracing::info!(?queues, "consuming jobs");
-                let ended = forward(&broker, consumers, &tx).await;
-                hang_up(connection, ended.reason()).await;
-                if ended == Ended::Closing {
-                    return;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, ?backoff, "cannot consume; retrying"),
-        }
-        if broker
-            .until_closed(tokio::time::sleep(backoff))
-            .await
-            .is_none()
-        {
-            return;
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+/// Hands job deliveries to the worker pool through a bounded channel.
+pub struct Forward {
+    pub tx: mpsc::Sender<Delivered>,
 }
 
-/// Why a consuming connection is given up.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ended {
-    /// The consumers failed or were cancelled by the broker: connect again.
-    Failed,
-    /// `Broker::close` was called, or nobody takes deliveries any more.
-    Closing,
-}
-
-impl Ended {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Ended::Failed => "reconnecting",
-            Ended::Closing => "shutting down",
-        }
-    }
-}
-
-/// Hands deliveries to the pool until the consumers end or the broker closes.
-async fn forward(broker: &Broker, consumers: Vec<Consumer>, tx: &mpsc::Sender<Delivered>) -> Ended {
-    let mut deliveries = select_all(consumers);
-    loop {
-        let delivery = match broker.until_closed(deliveries.next()).await {
-            None => return Ended::Closing,
-            Some(None) => return Ended::Failed,
-            Some(Some(Ok(d))) => d,
-            Some(Some(Err(e))) => {
-                tracing::warn!(error = %e, "consumer failed");
-                return Ended::Failed;
-            }
-        };
+#[async_trait]
+impl Handler for Forward {
+    async fn handle(&mut self, delivery: Delivery, stop: &CancellationToken) -> bool {
         match serde_json::from_slice::<JobMessage>(&delivery.data) {
             Ok(message) => {
                 let delivered = Delivered {
@@ -86,14 +105,15 @@ async fn forward(broker: &Broker, consumers: Vec<Consumer>, tx: &mpsc::Sender<De
                     acker: delivery.acker,
                 };
                 // The pool may have stopped taking jobs with the channel full.
-                match broker.until_closed(tx.send(delivered)).await {
-                    Some(Ok(())) => {}
-                    _ => return Ended::Closing,
-                }
+                matches!(
+                    stop.run_until_cancelled(self.tx.send(delivered)).await,
+                    Some(Ok(()))
+                )
             }
             Err(e) => {
                 tracing::error!(error = %e, "dropping an unreadable job message");
                 let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                true
             }
         }
     }

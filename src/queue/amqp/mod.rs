@@ -3,16 +3,17 @@
 //! publisher confirms; consumers ack a delivery only after the outcome is in the catalog.
 
 mod broker;
-pub mod consume;
+mod consume;
+mod dead_letters;
 mod relay;
 
-pub use broker::{hang_up, Broker};
+pub use broker::Broker;
 
-use super::{JobQueue, QueueError, Result};
+use super::{DeadLetters, EventSink, JobQueue, QueueError, Result};
 use crate::catalog::{Catalog, Job};
 use crate::domain::{Kind, MediaId};
 use async_trait::async_trait;
-use consume::Delivered;
+use consume::{Consume, Delivered, Forward};
 use lapin::acker::Acker;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use std::collections::HashMap;
@@ -33,13 +34,25 @@ pub struct AmqpQueue {
 
 impl AmqpQueue {
     /// Starts the outbox relay; consumers start with the first call to `next`.
-    pub fn start(broker: Arc<Broker>, catalog: Arc<dyn Catalog>, prefetch: u16) -> Self {
-        let relay_wake = Arc::new(Notify::new());
-        broker.spawn(relay::run(
-            broker.clone(),
-            catalog.clone(),
-            relay_wake.clone(),
+    pub fn start(
+        url: &str,
+        config: &crate::Config,
+        catalog: Arc<dyn Catalog>,
+        prefetch: u16,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        let broker = Arc::new(Broker::new(
+            url.to_owned(),
+            config.amqp_prefix.clone(),
+            config.job_max_attempts,
+            metrics,
         ));
+        let relay_wake = Arc::new(Notify::new());
+        broker.spawn(relay::Relay {
+            broker: broker.clone(),
+            catalog: catalog.clone(),
+            wake: relay_wake.clone(),
+        });
         Self {
             broker,
             catalog,
@@ -48,10 +61,6 @@ impl AmqpQueue {
             prefetch,
             pending: SyncMutex::new(HashMap::new()),
         }
-    }
-
-    pub fn broker(&self) -> Arc<Broker> {
-        self.broker.clone()
     }
 
     fn take_acker(&self, id: &MediaId) -> Option<Acker> {
@@ -79,8 +88,14 @@ impl JobQueue for AmqpQueue {
             .get_or_init(|| async {
                 let queues = kinds.iter().map(|k| self.broker.jobs_queue(*k)).collect();
                 let (tx, rx) = mpsc::channel(usize::from(self.prefetch));
-                self.broker
-                    .spawn(consume::run(self.broker.clone(), queues, self.prefetch, tx));
+                self.broker.spawn(Consume {
+                    name: "job_consumer",
+                    broker: self.broker.clone(),
+                    queues,
+                    prefetch: self.prefetch,
+                    tag: "satchel-worker",
+                    handler: Forward { tx },
+                });
                 Mutex::new(rx)
             })
             .await;
@@ -171,5 +186,24 @@ impl JobQueue for AmqpQueue {
 
     async fn check(&self) -> Result<()> {
         self.broker.check().await.map_err(unavailable)
+    }
+
+    fn watch_dead_letters(&self, sink: Arc<dyn DeadLetters>) {
+        self.broker.spawn(Consume {
+            name: "dead_letters",
+            broker: self.broker.clone(),
+            queues: vec![self.broker.dead_queue()],
+            prefetch: 8,
+            tag: "satchel-dead-letters",
+            handler: dead_letters::GiveUp { sink },
+        });
+    }
+
+    fn event_sink(&self) -> Option<Arc<dyn EventSink>> {
+        Some(self.broker.clone())
+    }
+
+    async fn close(&self) {
+        self.broker.close().await;
     }
 }
