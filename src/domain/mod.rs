@@ -1,5 +1,6 @@
 //! The service's vocabulary: ids, media records and their variants.
 
+pub mod disposition;
 mod ids;
 mod media;
 pub mod sniff;

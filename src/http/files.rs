@@ -1,9 +1,9 @@
 //! `GET /v1/files/{media}/{variant}`: signed downloads. The signature proves the link was
 //! issued; the catalog proves the media still exists and the user is still a member.
 
-use super::disposition::{disposition, variant_filename};
 use super::extract::{Path, Query};
 use super::range::{self, Requested};
+use crate::domain::disposition::{disposition, variant_filename};
 use crate::domain::{MediaId, UserId};
 use crate::error::{ApiError, ErrorBody};
 use crate::links::Grant;

@@ -93,7 +93,7 @@ pub async fn erase_chat(
     Path(chat): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let chat = ChatId::parse(&chat)?;
-    crate::erase::chat(&state, &chat)
+    crate::usecase::erase::chat(&state, &chat)
         .await
         .map_err(ApiError::Internal)?;
     Ok(StatusCode::NO_CONTENT)

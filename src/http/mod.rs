@@ -1,10 +1,8 @@
 //! The HTTP API of `../shared/API.md`: routing, authentication, and one module per resource.
 
 mod auth;
-mod disposition;
 mod extract;
 mod files;
-mod ingest;
 mod links;
 mod media;
 mod members;

@@ -1,28 +1,20 @@
-//! `POST /v1/chats/{chat}/media`: stream an upload into the chat's bucket and record it.
+//! `POST /v1/chats/{chat}/media`: parses the request for the upload use case
+//! ([`crate::usecase::upload`]), which streams the body into the chat's bucket and records it.
 
 use super::extract::{Path, Query};
-use super::ingest::{ingest, IngestError, Ingested};
-use crate::catalog::{Inserted, NewMedia};
-use crate::domain::{sniff, ChatId, Kind, Media, MediaId, MediaMetadata, Status, UserId};
+use crate::domain::{ChatId, Media, UserId};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::storage::{media_prefix, original_key, PutSink};
+use crate::usecase::upload::{Begun, Receiving, Stored, Upload};
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::time::Duration;
-use time::OffsetDateTime;
 use utoipa::IntoParams;
 
-/// A body that sends nothing for this long is abandoned (slow-client defence).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Multipart framing around the file part; not counted against the file size limit.
 const MULTIPART_SLACK: u64 = 64 * 1024;
-/// Secret-chat TTLs longer than this are refused as a likely mistake.
-const MAX_MEDIA_TTL: u64 = 366 * 24 * 3600;
 
 #[derive(Deserialize, IntoParams)]
 pub struct UploadParams {
@@ -58,163 +50,48 @@ pub async fn upload(
     Query(params): Query<UploadParams>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let chat = ChatId::parse(&chat)?;
-    let user = UserId::parse(&params.user)?;
-    let ttl = match params.ttl_seconds {
-        Some(0) => {
-            return Err(ApiError::BadRequest(
-                "ttl_seconds must be at least 1".into(),
-            ))
-        }
-        Some(t) if t > MAX_MEDIA_TTL => {
-            return Err(ApiError::BadRequest(format!(
-                "ttl_seconds must be at most {MAX_MEDIA_TTL}"
-            )))
-        }
-        t => t,
-    };
     let headers = request.headers();
-    let idempotency_key = idempotency_key(headers)?;
-    let digest = content_digest(headers)?;
     let multipart = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let limit = state.config.max_upload_bytes;
-    let declared: Option<u64> = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-
-    if !state.catalog.is_member(&chat, &user).await? {
-        state.metrics.upload("unknown", "not_a_member");
-        return Err(ApiError::NotAMember);
-    }
-    if let Some(key) = &idempotency_key {
-        if let Some(media) = state.catalog.media_by_idempotency_key(&chat, key).await? {
-            return Ok((StatusCode::OK, axum::Json(media)).into_response());
-        }
-    }
-    if declared.is_some_and(|n| n > limit + if multipart { MULTIPART_SLACK } else { 0 }) {
-        state.metrics.upload("unknown", "too_large");
-        return Err(ApiError::TooLarge(limit));
-    }
-
-    let bucket = state
-        .catalog
-        .ensure_chat(&chat, &state.store.bucket_for(&chat))
-        .await?;
-    state.store.ensure_bucket(&bucket).await?;
-    let id = MediaId::generate();
-    let mut sink = state.store.begin_put(&bucket, &original_key(&id)).await?;
-    let (ingested, part_name) = match multipart {
-        false => (
-            receive(request.into_body().into_data_stream(), sink.as_mut(), limit).await,
-            None,
-        ),
-        true => receive_multipart(request, sink.as_mut(), limit).await?,
+    let upload = Upload {
+        chat: ChatId::parse(&chat)?,
+        user: UserId::parse(&params.user)?,
+        filename: params.filename,
+        ttl_seconds: params.ttl_seconds,
+        idempotency_key: idempotency_key(headers)?,
+        digest: content_digest(headers)?,
+        declared_size: headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+        framing: if multipart { MULTIPART_SLACK } else { 0 },
     };
-    let ingested = ingested.map_err(|e| {
-        state.metrics.upload("unknown", e.code());
-        e.into_api(limit)
-    })?;
-    if ingested.size == 0 {
-        return Err(ApiError::EmptyFile);
-    }
-    if digest.is_some_and(|d| d != ingested.sha256) {
-        state.metrics.upload("unknown", "digest_mismatch");
-        return Err(ApiError::DigestMismatch);
-    }
-    sink.finish().await?;
-
-    let sniffed = sniff(&ingested.head);
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .expect("0 ns is valid");
-    let media = Media {
-        id,
-        chat_id: chat.clone(),
-        uploader: user,
-        filename: clean_filename(params.filename.or(part_name).as_deref()),
-        kind: sniffed.kind,
-        mime: sniffed.mime.to_owned(),
-        size: ingested.size,
-        sha256: hex::encode(ingested.sha256),
-        created_at: now,
-        expires_at: ttl.map(|t| now + Duration::from_secs(t)),
-        status: match sniffed.kind {
-            Kind::File => Status::Ready,
-            _ => Status::Processing,
-        },
-        error: None,
-        metadata: MediaMetadata::default(),
-        placeholder: None,
-        variants: BTreeMap::new(),
+    let receiving = match upload.begin(&state).await? {
+        Begun::Existing(media) => return Ok((StatusCode::OK, axum::Json(media)).into_response()),
+        Begun::Receiving(receiving) => receiving,
     };
-    let inserted = state
-        .catalog
-        .insert_media(NewMedia {
-            media: media.clone(),
-            bucket: bucket.clone(),
-            idempotency_key,
-        })
-        .await;
-    match inserted {
-        Ok(Inserted::New) => {
-            state.queue.notify();
-            state.metrics.upload(media.kind.as_str(), "accepted");
-            state.metrics.upload_bytes.inc_by(media.size);
-            tracing::info!(media_id = %media.id, kind = media.kind.as_str(), size = media.size, "upload stored");
-            Ok((StatusCode::CREATED, axum::Json(media)).into_response())
+    let stored = match multipart {
+        false => {
+            let body = request.into_body().into_data_stream();
+            receiving.receive(&state, body, None).await?
         }
-        Ok(Inserted::Existing(first)) => {
-            // A concurrent request with the same key won: keep one copy.
-            let _ = state.store.delete_prefix(&bucket, &media_prefix(&id)).await;
-            Ok((StatusCode::OK, axum::Json(*first)).into_response())
-        }
-        Err(e) => {
-            let _ = state.store.delete_prefix(&bucket, &media_prefix(&id)).await;
-            Err(e.into())
-        }
-    }
+        true => receive_file_part(&state, request, receiving).await?,
+    };
+    Ok(match stored {
+        Stored::New(media) => (StatusCode::CREATED, axum::Json(media)).into_response(),
+        Stored::Existing(media) => (StatusCode::OK, axum::Json(media)).into_response(),
+    })
 }
 
-impl IngestError {
-    fn code(&self) -> &'static str {
-        match self {
-            IngestError::TooLarge => "too_large",
-            IngestError::Body(_) => "client_gone",
-            IngestError::Idle => "upload_timeout",
-            IngestError::Storage(_) => "storage_error",
-        }
-    }
-
-    fn into_api(self, limit: u64) -> ApiError {
-        match self {
-            IngestError::TooLarge => ApiError::TooLarge(limit),
-            IngestError::Body(cause) => {
-                ApiError::BadRequest(format!("the upload was cut short: {cause}"))
-            }
-            IngestError::Idle => ApiError::UploadTimeout(IDLE_TIMEOUT.as_secs()),
-            IngestError::Storage(e) => e.into(),
-        }
-    }
-}
-
-async fn receive<S, E>(body: S, sink: &mut dyn PutSink, limit: u64) -> Result<Ingested, IngestError>
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, E>>,
-    E: std::fmt::Display,
-{
-    ingest(body, sink, limit, IDLE_TIMEOUT).await
-}
-
-/// Streams the part named `file`; other parts are skipped unread by the parser.
-async fn receive_multipart(
+/// Streams the multipart part named `file`, with the filename it carries; parts before it
+/// are skipped unread by the parser.
+async fn receive_file_part(
+    state: &AppState,
     request: Request,
-    sink: &mut dyn PutSink,
-    limit: u64,
-) -> Result<(Result<Ingested, IngestError>, Option<String>), ApiError> {
+    receiving: Receiving,
+) -> Result<Stored, ApiError> {
     let mut form = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -226,7 +103,7 @@ async fn receive_multipart(
             .ok_or_else(|| ApiError::BadRequest("no multipart part named \"file\"".into()))?;
         if field.name() == Some("file") {
             let name = field.file_name().map(str::to_owned);
-            return Ok((receive(field, sink, limit).await, name));
+            return receiving.receive(state, field, name).await;
         }
     }
 }
@@ -274,36 +151,9 @@ fn content_digest(headers: &HeaderMap) -> Result<Option<[u8; 32]>, ApiError> {
     Ok(None)
 }
 
-/// The name a download will carry: no directories, no control characters, bounded length.
-fn clean_filename(declared: Option<&str>) -> String {
-    let base = declared
-        .unwrap_or_default()
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default();
-    let mut name: String = base.chars().filter(|c| !c.is_control()).collect();
-    let mut end = name.len().min(255);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name.truncate(end);
-    match name.trim() {
-        "" | "." | ".." => "file".into(),
-        n => n.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filenames_lose_directories_and_control_characters() {
-        assert_eq!(clean_filename(Some("../../etc/passwd")), "passwd");
-        assert_eq!(clean_filename(Some("C:\\x\\a\nb.jpg")), "ab.jpg");
-        assert_eq!(clean_filename(Some("..")), "file");
-        assert_eq!(clean_filename(None), "file");
-    }
 
     #[test]
     fn content_digest_picks_sha256_among_others() {

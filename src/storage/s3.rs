@@ -2,6 +2,8 @@
 //! multipart uploads that are aborted unless they complete, so a half-written object is never
 //! visible and no orphaned parts are billed.
 
+mod bucket_name;
+mod errors;
 mod sink;
 
 use super::{BlobStore, Object, PutSink, Result, StorageError};
@@ -12,7 +14,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, Delete, ExpirationStatus,
@@ -20,9 +22,10 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_s3::Client;
 use base64::Engine;
+use bucket_name::{bucket_name, check_prefix};
 use bytes::BytesMut;
+use errors::{classify, ignore_not_found, other, tolerate_not_implemented};
 use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
 use sink::S3Sink;
 use std::collections::HashSet;
 use std::ops::Range;
@@ -35,11 +38,6 @@ use tokio::io::AsyncReadExt;
 pub const MIN_PART_SIZE: usize = 5 << 20;
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 pub const DEFAULT_CONCURRENCY: usize = 4;
-/// Chat buckets keep at least this many base32 characters of the chat id's hash (130 bits),
-/// which bounds the prefix length.
-const MIN_HASH_CHARS: usize = 26;
-const MAX_BUCKET_NAME: usize = 63;
-
 /// How an upload is cut up: memory held per upload is at most `part_size × (concurrency + 1)`.
 #[derive(Debug, Clone, Copy)]
 pub struct PartPlan {
@@ -225,98 +223,6 @@ impl S3Store {
 
     fn sink(&self, bucket: &str, key: &str) -> S3Sink {
         S3Sink::new(self.client.clone(), bucket, key, self.plan)
-    }
-}
-
-/// The prefix is the operator's; it must leave a valid bucket name whatever follows it.
-fn check_prefix(prefix: &str) -> anyhow::Result<()> {
-    let valid_chars = prefix
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let valid_start = prefix
-        .bytes()
-        .next()
-        .is_none_or(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    anyhow::ensure!(
-        valid_chars && valid_start,
-        "s3_bucket_prefix must be lowercase letters, digits and hyphens, starting with a letter or digit"
-    );
-    anyhow::ensure!(
-        prefix.len() + MIN_HASH_CHARS <= MAX_BUCKET_NAME,
-        "s3_bucket_prefix must be at most {} characters",
-        MAX_BUCKET_NAME - MIN_HASH_CHARS
-    );
-    anyhow::ensure!(
-        !prefix.starts_with("xn--") && !prefix.starts_with("sthree-"),
-        "s3_bucket_prefix must not start with a reserved S3 prefix"
-    );
-    Ok(())
-}
-
-/// `prefix` + base32 of SHA-256(chat id), cut to 63 characters: a valid bucket name for every
-/// chat id (ids may hold `.`, `_`, `:`, `@` and capitals, which bucket names may not). Distinct
-/// chats colliding would take a 130-bit hash collision; the catalog's unique bucket column
-/// refuses one anyway.
-fn bucket_name(prefix: &str, chat: &str) -> String {
-    let hash = super::base32_lower(&Sha256::digest(chat.as_bytes()));
-    let room = MAX_BUCKET_NAME - prefix.len();
-    format!("{prefix}{}", &hash[..room.min(hash.len())])
-}
-
-fn other(e: impl Into<anyhow::Error>) -> StorageError {
-    StorageError::Other(e.into())
-}
-
-/// Sorts an SDK failure into what a caller can act on: the store being away (503, retry
-/// later), the object being absent, or anything else.
-fn classify<E>(e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StorageError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let status = e.raw_response().map(|r| r.status().as_u16());
-    let code = e.code().map(str::to_owned);
-    match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
-            return StorageError::Unavailable(anyhow::Error::new(e))
-        }
-        _ => {}
-    }
-    match (code.as_deref(), status) {
-        (Some("NoSuchKey" | "NoSuchBucket" | "NotFound" | "NoSuchUpload"), _) | (_, Some(404)) => {
-            StorageError::NotFound
-        }
-        (_, Some(500..=599)) if code.as_deref() != Some("NotImplemented") => {
-            StorageError::Unavailable(anyhow::Error::new(e))
-        }
-        _ => StorageError::Other(anyhow::Error::new(e)),
-    }
-}
-
-fn ignore_not_found(r: Result<()>) -> Result<()> {
-    match r {
-        Err(StorageError::NotFound) => Ok(()),
-        other => other,
-    }
-}
-
-fn tolerate_not_implemented<E>(
-    r: std::result::Result<(), SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
-    bucket: &str,
-    what: &str,
-) -> Result<()>
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match r {
-        Ok(()) => Ok(()),
-        Err(e) if e.code() == Some("NotImplemented") || e.code() == Some("NotImplementedError") => {
-            tracing::info!(
-                bucket,
-                "this S3 server does not implement the {what}; left as is"
-            );
-            Ok(())
-        }
-        Err(e) => Err(classify(e)),
     }
 }
 
@@ -517,50 +423,5 @@ impl BlobStore for S3Store {
             .await
             .map_err(other)?;
         Ok(Some(request.uri().to_owned()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn valid_bucket(name: &str) -> bool {
-        (3..=63).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && name.as_bytes()[0].is_ascii_alphanumeric()
-            && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
-    }
-
-    #[test]
-    fn every_chat_id_gets_a_valid_distinct_bucket() {
-        let longest = "Z".repeat(128);
-        let ids = [
-            "c1",
-            "C1",
-            "a.b",
-            "a_b",
-            "a:b",
-            "a@b",
-            "-",
-            longest.as_str(),
-        ];
-        let mut seen = HashSet::new();
-        for prefix in ["", "satchel-", "t1234abcd-", &"p".repeat(37)] {
-            check_prefix(prefix).unwrap();
-            for id in ids {
-                let name = bucket_name(prefix, id);
-                assert!(valid_bucket(&name), "{name}");
-                assert!(seen.insert(name));
-            }
-        }
-    }
-
-    #[test]
-    fn prefixes_that_cannot_make_valid_names_are_refused() {
-        for bad in ["Satchel-", "-x", "a_b", "xn--a", &"p".repeat(38)] {
-            assert!(check_prefix(bad).is_err(), "{bad}");
-        }
     }
 }

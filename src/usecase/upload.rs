@@ -1,0 +1,250 @@
+//! Storing an upload: checks before a byte is stored, the body streamed into the chat's
+//! bucket, then the media (and its job) recorded in one transaction.
+
+use super::ingest::{ingest, IngestError};
+use crate::catalog::{Inserted, NewMedia};
+use crate::domain::{sniff, ChatId, Kind, Media, MediaId, MediaMetadata, Status, UserId};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::storage::{media_prefix, original_key};
+use bytes::Bytes;
+use futures_util::Stream;
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// A body that sends nothing for this long is abandoned (slow-client defence).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Secret-chat TTLs longer than this are refused as a likely mistake.
+const MAX_MEDIA_TTL: u64 = 366 * 24 * 3600;
+
+/// An upload as asked for, before its body.
+pub struct Upload {
+    pub chat: ChatId,
+    pub user: UserId,
+    /// A hint only: the type is sniffed from the bytes.
+    pub filename: Option<String>,
+    /// Secret chats: erase the media and its variants after this many seconds.
+    pub ttl_seconds: Option<u64>,
+    pub idempotency_key: Option<String>,
+    /// The SHA-256 the body must have (`Content-Digest`).
+    pub digest: Option<[u8; 32]>,
+    /// The body's length as announced, counted against the limit before a byte is read.
+    pub declared_size: Option<u64>,
+    /// Bytes of framing around the file (multipart) that the announced length may exceed the
+    /// limit by.
+    pub framing: u64,
+}
+
+pub enum Begun {
+    /// The chat already has a media under this idempotency key: nothing to receive.
+    Existing(Media),
+    /// Checked; the body may come.
+    Receiving(Receiving),
+}
+
+/// What the upload's outcome is: a new media, or the earlier one with the same key.
+pub enum Stored {
+    New(Media),
+    Existing(Media),
+}
+
+pub struct Receiving {
+    upload: Upload,
+    ttl: Option<u64>,
+    bucket: String,
+}
+
+impl Upload {
+    /// Everything that is refused before a byte is stored: the TTL, membership, a known
+    /// idempotency key, an announced length over the limit. Records the chat's bucket.
+    pub async fn begin(self, state: &AppState) -> Result<Begun, ApiError> {
+        let ttl = match self.ttl_seconds {
+            Some(0) => {
+                return Err(ApiError::BadRequest(
+                    "ttl_seconds must be at least 1".into(),
+                ))
+            }
+            Some(t) if t > MAX_MEDIA_TTL => {
+                return Err(ApiError::BadRequest(format!(
+                    "ttl_seconds must be at most {MAX_MEDIA_TTL}"
+                )))
+            }
+            t => t,
+        };
+        if !state.catalog.is_member(&self.chat, &self.user).await? {
+            state.metrics.upload("unknown", "not_a_member");
+            return Err(ApiError::NotAMember);
+        }
+        if let Some(key) = &self.idempotency_key {
+            if let Some(media) = state
+                .catalog
+                .media_by_idempotency_key(&self.chat, key)
+                .await?
+            {
+                return Ok(Begun::Existing(media));
+            }
+        }
+        let limit = state.config.max_upload_bytes;
+        if self.declared_size.is_some_and(|n| n > limit + self.framing) {
+            state.metrics.upload("unknown", "too_large");
+            return Err(ApiError::TooLarge(limit));
+        }
+        let bucket = state
+            .catalog
+            .ensure_chat(&self.chat, &state.store.bucket_for(&self.chat))
+            .await?;
+        state.store.ensure_bucket(&bucket).await?;
+        Ok(Begun::Receiving(Receiving {
+            upload: self,
+            ttl,
+            bucket,
+        }))
+    }
+}
+
+impl Receiving {
+    /// Streams `body` into the store as the media's original, then records the media and, for
+    /// image/audio/video, its job. `part_name` is the filename the body itself carried (a
+    /// multipart part's), used when the upload named none. On any error nothing stays stored.
+    pub async fn receive<S, E>(
+        self,
+        state: &AppState,
+        body: S,
+        part_name: Option<String>,
+    ) -> Result<Stored, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: Display,
+    {
+        let Receiving {
+            upload,
+            ttl,
+            bucket,
+        } = self;
+        let limit = state.config.max_upload_bytes;
+        let id = MediaId::generate();
+        let mut sink = state.store.begin_put(&bucket, &original_key(&id)).await?;
+        let ingested = ingest(body, sink.as_mut(), limit, IDLE_TIMEOUT)
+            .await
+            .map_err(|e| {
+                state.metrics.upload("unknown", e.code());
+                e.into_api(limit)
+            })?;
+        if ingested.size == 0 {
+            return Err(ApiError::EmptyFile);
+        }
+        if upload.digest.is_some_and(|d| d != ingested.sha256) {
+            state.metrics.upload("unknown", "digest_mismatch");
+            return Err(ApiError::DigestMismatch);
+        }
+        sink.finish().await?;
+
+        let sniffed = sniff(&ingested.head);
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("0 ns is valid");
+        let media = Media {
+            id,
+            chat_id: upload.chat,
+            uploader: upload.user,
+            filename: clean_filename(upload.filename.or(part_name).as_deref()),
+            kind: sniffed.kind,
+            mime: sniffed.mime.to_owned(),
+            size: ingested.size,
+            sha256: hex::encode(ingested.sha256),
+            created_at: now,
+            expires_at: ttl.map(|t| now + Duration::from_secs(t)),
+            status: match sniffed.kind {
+                Kind::File => Status::Ready,
+                _ => Status::Processing,
+            },
+            error: None,
+            metadata: MediaMetadata::default(),
+            placeholder: None,
+            variants: BTreeMap::new(),
+        };
+        let inserted = state
+            .catalog
+            .insert_media(NewMedia {
+                media: media.clone(),
+                bucket: bucket.clone(),
+                idempotency_key: upload.idempotency_key,
+            })
+            .await;
+        match inserted {
+            Ok(Inserted::New) => {
+                state.queue.notify();
+                state.metrics.upload(media.kind.as_str(), "accepted");
+                state.metrics.upload_bytes.inc_by(media.size);
+                tracing::info!(media_id = %media.id, kind = media.kind.as_str(), size = media.size, "upload stored");
+                Ok(Stored::New(media))
+            }
+            Ok(Inserted::Existing(first)) => {
+                // A concurrent request with the same key won: keep one copy.
+                let _ = state.store.delete_prefix(&bucket, &media_prefix(&id)).await;
+                Ok(Stored::Existing(*first))
+            }
+            Err(e) => {
+                let _ = state.store.delete_prefix(&bucket, &media_prefix(&id)).await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl IngestError {
+    /// The outcome label of `satchel_uploads_total`.
+    fn code(&self) -> &'static str {
+        match self {
+            IngestError::TooLarge => "too_large",
+            IngestError::Body(_) => "client_gone",
+            IngestError::Idle => "upload_timeout",
+            IngestError::Storage(_) => "storage_error",
+        }
+    }
+
+    fn into_api(self, limit: u64) -> ApiError {
+        match self {
+            IngestError::TooLarge => ApiError::TooLarge(limit),
+            IngestError::Body(cause) => {
+                ApiError::BadRequest(format!("the upload was cut short: {cause}"))
+            }
+            IngestError::Idle => ApiError::UploadTimeout(IDLE_TIMEOUT.as_secs()),
+            IngestError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// The name a download will carry: no directories, no control characters, bounded length.
+fn clean_filename(declared: Option<&str>) -> String {
+    let base = declared
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let mut name: String = base.chars().filter(|c| !c.is_control()).collect();
+    let mut end = name.len().min(255);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.truncate(end);
+    match name.trim() {
+        "" | "." | ".." => "file".into(),
+        n => n.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_lose_directories_and_control_characters() {
+        assert_eq!(clean_filename(Some("../../etc/passwd")), "passwd");
+        assert_eq!(clean_filename(Some("C:\\x\\a\nb.jpg")), "ab.jpg");
+        assert_eq!(clean_filename(Some("..")), "file");
+        assert_eq!(clean_filename(None), "file");
+    }
+}
