@@ -11,6 +11,8 @@ use super::*;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+mod jobs;
+
 pub struct SqlCatalog {
     pool: AnyPool,
     engine: Engine,
@@ -45,7 +47,11 @@ impl SqlCatalog {
         decode_media(&row, variants)
     }
 
-    async fn fetch_media(&self, id: &str, only_live: bool) -> Result<Option<StoredMedia>> {
+    async fn fetch_media(
+        &self,
+        id: &str,
+        only_live: bool,
+    ) -> Result<Option<StoredMedia>> {
         let row = sqlx::query(&format!(
             "SELECT {MEDIA_COLUMNS} FROM media m JOIN chats c ON c.chat_id = m.chat_id \
              WHERE m.id = $1 AND (NOT $2 OR m.expires_at IS NULL OR m.expires_at > $3)"
@@ -339,171 +345,34 @@ impl Catalog for SqlCatalog {
     }
 
     async fn claim_job(&self, kinds: &[Kind], lease: Duration, owner: &str) -> Result<Option<Job>> {
-        if kinds.is_empty() {
-            return Ok(None);
-        }
-        let now = now_ms();
-        let kind_list: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 4)).collect();
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1, \
-             lease_owner = $2 \
-             WHERE media_id = (SELECT media_id FROM jobs WHERE kind IN ({}) AND \
-               ((state IN ('queued', 'published') AND available_at <= $3) \
-                 OR (state = 'running' AND lease_until < $3)) \
-               ORDER BY available_at, media_id LIMIT 1{}) \
-             RETURNING media_id, kind, attempts",
-            kind_list.join(", "),
-            self.engine.claim_lock()
-        );
-        let mut claim = sqlx::query(&sql)
-            .bind(now + lease.as_millis() as i64)
-            .bind(owner)
-            .bind(now);
-        for kind in kinds {
-            claim = claim.bind(kind.as_str());
-        }
-        let row = claim.fetch_optional(&self.pool).await.map_err(db)?;
-        row.as_ref().map(decode_job).transpose()
+        jobs::claim_job(self, kinds, lease, owner).await
     }
 
     async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>> {
-        let key = id.to_string();
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("DELETE FROM jobs WHERE media_id = $1")
-            .bind(&key)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let updated = match &result {
-            JobResult::Ready {
-                metadata,
-                placeholder,
-                variants,
-            } => {
-                let n = sqlx::query(
-                    "UPDATE media SET status = 'ready', error_code = NULL, error_message = NULL, \
-                     width = $1, height = $2, duration_ms = $3, waveform = $4, blurhash = $5, \
-                     thumbhash = $6 WHERE id = $7",
-                )
-                .bind(metadata.width.map(i64::from))
-                .bind(metadata.height.map(i64::from))
-                .bind(metadata.duration_ms.map(|d| d as i64))
-                .bind(waveform_json(metadata))
-                .bind(placeholder.as_ref().map(|p| p.blurhash.clone()))
-                .bind(placeholder.as_ref().map(|p| p.thumbhash.clone()))
-                .bind(&key)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?
-                .rows_affected();
-                // With the media gone, the variant rows would break the foreign key.
-                if n > 0 {
-                    for (name, v) in variants {
-                        sqlx::query(
-                            "INSERT INTO variants (media_id, name, mime, size, width, height, \
-                             duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                             ON CONFLICT (media_id, name) DO UPDATE SET mime = excluded.mime, \
-                             size = excluded.size, width = excluded.width, \
-                             height = excluded.height, duration_ms = excluded.duration_ms",
-                        )
-                        .bind(&key)
-                        .bind(name)
-                        .bind(&v.mime)
-                        .bind(v.size as i64)
-                        .bind(v.width.map(i64::from))
-                        .bind(v.height.map(i64::from))
-                        .bind(v.duration_ms.map(|d| d as i64))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                    }
-                }
-                n
-            }
-            JobResult::Failed(e) => sqlx::query(
-                "UPDATE media SET status = 'failed', error_code = $1, error_message = $2 \
-                 WHERE id = $3",
-            )
-            .bind(&e.code)
-            .bind(&e.message)
-            .bind(&key)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected(),
-        };
-        if updated == 0 {
-            return Ok(None);
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(self.fetch_media(&key, false).await?.map(|s| s.media))
+        jobs::finish_job(self, id, result).await
     }
 
     async fn retry_job(&self, id: &MediaId, after: Duration) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET state = 'queued', lease_until = NULL, available_at = $1 \
-             WHERE media_id = $2",
-        )
-        .bind(now_ms() + after.as_millis() as i64)
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        jobs::retry_job(self, id, after).await
     }
 
     async fn begin_job(&self, id: &MediaId, lease: Duration) -> Result<Option<Job>> {
-        let row = sqlx::query(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1 \
-             WHERE media_id = $2 RETURNING media_id, kind, attempts",
-        )
-        .bind(now_ms() + lease.as_millis() as i64)
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.as_ref().map(decode_job).transpose()
+        jobs::begin_job(self, id, lease).await
     }
 
     async fn outbox(&self, limit: u32) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
-            "SELECT media_id, kind, attempts FROM jobs WHERE state = 'queued' \
-             AND available_at <= $1 ORDER BY available_at, media_id LIMIT $2",
-        )
-        .bind(now_ms())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter().map(decode_job).collect()
+        jobs::outbox(self, limit).await
     }
 
     async fn mark_published(&self, id: &MediaId) -> Result<()> {
-        sqlx::query("UPDATE jobs SET state = 'published' WHERE media_id = $1 AND state = 'queued'")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
+        jobs::mark_published(self, id).await
     }
 
     async fn release_leases(&self, owner: &str) -> Result<u64> {
-        Ok(sqlx::query(
-            "UPDATE jobs SET state = 'queued', lease_until = NULL, lease_owner = NULL \
-             WHERE state = 'running' AND lease_owner = $1",
-        )
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?
-        .rows_affected())
+        jobs::release_leases(self, owner).await
     }
 
     async fn queue_depth(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(n as u64)
+        jobs::queue_depth(self).await
     }
 }
