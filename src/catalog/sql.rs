@@ -47,11 +47,7 @@ impl SqlCatalog {
         decode_media(&row, variants)
     }
 
-    async fn fetch_media(
-        &self,
-        id: &str,
-        only_live: bool,
-    ) -> Result<Option<StoredMedia>> {
+    async fn fetch_media(&self, id: &str, only_live: bool) -> Result<Option<StoredMedia>> {
         let row = sqlx::query(&format!(
             "SELECT {MEDIA_COLUMNS} FROM media m JOIN chats c ON c.chat_id = m.chat_id \
              WHERE m.id = $1 AND (NOT $2 OR m.expires_at IS NULL OR m.expires_at > $3)"

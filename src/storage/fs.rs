@@ -75,9 +75,18 @@ fn restrict(_: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Renames a finished temp file into place. As on S3, the bucket must exist: a write into a
+/// bucket erased meanwhile (a chat erased while its upload or job ran) fails with `NotFound`
+/// instead of bringing the bucket back.
 async fn commit(temp: TempPath, dest: PathBuf) -> Result<()> {
-    if let Some(parent) = dest.parent() {
-        tokio::fs::create_dir_all(parent).await?;
+    if let Some(media_dir) = dest.parent() {
+        if !media_dir.parent().is_some_and(Path::is_dir) {
+            return Err(StorageError::NotFound);
+        }
+        match tokio::fs::create_dir(media_dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e.into()),
+            _ => {}
+        }
     }
     tokio::task::spawn_blocking(move || temp.persist(&dest).map_err(|e| e.error))
         .await

@@ -7,6 +7,7 @@ mod auth;
 mod catalog_concurrency;
 mod cluster;
 mod downloads;
+mod erase_races;
 mod hostile;
 mod links;
 mod media;

@@ -1,0 +1,75 @@
+//! Unsend and chat erase racing a running job (security review, finding 2): whatever moment
+//! the erase lands at (before the job fetches the original, while it transforms, between
+//! variant puts, before it records the outcome), nothing of the media stays in the store.
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use std::time::{Duration, Instant};
+
+/// One upload of each processed kind, erased after each delay.
+const DELAYS_MS: [u64; 4] = [0, 150, 400, 900];
+const INPUTS: [(&str, &str); 3] = [
+    ("clip.mp4", "video"),
+    ("photo.jpg", "image"),
+    ("voice.mp3", "audio"),
+];
+
+/// Waits until the store holds nothing, then a while longer: a job that stored a variant late
+/// would show up in that time.
+async fn assert_store_stays_empty(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !app.stored_files().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left in the store: {:?}",
+            app.stored_files()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.stored_files(), Vec::<std::path::PathBuf>::new());
+}
+
+#[tokio::test]
+async fn unsend_at_any_moment_of_a_job_leaves_nothing_stored() {
+    let app = spawn_app().await;
+    app.add_member("c1", "u1").await;
+    let mut erasers = Vec::new();
+    for delay in DELAYS_MS {
+        for (fixture_name, kind) in INPUTS {
+            let media = app
+                .upload_ok("c1", "u1", fixture_name, fixture(fixture_name))
+                .await;
+            assert_eq!(media["kind"], kind);
+            let id = media["id"].as_str().unwrap().to_owned();
+            let request = app.api(Method::DELETE, &format!("/v1/media/{id}"));
+            erasers.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let r = request.send().await.unwrap();
+                assert_eq!(r.status(), StatusCode::NO_CONTENT);
+            }));
+        }
+    }
+    for e in erasers {
+        e.await.unwrap();
+    }
+    assert_store_stays_empty(&app).await;
+}
+
+#[tokio::test]
+async fn a_chat_erased_while_its_jobs_run_leaves_nothing_stored() {
+    let app = spawn_app().await;
+    for (fixture_name, _) in INPUTS {
+        app.upload_ok("c1", "u1", fixture_name, fixture(fixture_name))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = app
+        .api(Method::DELETE, "/v1/chats/c1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_store_stays_empty(&app).await;
+    assert_eq!(app.bucket_count(), 0);
+}
