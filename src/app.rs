@@ -34,11 +34,35 @@ async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn 
 async fn open_catalog(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Catalog>> {
     let url = match config.database_url.as_deref() {
         Some(url) => url.to_owned(),
-        None => format!("sqlite://{}", data_dir.join("catalog.db").display()),
+        None => {
+            // Created 0600 before SQLite opens it; its WAL and shared-memory files take the
+            // database file's mode.
+            let path = data_dir.join("catalog.db");
+            create_private(&path)?;
+            format!("sqlite://{}", path.display())
+        }
     };
     Ok(Arc::new(
         SqlCatalog::open(&url, config.database_max_connections).await?,
     ))
+}
+
+fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot restrict {}", path.display()))
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist; an existing one is made 0600.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    restrict(path, 0o600)
 }
 
 /// The job queue: RabbitMQ when `amqp_url` is set, else the catalog-backed embedded queue.
@@ -91,6 +115,8 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let data_dir = config.data_dir.canonicalize()?;
+        // It holds the secrets, the catalog and (embedded) every chat's media.
+        restrict(&data_dir, 0o700)?;
 
         let store = open_store(&config, &data_dir).await?;
         let catalog = open_catalog(&config, &data_dir).await?;

@@ -17,6 +17,12 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The credentials of `Bearer <token>`; the scheme name is case-insensitive (RFC 9110).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 pub async fn require_token(
     State(state): State<AppState>,
     request: Request,
@@ -26,8 +32,8 @@ pub async fn require_token(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| token_hash(t.trim()));
+        .and_then(bearer_token)
+        .map(token_hash);
     let accepted = presented.is_some_and(|p| {
         // Every hash is compared, so the position of a match leaks nothing either.
         state

@@ -217,14 +217,28 @@ impl IngestError {
     }
 }
 
-/// The name a download will carry: no directories, no control characters, bounded length.
+/// Unicode format characters (general category Cf): bidi overrides and isolates that make
+/// `exe.jpg` display as something else, zero-width characters, tags.
+fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// The name a download will carry: no directories, no control or format characters (bidi
+/// overrides), bounded length.
 fn clean_filename(declared: Option<&str>) -> String {
     let base = declared
         .unwrap_or_default()
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or_default();
-    let mut name: String = base.chars().filter(|c| !c.is_control()).collect();
+    let mut name: String = base
+        .chars()
+        .filter(|c| !c.is_control() && !is_format_char(*c))
+        .collect();
     let mut end = name.len().min(255);
     while !name.is_char_boundary(end) {
         end -= 1;
@@ -246,5 +260,9 @@ mod tests {
         assert_eq!(clean_filename(Some("C:\\x\\a\nb.jpg")), "ab.jpg");
         assert_eq!(clean_filename(Some("..")), "file");
         assert_eq!(clean_filename(None), "file");
+        assert_eq!(
+            clean_filename(Some("invoice\u{202E}fdp.exe\u{2066}\u{200B}")),
+            "invoicefdp.exe"
+        );
     }
 }

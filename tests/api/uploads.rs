@@ -265,3 +265,20 @@ async fn a_slow_raw_tcp_upload_still_completes() {
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
 }
+
+/// A right-to-left override makes `invoice<RLO>fdp.exe` display as `invoiceexe.pdf`; format
+/// characters never reach the stored filename (nor a download's Content-Disposition).
+#[tokio::test]
+async fn bidi_and_other_format_characters_are_removed_from_filenames() {
+    let app = spawn_app().await;
+    app.add_member("c1", "u1").await;
+    let r = app
+        .upload_request("c1", "u1", "invoice\u{202E}fdp.exe\u{2066}\u{200B}")
+        .body(b"not media".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let media: Value = r.json().await.unwrap();
+    assert_eq!(media["filename"], "invoicefdp.exe");
+}
