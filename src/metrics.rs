@@ -39,6 +39,7 @@ pub struct Metrics {
     pub link_checks: Family<OutcomeLabel, Counter>,
     pub links_issued: Counter,
     pub background_errors: Family<TaskLabel, Counter>,
+    pub garbage_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -86,6 +87,12 @@ impl Default for Metrics {
             "Failed steps of background tasks (each followed by a backoff)",
             background_errors.clone(),
         );
+        let garbage_failures = Counter::default();
+        registry.register(
+            "garbage_failures",
+            "Failed deletions of erased objects (each retried with its own backoff)",
+            garbage_failures.clone(),
+        );
         Self {
             registry,
             uploads,
@@ -96,6 +103,7 @@ impl Default for Metrics {
             link_checks,
             links_issued,
             background_errors,
+            garbage_failures,
         }
     }
 }

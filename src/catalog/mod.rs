@@ -69,6 +69,8 @@ pub struct Garbage {
     pub bucket: String,
     /// `None`: the whole bucket.
     pub prefix: Option<String>,
+    /// Failed deletions so far.
+    pub attempts: u32,
 }
 
 #[async_trait]
@@ -95,8 +97,11 @@ pub trait Catalog: Send + Sync {
     /// Removes the chat, its members and media, and records its bucket as garbage.
     async fn erase_chat(&self, chat: &ChatId) -> Result<()>;
     async fn expired_media(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<MediaId>>;
+    /// Garbage rows that are due, the longest waiting first.
     async fn garbage(&self, limit: u32) -> Result<Vec<Garbage>>;
     async fn remove_garbage(&self, id: i64) -> Result<()>;
+    /// The row's deletion failed again: counts the attempt, due again after `after`.
+    async fn garbage_failed(&self, id: i64, after: Duration) -> Result<()>;
 
     /// Leases the oldest runnable job of one of `kinds` for `lease` to `owner` (a process's
     /// lasting identity).

@@ -316,19 +316,34 @@ impl Catalog for SqlCatalog {
     }
 
     async fn garbage(&self, limit: u32) -> Result<Vec<Garbage>> {
-        let rows = sqlx::query("SELECT id, bucket, prefix FROM garbage ORDER BY id LIMIT $1")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows = sqlx::query(
+            "SELECT id, bucket, prefix, attempts FROM garbage WHERE next_at <= $1 \
+             ORDER BY next_at, id LIMIT $2",
+        )
+        .bind(now_ms())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         Ok(rows
             .into_iter()
             .map(|r| Garbage {
                 id: r.get(0),
                 bucket: r.get(1),
                 prefix: r.get(2),
+                attempts: r.get::<i64, _>(3) as u32,
             })
             .collect())
+    }
+
+    async fn garbage_failed(&self, id: i64, after: Duration) -> Result<()> {
+        sqlx::query("UPDATE garbage SET attempts = attempts + 1, next_at = $1 WHERE id = $2")
+            .bind(now_ms() + after.as_millis() as i64)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn remove_garbage(&self, id: i64) -> Result<()> {

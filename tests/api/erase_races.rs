@@ -73,3 +73,64 @@ async fn a_chat_erased_while_its_jobs_run_leaves_nothing_stored() {
     assert_store_stays_empty(&app).await;
     assert_eq!(app.bucket_count(), 0);
 }
+
+/// Review finding 8: deletions that fail forever (here: a store that cannot remove a media's
+/// objects) must not starve the ones after them. Each garbage row backs off on its own.
+#[tokio::test]
+async fn garbage_that_keeps_failing_never_blocks_later_deletions() {
+    // More failing rows than one garbage round takes (100).
+    const BAD: usize = 105;
+    let app = spawn_app_with(&FILESYSTEM_STORE).await;
+    app.add_member("c1", "u1").await;
+    let mut ids = Vec::new();
+    for n in 0..BAD {
+        let media = app
+            .upload_ok("c1", "u1", "f.txt", format!("file {n}").into_bytes())
+            .await;
+        ids.push(media["id"].as_str().unwrap().to_owned());
+    }
+    let bucket = std::fs::read_dir(app.dir.path().join("objects"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for id in &ids {
+        // A plain file where the media's directory was: removing it fails every time.
+        let dir = bucket.join(id);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::write(&dir, b"undeletable").unwrap();
+        let r = app
+            .api(Method::DELETE, &format!("/v1/media/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    let good = app.upload_ok("c1", "u1", "g.txt", b"good".to_vec()).await;
+    let good = bucket.join(good["id"].as_str().unwrap());
+    assert!(good.is_dir());
+    let r = app
+        .api(
+            Method::DELETE,
+            &format!("/v1/media/{}", good.file_name().unwrap().to_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while good.exists() {
+        assert!(Instant::now() < deadline, "the good deletion was starved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = crate::processes::metrics(&app.client, &app.url("")).await;
+    let failures: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("satchel_garbage_failures_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(failures >= BAD as u64, "{failures}");
+}

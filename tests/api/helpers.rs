@@ -9,6 +9,18 @@ use tempfile::TempDir;
 
 pub const TOKEN: &str = "test-token-0123456789";
 
+/// As the value of an extra variable for [`test_config`]: leave that variable out.
+pub const UNSET: &str = "\0unset";
+
+/// The extra variables that give an app the filesystem store even in the real-backend run
+/// (the catalog and queue stay real), for tests that must make the store misbehave.
+pub const FILESYSTEM_STORE: [(&str, &str); 4] = [
+    ("SATCHEL_S3_ENDPOINT", UNSET),
+    ("SATCHEL_S3_ACCESS_KEY_ID", UNSET),
+    ("SATCHEL_S3_SECRET_ACCESS_KEY", UNSET),
+    ("SATCHEL_S3_BUCKET_PREFIX", UNSET),
+];
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -112,7 +124,9 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Config {
     }
     for (k, v) in extra {
         vars.retain(|(key, _)| key != k);
-        vars.push((k.to_string(), v.to_string()));
+        if *v != UNSET {
+            vars.push((k.to_string(), v.to_string()));
+        }
     }
     Config::load_from(None, vars.into_iter()).expect("test config is valid")
 }
