@@ -78,6 +78,17 @@ impl Engine {
         }
     }
 
+    /// Appended to the SELECT of a chat row inside an insert's transaction: on PostgreSQL it
+    /// locks the row, so that a concurrent erase (which deletes the chat row first) either
+    /// waits for the insert to commit and then erases its media too, or has deleted the row
+    /// and the insert sees it gone. SQLite's single writer serialises them already.
+    pub(super) fn row_lock(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// A statement (binding the chat id as `$1`) that serialises replacements of one chat's
     /// member set until commit, or `None`. On PostgreSQL row locks cannot do it: the DELETE of
     /// one replace does not see the other's uncommitted INSERTs, and a chat with no members has

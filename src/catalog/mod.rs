@@ -37,6 +37,8 @@ pub struct StoredMedia {
 pub struct NewMedia {
     pub media: Media,
     pub bucket: String,
+    /// The chat generation the upload began in: recorded only while it is still the chat's.
+    pub generation: String,
     pub idempotency_key: Option<String>,
 }
 
@@ -44,6 +46,16 @@ pub enum Inserted {
     New,
     /// The chat already had a media under this idempotency key; nothing was written.
     Existing(Box<Media>),
+    /// The chat was erased after the upload began (it may exist again, as a new
+    /// generation); nothing was written.
+    ChatErased,
+}
+
+/// A chat's recorded bucket and generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRecord {
+    pub bucket: String,
+    pub generation: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +90,9 @@ pub trait Catalog: Send + Sync {
     fn name(&self) -> &'static str;
     async fn ping(&self) -> Result<()>;
 
-    /// Records `bucket` as the chat's unless it already has one; returns the recorded one.
-    async fn ensure_chat(&self, chat: &ChatId, bucket: &str) -> Result<String>;
+    /// Records the chat with `new`'s bucket and generation unless it is recorded already;
+    /// returns what is recorded.
+    async fn ensure_chat(&self, chat: &ChatId, new: &ChatRecord) -> Result<ChatRecord>;
 
     async fn add_member(&self, chat: &ChatId, user: &UserId) -> Result<()>;
     async fn remove_member(&self, chat: &ChatId, user: &UserId) -> Result<()>;

@@ -79,24 +79,29 @@ impl Catalog for SqlCatalog {
         Ok(())
     }
 
-    async fn ensure_chat(&self, chat: &ChatId, bucket: &str) -> Result<String> {
+    async fn ensure_chat(&self, chat: &ChatId, new: &ChatRecord) -> Result<ChatRecord> {
         // No conflict target: two first uploads to a chat race on both unique columns, and
         // either conflict means the other one already recorded the chat.
         sqlx::query(
-            "INSERT INTO chats (chat_id, bucket, created_at) VALUES ($1, $2, $3) \
+            "INSERT INTO chats (chat_id, bucket, created_at, generation) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
         )
         .bind(chat.as_str())
-        .bind(bucket)
+        .bind(&new.bucket)
         .bind(OffsetDateTime::now_utc().unix_timestamp())
+        .bind(&new.generation)
         .execute(&self.pool)
         .await
         .map_err(db)?;
-        sqlx::query_scalar("SELECT bucket FROM chats WHERE chat_id = $1")
+        let row = sqlx::query("SELECT bucket, generation FROM chats WHERE chat_id = $1")
             .bind(chat.as_str())
             .fetch_one(&self.pool)
             .await
-            .map_err(db)
+            .map_err(db)?;
+        Ok(ChatRecord {
+            bucket: row.get(0),
+            generation: row.get(1),
+        })
     }
 
     async fn add_member(&self, chat: &ChatId, user: &UserId) -> Result<()> {
@@ -231,6 +236,21 @@ impl Catalog for SqlCatalog {
                 ))),
             };
         }
+        // After the insert, which takes SQLite's write lock first (a read before it would
+        // have to upgrade, and racing upgrades fail at once with SQLITE_BUSY).
+        let chat_live: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT 1 FROM chats WHERE chat_id = $1 AND generation = $2{}",
+            self.engine.row_lock()
+        ))
+        .bind(m.chat_id.as_str())
+        .bind(&new.generation)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if chat_live.is_none() {
+            // Dropping the transaction rolls the insert back.
+            return Ok(Inserted::ChatErased);
+        }
         if m.status == crate::domain::Status::Processing {
             sqlx::query(
                 "INSERT INTO jobs (media_id, kind, state, available_at) \
@@ -277,6 +297,14 @@ impl Catalog for SqlCatalog {
 
     async fn erase_chat(&self, chat: &ChatId) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
+        // The chat row first: an upload's insert holding it (see `insert_media`) has
+        // committed by the time this goes on, so its media is erased below.
+        let bucket: Option<String> =
+            sqlx::query_scalar("DELETE FROM chats WHERE chat_id = $1 RETURNING bucket")
+                .bind(chat.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         for sql in [
             "DELETE FROM members WHERE chat_id = $1",
             "DELETE FROM media WHERE chat_id = $1",
@@ -287,12 +315,6 @@ impl Catalog for SqlCatalog {
                 .await
                 .map_err(db)?;
         }
-        let bucket: Option<String> =
-            sqlx::query_scalar("DELETE FROM chats WHERE chat_id = $1 RETURNING bucket")
-                .bind(chat.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
         if let Some(bucket) = bucket {
             sqlx::query("INSERT INTO garbage (bucket, prefix) VALUES ($1, NULL)")
                 .bind(bucket)

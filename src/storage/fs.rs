@@ -121,8 +121,12 @@ impl BlobStore for FsStore {
         "filesystem"
     }
 
-    fn bucket_for(&self, chat: &crate::domain::ChatId) -> String {
-        format!("chat-{}", super::base32_lower(chat.as_str().as_bytes()))
+    fn bucket_for(&self, chat: &crate::domain::ChatId, generation: &str) -> String {
+        let name = format!("chat-{}", super::base32_lower(chat.as_str().as_bytes()));
+        match generation {
+            "" => name,
+            g => format!("{name}-{g}"),
+        }
     }
 
     async fn ensure_bucket(&self, bucket: &str) -> Result<()> {

@@ -62,7 +62,10 @@ pub trait BlobStore: Send + Sync {
 
     /// The bucket that holds this chat's objects: valid for the store, distinct for
     /// distinct chats. The catalog records it, so a later naming change never loses data.
-    fn bucket_for(&self, chat: &crate::domain::ChatId) -> String;
+    /// The bucket of one generation of a chat (a chat erased and used again gets a new
+    /// generation, so a new bucket). An empty generation names the chat's first-ever bucket
+    /// as earlier versions did.
+    fn bucket_for(&self, chat: &crate::domain::ChatId, generation: &str) -> String;
 
     /// Creates the bucket if it does not exist; safe to call again.
     async fn ensure_bucket(&self, bucket: &str) -> Result<()>;

@@ -232,8 +232,12 @@ impl BlobStore for S3Store {
         "s3"
     }
 
-    fn bucket_for(&self, chat: &crate::domain::ChatId) -> String {
-        bucket_name(&self.prefix, chat.as_str())
+    fn bucket_for(&self, chat: &crate::domain::ChatId, generation: &str) -> String {
+        match generation {
+            "" => bucket_name(&self.prefix, chat.as_str()),
+            // NUL cannot occur in a chat id, so no two (chat, generation) pairs hash alike.
+            g => bucket_name(&self.prefix, &format!("{}\0{g}", chat.as_str())),
+        }
     }
 
     async fn ensure_bucket(&self, bucket: &str) -> Result<()> {

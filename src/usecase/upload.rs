@@ -2,7 +2,7 @@
 //! bucket, then the media (and its job) recorded in one transaction.
 
 use super::ingest::{ingest, IngestError};
-use crate::catalog::{Inserted, NewMedia};
+use crate::catalog::{ChatRecord, Inserted, NewMedia};
 use crate::domain::{sniff, ChatId, Kind, Media, MediaId, MediaMetadata, Status, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -53,7 +53,8 @@ pub enum Stored {
 pub struct Receiving {
     upload: Upload,
     ttl: Option<u64>,
-    bucket: String,
+    /// The chat as it was when the upload began.
+    chat: ChatRecord,
 }
 
 impl Upload {
@@ -91,15 +92,18 @@ impl Upload {
             state.metrics.upload("unknown", "too_large");
             return Err(ApiError::TooLarge(limit));
         }
-        let bucket = state
-            .catalog
-            .ensure_chat(&self.chat, &state.store.bucket_for(&self.chat))
-            .await?;
-        state.store.ensure_bucket(&bucket).await?;
+        // Used only if the chat is new (or was erased): a fresh generation, its own bucket.
+        let generation = ulid::Ulid::new().to_string().to_lowercase();
+        let candidate = ChatRecord {
+            bucket: state.store.bucket_for(&self.chat, &generation),
+            generation,
+        };
+        let chat = state.catalog.ensure_chat(&self.chat, &candidate).await?;
+        state.store.ensure_bucket(&chat.bucket).await?;
         Ok(Begun::Receiving(Receiving {
             upload: self,
             ttl,
-            bucket,
+            chat,
         }))
     }
 }
@@ -118,11 +122,8 @@ impl Receiving {
         S: Stream<Item = Result<Bytes, E>>,
         E: Display,
     {
-        let Receiving {
-            upload,
-            ttl,
-            bucket,
-        } = self;
+        let Receiving { upload, ttl, chat } = self;
+        let bucket = chat.bucket;
         let limit = state.config.max_upload_bytes;
         let id = MediaId::generate();
         let mut sink = state.store.begin_put(&bucket, &original_key(&id)).await?;
@@ -170,6 +171,7 @@ impl Receiving {
             .insert_media(NewMedia {
                 media: media.clone(),
                 bucket: bucket.clone(),
+                generation: chat.generation,
                 idempotency_key: upload.idempotency_key,
             })
             .await;
@@ -185,6 +187,15 @@ impl Receiving {
                 // A concurrent request with the same key won: keep one copy.
                 let _ = state.store.delete_prefix(&bucket, &media_prefix(&id)).await;
                 Ok(Stored::Existing(*first))
+            }
+            Ok(Inserted::ChatErased) => {
+                // The erase won: nothing of this upload may stay, whatever became of the chat.
+                state.metrics.upload("unknown", "chat_erased");
+                state
+                    .store
+                    .delete_prefix(&bucket, &media_prefix(&id))
+                    .await?;
+                Err(ApiError::Gone)
             }
             Err(e) => {
                 let _ = state.store.delete_prefix(&bucket, &media_prefix(&id)).await;

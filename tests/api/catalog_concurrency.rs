@@ -5,7 +5,7 @@
 use crate::helpers::*;
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
-use satchel::catalog::{Catalog, Inserted, NewMedia, SqlCatalog};
+use satchel::catalog::{Catalog, ChatRecord, Inserted, NewMedia, SqlCatalog};
 use satchel::domain::{ChatId, Kind, Media, MediaId, MediaMetadata, Status, UserId};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -153,13 +153,20 @@ async fn two_catalogs() -> (
 
 async fn queue_images(catalog: &dyn Catalog, n: usize) {
     catalog
-        .ensure_chat(&ChatId::parse("c").unwrap(), "chat-c")
+        .ensure_chat(
+            &ChatId::parse("c").unwrap(),
+            &ChatRecord {
+                bucket: "chat-c".into(),
+                generation: "g1".into(),
+            },
+        )
         .await
         .unwrap();
     for _ in 0..n {
         let new = NewMedia {
             media: processing_image(),
             bucket: "chat-c".into(),
+            generation: "g1".into(),
             idempotency_key: None,
         };
         assert!(matches!(catalog.insert_media(new).await, Ok(Inserted::New)));

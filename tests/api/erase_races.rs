@@ -134,3 +134,52 @@ async fn garbage_that_keeps_failing_never_blocks_later_deletions() {
         .unwrap();
     assert!(failures >= BAD as u64, "{failures}");
 }
+
+/// Review finding 3: a chat erased while one of its uploads streams. The erase answers at
+/// once; the late upload is refused (`410 gone`) with nothing of it stored; and the chat's
+/// next members, in a chat re-created meanwhile, never see it.
+#[tokio::test]
+async fn an_upload_that_outlives_its_chat_is_refused_and_never_seen_again() {
+    let app = spawn_app().await;
+    app.add_member("c1", "u1").await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
+    let late = tokio::spawn(app.upload_request("c1", "u1", "late.bin").body(body).send());
+    tx.send(Ok(vec![7u8; 256 * 1024])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let r = app
+        .api(Method::DELETE, "/v1/chats/c1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the erase waited for the upload"
+    );
+
+    // The chat is used again, by someone else, before the late upload ends.
+    let next = app
+        .upload_ok("c1", "u2", "next.bin", b"next".to_vec())
+        .await;
+    tx.send(Ok(vec![8u8; 256 * 1024])).await.unwrap();
+    drop(tx);
+    let r = late.await.unwrap().unwrap();
+    assert_error(r, StatusCode::GONE, "gone").await;
+
+    assert_eq!(app.stored_originals(), 1, "{:?}", app.stored_files());
+    let files = app.stored_files();
+    let next_id = next["id"].as_str().unwrap();
+    assert!(
+        files.iter().all(|f| f.to_string_lossy().contains(next_id)),
+        "{files:?}"
+    );
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
