@@ -3,6 +3,7 @@
 pub mod app;
 pub mod bench;
 pub mod catalog;
+pub mod codes;
 pub mod config;
 pub mod domain;
 pub mod erase;

@@ -49,7 +49,7 @@ pub async fn run(state: AppState, broker: Arc<Broker>) {
 
 async fn mark_failed(state: &AppState, id: &MediaId) {
     let error = MediaError {
-        code: "dead_lettered".into(),
+        code: crate::codes::media::DEAD_LETTERED.code.into(),
         message: "processing crashed repeatedly; the job was given up".into(),
     };
     match state.catalog.finish_job(id, JobResult::Failed(error)).await {

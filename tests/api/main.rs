@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod catalog_concurrency;
 mod cluster;
+mod codes;
 mod downloads;
 mod hostile;
 mod links;
