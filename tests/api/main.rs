@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod catalog_concurrency;
+mod cli;
 mod cluster;
 mod codes;
 mod downloads;

@@ -1,0 +1,80 @@
+//! The `satchel` binary as a newcomer meets it: configuration mistakes.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `satchel ARGS` with `env` on top of a fresh data directory, run to its exit (killed after
+/// 60 s: a server that starts when it should not does not hang the suite).
+fn satchel(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_satchel"))
+        .args(args)
+        .env("SATCHEL_LISTEN", "127.0.0.1:0")
+        .env("SATCHEL_DATA_DIR", dir.path())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("satchel runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts that `satchel serve` refuses to start and says `expected` on stderr.
+fn refuses_to_start(env: &[(&str, &str)], expected: &str) {
+    let out = satchel(&["serve"], env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with {env:?}: {stderr}");
+    assert!(stderr.contains(expected), "{env:?}: {stderr}");
+}
+
+#[test]
+fn an_unknown_variable_is_named_with_the_key_it_likely_meant() {
+    refuses_to_start(
+        &[("SATCHEL_WEBHOOKURL", "x")],
+        "SATCHEL_WEBHOOKURL is not a known setting (did you mean SATCHEL_WEBHOOK_URL?)",
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_says_what_was_expected_in_words() {
+    refuses_to_start(
+        &[("SATCHEL_MAX_UPLOAD_BYTES", "2GB")],
+        "SATCHEL_MAX_UPLOAD_BYTES must be a whole number of bytes",
+    );
+    refuses_to_start(
+        &[("SATCHEL_S3_PATH_STYLE", "yes")],
+        "SATCHEL_S3_PATH_STYLE must be true or false",
+    );
+}
+
+#[test]
+fn urls_are_checked_at_start_up() {
+    for var in [
+        "SATCHEL_PUBLIC_URL",
+        "SATCHEL_WEBHOOK_URL",
+        "SATCHEL_S3_ENDPOINT",
+    ] {
+        refuses_to_start(
+            &[(var, "media.example.com")],
+            &format!("{var} must be an http:// or https:// URL"),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("satchel.toml");
+    std::fs::write(&file, "webhook_url = \"ftp://chat.example.com/hooks\"\n").unwrap();
+    let out = satchel(&["serve", "--config", file.to_str().unwrap()], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`webhook_url` must be an http:// or https:// URL"),
+        "{stderr}"
+    );
+}
