@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 use satchel::app::Role;
 use satchel::domain::{sniff, Kind};
 use satchel::{Application, Config};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -63,13 +64,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     bound_the_heap();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SATCHEL_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging()?;
     match Cli::parse().command {
         Command::Serve {
             config,
@@ -118,6 +113,23 @@ fn main() -> anyhow::Result<()> {
         } => transform(file, &kind, preset, out),
         Command::Bench(args) => satchel::bench::run(args),
     }
+}
+
+/// Logs go to stderr, filtered by `SATCHEL_LOG`; `SATCHEL_LOG_FORMAT=json` writes one JSON
+/// object per line, and text has colours only on a terminal.
+fn init_logging() -> anyhow::Result<()> {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SATCHEL_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr);
+    match std::env::var("SATCHEL_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("text") => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        Ok("json") => logs.json().init(),
+        Ok(other) => anyhow::bail!("SATCHEL_LOG_FORMAT must be text or json, not {other:?}"),
+    }
+    Ok(())
 }
 
 fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {

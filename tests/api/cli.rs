@@ -1,5 +1,8 @@
-//! The `satchel` binary as a newcomer meets it: configuration mistakes.
+//! The `satchel` binary as a newcomer meets it: configuration mistakes and its logs.
 
+use crate::helpers::TOKEN;
+use crate::processes::start_node_logging;
+use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -77,4 +80,50 @@ fn urls_are_checked_at_start_up() {
         stderr.contains("`webhook_url` must be an http:// or https:// URL"),
         "{stderr}"
     );
+}
+
+/// The log of `satchel serve` with `env`, from start until it is ready.
+async fn start_up_log(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut vars = vec![
+        ("SATCHEL_API_TOKENS", TOKEN),
+        ("SATCHEL_WORKERS", "2"),
+        ("SATCHEL_LOG", "info"),
+    ];
+    vars.extend_from_slice(env);
+    let data = dir.path().join("data");
+    let node = start_node_logging(&["serve"], &data, vars, log).await;
+    drop(node);
+    std::fs::read_to_string(&log_path).unwrap()
+}
+
+#[tokio::test]
+async fn logs_to_a_pipe_have_no_colours_and_the_start_up_line_prints_values() {
+    let log = start_up_log(&[]).await;
+    assert!(!log.contains("\x1b["), "ANSI escapes in {log}");
+    let serving = log
+        .lines()
+        .find(|l| l.contains("satchel is serving"))
+        .unwrap_or_else(|| panic!("no start-up line in {log}"));
+    assert!(
+        serving.contains(r#"workers="image,audio,video x2""#),
+        "{serving}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let log = start_up_log(&[("SATCHEL_LOG_FORMAT", "json")]).await;
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let serving = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "satchel is serving")
+        .unwrap_or_else(|| panic!("no start-up line in {log}"));
+    assert_eq!(serving["fields"]["workers"], "image,audio,video x2");
+    assert_eq!(serving["level"], "INFO");
 }
