@@ -29,6 +29,7 @@ enum Command {
     },
     /// Consume jobs from the broker; serves only /healthz, /readyz and /metrics.
     Worker {
+        /// A TOML file with the same keys as the SATCHEL_* variables, in lowercase.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Which worker pools to run.
@@ -40,9 +41,12 @@ enum Command {
     },
     /// Run the media pipeline on a local file and print what it produced.
     Process {
+        /// The media file to process; its type is sniffed from its bytes.
         file: PathBuf,
+        /// A preset TOML file (sizes, codecs, limits) [default: the built-in presets/default.toml].
         #[arg(long)]
         preset: Option<PathBuf>,
+        /// The directory to write the variants into (created if missing).
         #[arg(long)]
         out: PathBuf,
     },
@@ -210,10 +214,10 @@ fn process(file: PathBuf, preset: Option<PathBuf>, out: PathBuf) -> anyhow::Resu
     );
     let m = &processed.metadata;
     println!(
-        "  metadata: width={:?} height={:?} duration_ms={:?} waveform={}",
-        m.width,
-        m.height,
-        m.duration_ms,
+        "  metadata: width={} height={} duration_ms={} waveform={}",
+        number(m.width),
+        number(m.height),
+        number(m.duration_ms),
         m.waveform.as_ref().map_or(0, Vec::len)
     );
     if let Some(p) = &processed.placeholder {
@@ -239,6 +243,11 @@ fn process(file: PathBuf, preset: Option<PathBuf>, out: PathBuf) -> anyhow::Resu
     }
     println!("  total {:>21.1} ms", total.as_secs_f64() * 1e3);
     Ok(())
+}
+
+/// A metadata value as `satchel process` prints it: the number, or `none`.
+fn number(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "none".into(), |v| v.to_string())
 }
 
 fn kind_name(kind: Kind) -> &'static str {

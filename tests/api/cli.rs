@@ -1,4 +1,5 @@
-//! The `satchel` binary as a newcomer meets it: configuration mistakes and its logs.
+//! The `satchel` binary as a newcomer meets it: configuration mistakes, its logs, and
+//! `satchel process`.
 
 use crate::helpers::TOKEN;
 use crate::processes::start_node_logging;
@@ -126,4 +127,35 @@ async fn json_logs_are_one_object_per_line() {
         .unwrap_or_else(|| panic!("no start-up line in {log}"));
     assert_eq!(serving["fields"]["workers"], "image,audio,video x2");
     assert_eq!(serving["level"], "INFO");
+}
+
+#[test]
+fn process_help_describes_its_arguments() {
+    let out = satchel(&["process", "--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for words in [
+        "The media file to process",
+        "A preset TOML file",
+        "The directory to write the variants into",
+    ] {
+        assert!(help.contains(words), "{words:?} missing from {help}");
+    }
+}
+
+#[test]
+fn process_prints_numbers() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let photo = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/photo.jpg");
+    let out = satchel(
+        &["process", photo, "--out", out_dir.path().to_str().unwrap()],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("metadata: width=480 height=640 duration_ms=none waveform=0"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Some("), "{stdout}");
 }
