@@ -20,6 +20,9 @@ pub enum ApiError {
     NotAMember,
     #[error("no such media")]
     NotFound,
+    /// No route matches the path; the code is `not_found`, as for an unknown media.
+    #[error("no such route")]
+    NoRoute,
     #[error("this method is not allowed here")]
     MethodNotAllowed,
     #[error("this media was erased")]
@@ -84,7 +87,7 @@ impl ApiError {
             ApiError::InvalidId(_) => api::INVALID_ID,
             ApiError::BadRequest(_) => api::BAD_REQUEST,
             ApiError::NotAMember => api::NOT_A_MEMBER,
-            ApiError::NotFound => api::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoRoute => api::NOT_FOUND,
             ApiError::MethodNotAllowed => api::METHOD_NOT_ALLOWED,
             ApiError::Gone => api::GONE,
             ApiError::Forbidden => api::FORBIDDEN,

@@ -114,3 +114,17 @@ async fn the_openapi_document_describes_every_route() {
         assert!(media.get(field).is_some(), "Media.{field}");
     }
 }
+
+#[tokio::test]
+async fn an_unknown_route_says_so() {
+    let app = spawn_app().await;
+    for path in ["/nope", "/v1/nope", "/v1/media/x/y/z"] {
+        let r = app.api(reqwest::Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+        assert_eq!(body["error"]["message"], "no such route", "{path}: {body}");
+    }
+    let body: Value = app.media("nope").await.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "no such media", "{body}");
+}
