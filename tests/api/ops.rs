@@ -128,3 +128,41 @@ async fn an_unknown_route_says_so() {
     let body: Value = app.media("nope").await.json().await.unwrap();
     assert_eq!(body["error"]["message"], "no such media", "{body}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_has_both_upload_bodies_and_the_webhook() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = &doc["paths"]["/v1/chats/{chat}/media"]["post"]["requestBody"]["content"];
+    assert!(body["application/octet-stream"].is_object(), "{body}");
+    let form = &body["multipart/form-data"]["schema"];
+    let form = match form["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => form,
+    };
+    assert_eq!(form["properties"]["file"]["format"], "binary", "{form}");
+
+    let webhooks = doc["webhooks"].as_object().expect("a webhooks section");
+    let post = &webhooks.values().next().expect("one webhook")["post"];
+    let header = post["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Satchel-Signature")
+        .unwrap_or_else(|| panic!("no Satchel-Signature in {post}"));
+    assert_eq!(header["in"], "header");
+    let event = &post["requestBody"]["content"]["application/json"]["schema"]["allOf"];
+    assert_eq!(event[0]["$ref"], "#/components/schemas/Media", "{event}");
+    assert_eq!(
+        event[1]["properties"]["event"]["enum"],
+        serde_json::json!(["media.ready", "media.failed"])
+    );
+}
