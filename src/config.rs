@@ -124,15 +124,8 @@ macro_rules! setting {
         fn from_env(text: &str) -> Option<Self> { text.trim().parse().ok() }
     })+ };
 }
-setting!(
-    String,
-    PathBuf,
-    SocketAddr,
-    LinkMode,
-    PayloadSigning,
-    HttpUrl
-);
-setting!(u32, u64, usize, bool; parsed);
+setting! { String, PathBuf, SocketAddr, LinkMode, PayloadSigning, HttpUrl }
+setting! { u32, u64, usize, bool; parsed }
 impl Setting for Vec<String> {
     fn from_env(text: &str) -> Option<Self> {
         let items = text.split(',').map(str::trim).filter(|t| !t.is_empty());
