@@ -103,6 +103,19 @@ impl Role {
     }
 }
 
+impl Role {
+    /// `image,audio,video x2`, or `none` for an API-only node: for the start-up line.
+    fn workers_label(&self) -> String {
+        match &self.workers {
+            None => "none".into(),
+            Some((kinds, n)) => {
+                let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                format!("{} x{n}", kinds.join(","))
+            }
+        }
+    }
+}
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
@@ -231,7 +244,7 @@ impl Application {
         tracing::info!(
             addr = %listener.local_addr()?,
             api = role.api,
-            workers = ?role.workers,
+            workers = role.workers_label().as_str(),
             queue = state.queue.name(),
             "satchel is serving"
         );

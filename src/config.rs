@@ -29,138 +29,179 @@ pub enum PayloadSigning {
     Never,
 }
 
-/// Settings as read from a file or the environment, every one optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Layer {
-    listen: Option<SocketAddr>,
-    public_url: Option<String>,
-    data_dir: Option<PathBuf>,
-    api_tokens: Option<Vec<String>>,
-    max_upload_bytes: Option<u64>,
-    link_mode: Option<LinkMode>,
-    link_max_ttl_seconds: Option<u64>,
-    link_secret: Option<String>,
-    link_secret_file: Option<PathBuf>,
-    webhook_url: Option<String>,
-    webhook_secret: Option<String>,
-    workers: Option<usize>,
-    job_timeout_seconds: Option<u64>,
-    job_max_attempts: Option<u32>,
-    job_memory_limit_mib: Option<u64>,
-    worker_exe: Option<PathBuf>,
-    presets: Option<PathBuf>,
-    sweep_interval_seconds: Option<u64>,
-    shutdown_grace_seconds: Option<u64>,
-    database_url: Option<String>,
-    database_max_connections: Option<u32>,
-    s3_endpoint: Option<String>,
-    s3_region: Option<String>,
-    s3_access_key_id: Option<String>,
-    s3_secret_access_key: Option<String>,
-    s3_bucket_prefix: Option<String>,
-    s3_path_style: Option<bool>,
-    s3_part_size_bytes: Option<usize>,
-    s3_upload_concurrency: Option<usize>,
-    s3_payload_signing: Option<PayloadSigning>,
-    amqp_url: Option<String>,
-    amqp_prefix: Option<String>,
-}
+/// `key: Type, "what the value must be, in words";` once per setting: the [`Layer`] of optional
+/// values a file or the environment gives, [`KEYS`], and how a layer takes each key.
+macro_rules! settings {
+    ($($key:ident: $ty:ty, $expected:literal;)+) => {
+        /// Settings as read from a file or the environment, every one optional.
+        #[derive(Debug, Default)]
+        struct Layer { $($key: Option<$ty>,)+ }
 
-macro_rules! overlay {
-    ($base:ident, $top:ident, $($field:ident),+) => {
-        $( if $top.$field.is_some() { $base.$field = $top.$field; } )+
+        /// Every key, in lowercase, and what its value must be.
+        pub const KEYS: &[(&str, &str)] = &[$((stringify!($key), $expected)),+];
+
+        impl Layer {
+            fn overlay(&mut self, top: Layer) {
+                $( if top.$key.is_some() { self.$key = top.$key; } )+
+            }
+
+            /// Takes `key`; `Err(None)` for an unknown key, `Err(Some(expected))` for a value
+            /// that is not what the key needs.
+            fn set(&mut self, key: &str, value: Raw) -> Result<(), Option<&'static str>> {
+                match key {
+                    $(stringify!($key) => {
+                        self.$key = Some(value.read::<$ty>().ok_or(Some($expected))?)
+                    })+
+                    _ => return Err(None),
+                }
+                Ok(())
+            }
+        }
     };
 }
 
+settings! {
+    listen: SocketAddr, "an IP address and port, e.g. 127.0.0.1:8080";
+    public_url: HttpUrl, "an http:// or https:// URL, e.g. https://media.example.com";
+    data_dir: PathBuf, "a path";
+    api_tokens: Vec<String>, "a list of tokens (comma-separated in the environment)";
+    max_upload_bytes: u64, "a whole number of bytes";
+    link_mode: LinkMode, "service or presigned";
+    link_max_ttl_seconds: u64, "a whole number of seconds";
+    link_secret: String, "a string";
+    link_secret_file: PathBuf, "a path";
+    webhook_url: HttpUrl, "an http:// or https:// URL, e.g. https://chat.example.com/hooks/satchel";
+    webhook_secret: String, "a string";
+    workers: usize, "a whole number of jobs at once";
+    job_timeout_seconds: u64, "a whole number of seconds";
+    job_max_attempts: u32, "a whole number of attempts";
+    job_memory_limit_mib: u64, "a whole number of MiB";
+    worker_exe: PathBuf, "a path";
+    presets: PathBuf, "a path";
+    sweep_interval_seconds: u64, "a whole number of seconds";
+    shutdown_grace_seconds: u64, "a whole number of seconds";
+    database_url: String, "a sqlite:// or postgres:// URL";
+    database_max_connections: u32, "a whole number of connections";
+    s3_endpoint: HttpUrl, "an http:// or https:// URL, e.g. http://127.0.0.1:3900";
+    s3_region: String, "a string";
+    s3_access_key_id: String, "a string";
+    s3_secret_access_key: String, "a string";
+    s3_bucket_prefix: String, "a string";
+    s3_path_style: bool, "true or false";
+    s3_part_size_bytes: usize, "a whole number of bytes";
+    s3_upload_concurrency: usize, "a whole number of parts";
+    s3_payload_signing: PayloadSigning, "auto, always or never";
+    amqp_url: String, "an amqp:// or amqps:// URL";
+    amqp_prefix: String, "a string";
+}
+
+/// One value as written: a `SATCHEL_*` variable's text, or a TOML value from the file.
+enum Raw {
+    Env(String),
+    File(toml::Value),
+}
+
+impl Raw {
+    fn read<T: Setting>(self) -> Option<T> {
+        match self {
+            Raw::Env(text) => T::from_env(&text),
+            Raw::File(value) => T::deserialize(value).ok(),
+        }
+    }
+}
+
+/// A setting's type: any TOML value serde reads as it in the file, and text in a variable
+/// (read as a TOML string unless the type says otherwise).
+trait Setting: serde::de::DeserializeOwned {
+    fn from_env(text: &str) -> Option<Self> {
+        Self::deserialize(toml::Value::String(text.to_owned())).ok()
+    }
+}
+
+macro_rules! setting {
+    ($($ty:ty),+) => { $(impl Setting for $ty {})+ };
+    ($($ty:ty),+; parsed) => { $(impl Setting for $ty {
+        fn from_env(text: &str) -> Option<Self> { text.trim().parse().ok() }
+    })+ };
+}
+setting! { String, PathBuf, SocketAddr, LinkMode, PayloadSigning, HttpUrl }
+setting! { u32, u64, usize, bool; parsed }
+impl Setting for Vec<String> {
+    fn from_env(text: &str) -> Option<Self> {
+        let items = text.split(',').map(str::trim).filter(|t| !t.is_empty());
+        Some(items.map(str::to_owned).collect())
+    }
+}
+
+/// An absolute `http://` or `https://` URL with a host, checked when the config is read.
+#[derive(Debug)]
+struct HttpUrl(String);
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match reqwest::Url::parse(&text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(HttpUrl(text)),
+            _ => Err(serde::de::Error::custom("not an http(s) URL")),
+        }
+    }
+}
+
+fn env_name(key: &str) -> String {
+    format!("SATCHEL_{}", key.to_ascii_uppercase())
+}
+
+/// The key nearest to `key`, when it is near enough to be a likely typo.
+fn closest(key: &str) -> Option<&'static str> {
+    let distance = |k: &&(&str, &str)| strsim::levenshtein(key, k.0);
+    let (best, _) = KEYS.iter().min_by_key(distance)?;
+    (strsim::levenshtein(key, best) <= 3).then_some(*best)
+}
+
 impl Layer {
-    fn overlay(&mut self, top: Layer) {
-        overlay!(
-            self,
-            top,
-            listen,
-            public_url,
-            data_dir,
-            api_tokens,
-            max_upload_bytes,
-            link_mode,
-            link_max_ttl_seconds,
-            link_secret,
-            link_secret_file,
-            webhook_url,
-            webhook_secret,
-            workers,
-            job_timeout_seconds,
-            job_max_attempts,
-            job_memory_limit_mib,
-            worker_exe,
-            presets,
-            sweep_interval_seconds,
-            shutdown_grace_seconds,
-            database_url,
-            database_max_connections,
-            s3_endpoint,
-            s3_region,
-            s3_access_key_id,
-            s3_secret_access_key,
-            s3_bucket_prefix,
-            s3_path_style,
-            s3_part_size_bytes,
-            s3_upload_concurrency,
-            s3_payload_signing,
-            amqp_url,
-            amqp_prefix
-        );
+    fn from_file(path: &Path) -> Result<Layer, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut layer = Layer::default();
+        for (key, value) in table {
+            layer.set(&key, Raw::File(value)).map_err(|e| {
+                let problem = match e {
+                    Some(expected) => format!("must be {expected}"),
+                    None => unknown(&key, |k| format!("`{k}`")),
+                };
+                format!("{}: `{key}` {problem}", path.display())
+            })?;
+        }
+        Ok(layer)
     }
 
     fn from_env(vars: impl Iterator<Item = (String, String)>) -> Result<Layer, String> {
-        let mut table = toml::Table::new();
-        for (key, value) in vars {
-            let Some(name) = key.strip_prefix("SATCHEL_") else {
+        let mut layer = Layer::default();
+        for (var, value) in vars {
+            let Some(name) = var.strip_prefix("SATCHEL_") else {
                 continue;
             };
-            let name = name.to_ascii_lowercase();
-            let value = match name.as_str() {
-                "api_tokens" => toml::Value::Array(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|t| !t.is_empty())
-                        .map(|t| toml::Value::String(t.to_owned()))
-                        .collect(),
-                ),
-                "max_upload_bytes"
-                | "link_max_ttl_seconds"
-                | "workers"
-                | "job_timeout_seconds"
-                | "job_max_attempts"
-                | "job_memory_limit_mib"
-                | "sweep_interval_seconds"
-                | "shutdown_grace_seconds"
-                | "s3_part_size_bytes"
-                | "s3_upload_concurrency"
-                | "database_max_connections" => toml::Value::Integer(
-                    value
-                        .trim()
-                        .parse()
-                        .map_err(|_| format!("{key} must be a whole number"))?,
-                ),
-                "s3_path_style" => toml::Value::Boolean(
-                    value
-                        .trim()
-                        .parse()
-                        .map_err(|_| format!("{key} must be true or false"))?,
-                ),
-                // Variables that configure logging or tests, not the service. The suite's
-                // `SATCHEL_TEST_*` reach the binaries it starts, so none of them is a key.
-                "log" => continue,
-                test if test.starts_with("test_") => continue,
-                _ => toml::Value::String(value),
-            };
-            table.insert(name, value);
+            let key = name.to_ascii_lowercase();
+            // Variables that configure logging or tests, not the service. The suite's
+            // `SATCHEL_TEST_*` reach the binaries it starts, so none of them is a key.
+            if key == "log" || key == "log_format" || key.starts_with("test_") {
+                continue;
+            }
+            layer.set(&key, Raw::Env(value)).map_err(|e| match e {
+                Some(expected) => format!("{var} must be {expected}"),
+                None => format!("{var} {}", unknown(&key, env_name)),
+            })?;
         }
-        Layer::deserialize(toml::Value::Table(table)).map_err(|e| format!("environment: {e}"))
+        Ok(layer)
     }
+}
+
+/// "is not a known setting", with the likeliest intended key as `spell` writes it.
+fn unknown(key: &str, spell: impl Fn(&str) -> String) -> String {
+    let hint = closest(key).map(|k| format!(" (did you mean {}?)", spell(k)));
+    format!("is not a known setting{}", hint.unwrap_or_default())
 }
 
 /// Which real backends are configured; `None` means the embedded default.
@@ -237,12 +278,10 @@ impl Config {
         file: Option<&Path>,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Config, String> {
-        let mut layer = Layer::default();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            layer.overlay(toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?);
-        }
+        let mut layer = match file {
+            Some(path) => Layer::from_file(path)?,
+            None => Layer::default(),
+        };
         layer.overlay(Layer::from_env(env)?);
         Self::resolve(layer)
     }
@@ -261,7 +300,7 @@ impl Config {
         let s3 = match l.s3_endpoint.is_some() || l.s3_access_key_id.is_some() {
             false => None,
             true => Some(S3Settings {
-                endpoint: l.s3_endpoint,
+                endpoint: l.s3_endpoint.map(|u| u.0),
                 region: l.s3_region.unwrap_or_else(|| "us-east-1".into()),
                 access_key_id: l
                     .s3_access_key_id
@@ -289,7 +328,7 @@ impl Config {
         }
         Ok(Config {
             listen: l.listen.unwrap_or(([127, 0, 0, 1], 8080).into()),
-            public_url: l.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            public_url: l.public_url.map(|u| u.0.trim_end_matches('/').to_owned()),
             data_dir: l.data_dir.unwrap_or_else(|| "./satchel-data".into()),
             api_tokens: l
                 .api_tokens
@@ -305,7 +344,7 @@ impl Config {
                     .clamp(1, LINK_TTL_CEILING),
             ),
             link_secret: link_secret.map(Into::into),
-            webhook_url: l.webhook_url,
+            webhook_url: l.webhook_url.map(|u| u.0),
             webhook_secret: l.webhook_secret.map(Into::into),
             workers,
             job_timeout: Duration::from_secs(l.job_timeout_seconds.unwrap_or(300).max(1)),
@@ -368,7 +407,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_not_silence() {
-        assert!(Config::load_from(None, env(&[("SATCHEL_LISTN", "x")])).is_err());
+        let e = Config::load_from(None, env(&[("SATCHEL_LISTN", "x")])).unwrap_err();
+        assert_eq!(
+            e,
+            "SATCHEL_LISTN is not a known setting (did you mean SATCHEL_LISTEN?)"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The one error type of the HTTP API: every failure a client can see has a stable `code`.
 //! Internal causes are logged once, here, and never echoed to the client.
 
+use crate::codes::{api, ApiCode};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,6 +20,9 @@ pub enum ApiError {
     NotAMember,
     #[error("no such media")]
     NotFound,
+    /// No route matches the path; the code is `not_found`, as for an unknown media.
+    #[error("no such route")]
+    NoRoute,
     #[error("this method is not allowed here")]
     MethodNotAllowed,
     #[error("this media was erased")]
@@ -53,52 +57,58 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, snake_case; match on this, not on the message.
+    #[schema(schema_with = code_schema)]
     pub code: &'static str,
     pub message: String,
 }
 
+/// `ErrorDetail.code` in the OpenAPI document: a string, one of the registered codes.
+fn code_schema() -> utoipa::openapi::Object {
+    let codes = crate::codes::error_body_codes();
+    let described: Vec<String> = codes
+        .iter()
+        .map(|c| format!("- `{}` ({}): {}", c.code, c.status.as_u16(), c.meaning))
+        .collect();
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(codes.iter().map(|c| c.code)))
+        .description(Some(format!(
+            "Stable, snake_case; match on this, not on the message.\n\n{}",
+            described.join("\n")
+        )))
+        .build()
+}
+
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    /// This error's entry in the registry of API codes.
+    pub fn registered(&self) -> ApiCode {
         match self {
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::InvalidId(_) => "invalid_id",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::NotAMember => "not_a_member",
-            ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Gone => "gone",
-            ApiError::Forbidden => "forbidden",
-            ApiError::TooLarge(_) => "too_large",
-            ApiError::UploadTimeout(_) => "upload_timeout",
-            ApiError::EmptyFile => "empty_file",
-            ApiError::DigestMismatch => "digest_mismatch",
-            ApiError::UnknownVariant(_) => "unknown_variant",
-            ApiError::VariantNotReady(_) => "variant_not_ready",
-            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
-            ApiError::StorageUnavailable(_) => "storage_unavailable",
-            ApiError::Internal(_) => "internal_error",
+            ApiError::Unauthorized => api::UNAUTHORIZED,
+            ApiError::InvalidId(_) => api::INVALID_ID,
+            ApiError::BadRequest(_) => api::BAD_REQUEST,
+            ApiError::NotAMember => api::NOT_A_MEMBER,
+            ApiError::NotFound | ApiError::NoRoute => api::NOT_FOUND,
+            ApiError::MethodNotAllowed => api::METHOD_NOT_ALLOWED,
+            ApiError::Gone => api::GONE,
+            ApiError::Forbidden => api::FORBIDDEN,
+            ApiError::TooLarge(_) => api::TOO_LARGE,
+            ApiError::UploadTimeout(_) => api::UPLOAD_TIMEOUT,
+            ApiError::EmptyFile => api::EMPTY_FILE,
+            ApiError::DigestMismatch => api::DIGEST_MISMATCH,
+            ApiError::UnknownVariant(_) => api::UNKNOWN_VARIANT,
+            ApiError::VariantNotReady(_) => api::VARIANT_NOT_READY,
+            ApiError::RangeNotSatisfiable { .. } => api::RANGE_NOT_SATISFIABLE,
+            ApiError::StorageUnavailable(_) => api::STORAGE_UNAVAILABLE,
+            ApiError::Internal(_) => api::INTERNAL_ERROR,
         }
     }
 
+    pub fn code(&self) -> &'static str {
+        self.registered().code
+    }
+
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::InvalidId(_)
-            | ApiError::BadRequest(_)
-            | ApiError::EmptyFile
-            | ApiError::DigestMismatch
-            | ApiError::UnknownVariant(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotAMember | ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Gone => StatusCode::GONE,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::VariantNotReady(_) => StatusCode::CONFLICT,
-            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.registered().status
     }
 }
 

@@ -4,6 +4,7 @@ pub mod app;
 pub mod background;
 pub mod bench;
 pub mod catalog;
+pub mod codes;
 pub mod config;
 pub mod domain;
 pub mod error;

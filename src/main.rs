@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 use satchel::app::Role;
 use satchel::domain::{sniff, Kind};
 use satchel::{Application, Config};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -28,6 +29,7 @@ enum Command {
     },
     /// Consume jobs from the broker; serves only /healthz, /readyz and /metrics.
     Worker {
+        /// A TOML file with the same keys as the SATCHEL_* variables, in lowercase.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Which worker pools to run.
@@ -39,9 +41,12 @@ enum Command {
     },
     /// Run the media pipeline on a local file and print what it produced.
     Process {
+        /// The media file to process; its type is sniffed from its bytes.
         file: PathBuf,
+        /// A preset TOML file (sizes, codecs, limits) [default: the built-in presets/default.toml].
         #[arg(long)]
         preset: Option<PathBuf>,
+        /// The directory to write the variants into (created if missing).
         #[arg(long)]
         out: PathBuf,
     },
@@ -63,13 +68,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     bound_the_heap();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SATCHEL_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging()?;
     match Cli::parse().command {
         Command::Serve {
             config,
@@ -118,6 +117,23 @@ fn main() -> anyhow::Result<()> {
         } => transform(file, &kind, preset, out),
         Command::Bench(args) => satchel::bench::run(args),
     }
+}
+
+/// Logs go to stderr, filtered by `SATCHEL_LOG`; `SATCHEL_LOG_FORMAT=json` writes one JSON
+/// object per line, and text has colours only on a terminal.
+fn init_logging() -> anyhow::Result<()> {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SATCHEL_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr);
+    match std::env::var("SATCHEL_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("text") => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        Ok("json") => logs.json().init(),
+        Ok(other) => anyhow::bail!("SATCHEL_LOG_FORMAT must be text or json, not {other:?}"),
+    }
+    Ok(())
 }
 
 fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {
@@ -198,10 +214,10 @@ fn process(file: PathBuf, preset: Option<PathBuf>, out: PathBuf) -> anyhow::Resu
     );
     let m = &processed.metadata;
     println!(
-        "  metadata: width={:?} height={:?} duration_ms={:?} waveform={}",
-        m.width,
-        m.height,
-        m.duration_ms,
+        "  metadata: width={} height={} duration_ms={} waveform={}",
+        number(m.width),
+        number(m.height),
+        number(m.duration_ms),
         m.waveform.as_ref().map_or(0, Vec::len)
     );
     if let Some(p) = &processed.placeholder {
@@ -227,6 +243,11 @@ fn process(file: PathBuf, preset: Option<PathBuf>, out: PathBuf) -> anyhow::Resu
     }
     println!("  total {:>21.1} ms", total.as_secs_f64() * 1e3);
     Ok(())
+}
+
+/// A metadata value as `satchel process` prints it: the number, or `none`.
+fn number(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "none".into(), |v| v.to_string())
 }
 
 fn kind_name(kind: Kind) -> &'static str {

@@ -1,9 +1,10 @@
 //! Health, readiness, metrics and the OpenAPI document.
 
+use crate::codes::ready;
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -19,11 +20,11 @@ pub async fn healthz() -> Response {
     (status = 503, description = "storage_unavailable, catalog_unavailable or queue_unavailable", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let failing = if let Err(e) = state.store.check().await {
-        Some(("storage", e.to_string()))
+        Some(("storage", ready::STORAGE_UNAVAILABLE, e.to_string()))
     } else if let Err(e) = state.catalog.ping().await {
-        Some(("catalog", e.to_string()))
+        Some(("catalog", ready::CATALOG_UNAVAILABLE, e.to_string()))
     } else if let Err(e) = state.queue.check().await {
-        Some(("queue", e.to_string()))
+        Some(("queue", ready::QUEUE_UNAVAILABLE, e.to_string()))
     } else {
         None
     };
@@ -35,20 +36,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "queue": state.queue.name(),
         }))
         .into_response(),
-        Some((what, cause)) => {
+        Some((what, code, cause)) => {
             tracing::warn!(backend = what, error = %cause, "not ready");
-            let code = match what {
-                "storage" => "storage_unavailable",
-                "catalog" => "catalog_unavailable",
-                _ => "queue_unavailable",
-            };
             let body = ErrorBody {
                 error: ErrorDetail {
-                    code,
+                    code: code.code,
                     message: format!("{what} does not answer"),
                 },
             };
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+            (code.status, axum::Json(body)).into_response()
         }
     }
 }

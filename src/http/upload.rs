@@ -31,8 +31,8 @@ pub struct UploadParams {
     params(("chat" = String, Path), UploadParams,
         ("Content-Digest" = Option<String>, Header, description = "RFC 9530, e.g. `sha-256=:<base64>:`"),
         ("Idempotency-Key" = Option<String>, Header, description = "same key in the same chat returns the first upload")),
-    request_body(content = String, content_type = "application/octet-stream",
-        description = "The file's bytes, streamed; or `multipart/form-data` with one file part named `file`."),
+    request_body(description = "The file's bytes, streamed; or `multipart/form-data` with one file part named `file`.",
+        content((String = "application/octet-stream"), (super::openapi::UploadForm = "multipart/form-data"))),
     responses(
         (status = 201, description = "stored; processing follows", body = Media),
         (status = 200, description = "an earlier upload with this Idempotency-Key", body = Media),

@@ -21,7 +21,7 @@ pub struct GiveUp(pub AppState);
 impl DeadLetters for GiveUp {
     async fn given_up(&self, id: &MediaId) {
         let error = MediaError {
-            code: "dead_lettered".into(),
+            code: crate::codes::media::DEAD_LETTERED.code.into(),
             message: "processing crashed repeatedly; the job was given up".into(),
         };
         match self

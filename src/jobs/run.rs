@@ -3,6 +3,7 @@
 
 use super::isolate::{Ended, Isolation, Report};
 use crate::catalog::{Job, JobResult};
+use crate::codes::{media, Code};
 use crate::domain::MediaError;
 use crate::state::AppState;
 use crate::storage::{original_key, variant_key, StorageError};
@@ -29,9 +30,9 @@ enum Stop {
     Fail(MediaError),
 }
 
-fn fail(code: &str, message: impl Into<String>) -> Stop {
+fn fail(code: Code, message: impl Into<String>) -> Stop {
     Stop::Fail(MediaError {
-        code: code.into(),
+        code: code.code.into(),
         message: message.into(),
     })
 }
@@ -39,7 +40,9 @@ fn fail(code: &str, message: impl Into<String>) -> Stop {
 impl From<StorageError> for Stop {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::NotFound => fail("original_missing", "the original is not in storage"),
+            StorageError::NotFound => {
+                fail(media::ORIGINAL_MISSING, "the original is not in storage")
+            }
             e => Stop::Retry(e.into()),
         }
     }
@@ -53,7 +56,7 @@ pub async fn run_job(state: &AppState, job: &Job) -> Outcome {
     // A broker that counts deliveries dead-letters crash loops itself (`dead_letters`).
     let result = if job.attempt > max_attempts && !state.queue.counts_deliveries() {
         Err(fail(
-            "too_many_attempts",
+            media::TOO_MANY_ATTEMPTS,
             format!("gave up after {max_attempts} attempts"),
         ))
     } else {
@@ -70,9 +73,9 @@ pub async fn run_job(state: &AppState, job: &Job) -> Outcome {
         }
         Err(Stop::Crashed(why)) => {
             tracing::error!(why, "the transform crashed");
-            retry_or_fail(state, job, "worker_crashed", anyhow::anyhow!(why)).await
+            retry_or_fail(state, job, media::WORKER_CRASHED, anyhow::anyhow!(why)).await
         }
-        Err(Stop::Retry(e)) => retry_or_fail(state, job, "retries_exhausted", e).await,
+        Err(Stop::Retry(e)) => retry_or_fail(state, job, media::RETRIES_EXHAUSTED, e).await,
         Err(Stop::Fail(e)) => record_failure(state, job, e).await,
     };
     let label = match &outcome {
@@ -90,7 +93,7 @@ pub async fn run_job(state: &AppState, job: &Job) -> Outcome {
 
 /// Runs the job again later, unless it has had all its attempts: then the media fails with
 /// `code`.
-async fn retry_or_fail(state: &AppState, job: &Job, code: &str, e: anyhow::Error) -> Outcome {
+async fn retry_or_fail(state: &AppState, job: &Job, code: Code, e: anyhow::Error) -> Outcome {
     let max_attempts = state.config.job_max_attempts;
     if job.attempt >= max_attempts {
         let message = format!("gave up after {max_attempts} attempts: {e}");
@@ -98,7 +101,7 @@ async fn retry_or_fail(state: &AppState, job: &Job, code: &str, e: anyhow::Error
             state,
             job,
             MediaError {
-                code: code.into(),
+                code: code.code.into(),
                 message,
             },
         )
@@ -147,7 +150,7 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
             .finish_job(
                 &job.media_id,
                 JobResult::Failed(MediaError {
-                    code: "gone".into(),
+                    code: crate::codes::api::GONE.code.into(),
                     message: String::new(),
                 }),
             )
@@ -155,7 +158,7 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
         return Ok(Outcome::Gone);
     };
     let Some(pipeline) = job.kind.pipeline() else {
-        return Err(fail("unsupported_codec", "files are never processed"));
+        return Err(fail(media::UNSUPPORTED_CODEC, "files are never processed"));
     };
 
     let scratch = tempfile::Builder::new()
@@ -181,14 +184,17 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
         .await
         .map_err(|e| Stop::Retry(anyhow::Error::new(e).context("cannot start the transform")))?;
     let output = match ended {
-        Ended::TimedOut => return Err(fail("timed_out", "the job ran over its time budget")),
+        Ended::TimedOut => return Err(fail(media::TIMED_OUT, "the job ran over its time budget")),
         Ended::Crashed(why) => return Err(Stop::Crashed(why)),
         Ended::Reported(Report::Failed {
             retryable: true,
             message,
             ..
         }) => return Err(Stop::Retry(anyhow::anyhow!(message))),
-        Ended::Reported(Report::Failed { code, message, .. }) => return Err(fail(&code, message)),
+        // A worker's code, one of `satchel_workers::CODES`.
+        Ended::Reported(Report::Failed { code, message, .. }) => {
+            return Err(Stop::Fail(MediaError { code, message }))
+        }
         Ended::Reported(Report::Done(output)) => output,
     };
 

@@ -5,7 +5,9 @@ mod helpers;
 
 mod auth;
 mod catalog_concurrency;
+mod cli;
 mod cluster;
+mod codes;
 mod downloads;
 mod erase_races;
 mod hostile;

@@ -144,3 +144,55 @@ async fn a_failing_background_task_is_retried_and_counted() {
     let r = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert!(r.text().await.unwrap().contains("satchel_queue_depth 1"));
 }
+
+#[tokio::test]
+async fn an_unknown_route_says_so() {
+    let app = spawn_app().await;
+    for path in ["/nope", "/v1/nope", "/v1/media/x/y/z"] {
+        let r = app.api(reqwest::Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+        assert_eq!(body["error"]["message"], "no such route", "{path}: {body}");
+    }
+    let body: Value = app.media("nope").await.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "no such media", "{body}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_has_both_upload_bodies_and_the_webhook() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = &doc["paths"]["/v1/chats/{chat}/media"]["post"]["requestBody"]["content"];
+    assert!(body["application/octet-stream"].is_object(), "{body}");
+    let form = &body["multipart/form-data"]["schema"];
+    let form = match form["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => form,
+    };
+    assert_eq!(form["properties"]["file"]["format"], "binary", "{form}");
+
+    let webhooks = doc["webhooks"].as_object().expect("a webhooks section");
+    let post = &webhooks.values().next().expect("one webhook")["post"];
+    let header = post["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Satchel-Signature")
+        .unwrap_or_else(|| panic!("no Satchel-Signature in {post}"));
+    assert_eq!(header["in"], "header");
+    let event = &post["requestBody"]["content"]["application/json"]["schema"]["allOf"];
+    assert_eq!(event[0]["$ref"], "#/components/schemas/Media", "{event}");
+    assert_eq!(
+        event[1]["properties"]["event"]["enum"],
+        serde_json::json!(["media.ready", "media.failed"])
+    );
+}

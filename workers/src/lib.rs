@@ -13,7 +13,7 @@ pub mod output;
 pub mod preset;
 pub mod video;
 
-pub use error::WorkerError;
+pub use error::{Code, WorkerError, CODES};
 pub use output::{Metadata, Placeholder, Processed, Step, Variant};
 pub use preset::Presets;
 
