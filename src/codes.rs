@@ -44,7 +44,8 @@ pub mod api {
         METHOD_NOT_ALLOWED: "method_not_allowed", METHOD_NOT_ALLOWED, "Known route, wrong method.";
         UPLOAD_TIMEOUT: "upload_timeout", REQUEST_TIMEOUT, "The upload body sent nothing for 30 s.";
         VARIANT_NOT_READY: "variant_not_ready", CONFLICT, "A variant that does not exist (yet): still processing, or processing failed.";
-        GONE: "gone", GONE, "The media was erased (unsent, chat erased, TTL ran out).";
+        IDEMPOTENCY_CONFLICT: "idempotency_conflict", CONFLICT, "An Idempotency-Key already used in the chat by another uploader or for other bytes; nothing stored.";
+        GONE: "gone", GONE, "The media was erased (unsent, chat erased, TTL ran out); or the chat of an upload in flight was.";
         TOO_LARGE: "too_large", PAYLOAD_TOO_LARGE, "Over max_upload_bytes; nothing stored.";
         RANGE_NOT_SATISFIABLE: "range_not_satisfiable", RANGE_NOT_SATISFIABLE, "A Range outside the file.";
         INTERNAL_ERROR: "internal_error", INTERNAL_SERVER_ERROR, "A bug or catalog failure; details are in the log only.";

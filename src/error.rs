@@ -27,6 +27,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("this media was erased")]
     Gone,
+    #[error("this Idempotency-Key was used in this chat by another uploader or for other bytes")]
+    IdempotencyConflict,
     #[error("the link is invalid, expired, or its user is no longer a member")]
     Forbidden,
     #[error("the body is larger than the limit of {0} bytes")]
@@ -90,6 +92,7 @@ impl ApiError {
             ApiError::NotFound | ApiError::NoRoute => api::NOT_FOUND,
             ApiError::MethodNotAllowed => api::METHOD_NOT_ALLOWED,
             ApiError::Gone => api::GONE,
+            ApiError::IdempotencyConflict => api::IDEMPOTENCY_CONFLICT,
             ApiError::Forbidden => api::FORBIDDEN,
             ApiError::TooLarge(_) => api::TOO_LARGE,
             ApiError::UploadTimeout(_) => api::UPLOAD_TIMEOUT,

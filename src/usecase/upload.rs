@@ -84,6 +84,7 @@ impl Upload {
                 .media_by_idempotency_key(&self.chat, key)
                 .await?
             {
+                same_upload(&media, &self.user, self.digest.map(hex::encode).as_deref())?;
                 return Ok(Begun::Existing(media));
             }
         }
@@ -184,8 +185,9 @@ impl Receiving {
                 Ok(Stored::New(media))
             }
             Ok(Inserted::Existing(first)) => {
-                // A concurrent request with the same key won: keep one copy.
+                // A concurrent request with the same key won: keep one copy, if it is the same.
                 let _ = state.store.delete_prefix(&bucket, &media_prefix(&id)).await;
+                same_upload(&first, &media.uploader, Some(&media.sha256))?;
                 Ok(Stored::Existing(*first))
             }
             Ok(Inserted::ChatErased) => {
@@ -203,6 +205,15 @@ impl Receiving {
             }
         }
     }
+}
+
+/// An idempotency key names one upload: the earlier media answers only a retry of it, by the
+/// same uploader and, where the bytes are known (`sha256`), of the same bytes.
+fn same_upload(earlier: &Media, uploader: &UserId, sha256: Option<&str>) -> Result<(), ApiError> {
+    if &earlier.uploader != uploader || sha256.is_some_and(|s| s != earlier.sha256) {
+        return Err(ApiError::IdempotencyConflict);
+    }
+    Ok(())
 }
 
 impl IngestError {

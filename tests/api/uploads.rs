@@ -282,3 +282,36 @@ async fn bidi_and_other_format_characters_are_removed_from_filenames() {
     let media: Value = r.json().await.unwrap();
     assert_eq!(media["filename"], "invoicefdp.exe");
 }
+
+/// Review finding 9: an idempotency key names one upload. Another uploader reusing it, or the
+/// same uploader sending other bytes, is refused with `409 idempotency_conflict`, nothing of it
+/// stored; it never gets the first upload's media back.
+#[tokio::test]
+async fn a_reused_idempotency_key_for_another_upload_is_a_conflict() {
+    let app = spawn_app().await;
+    app.add_member("c1", "u1").await;
+    app.add_member("c1", "u2").await;
+    let send = |user: &str, body: Vec<u8>, digest: bool| {
+        let mut r = app
+            .upload_request("c1", user, "x.bin")
+            .header("idempotency-key", "k-7");
+        if digest {
+            let d = base64::engine::general_purpose::STANDARD
+                .encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+            r = r.header("content-digest", format!("sha-256=:{d}:"));
+        }
+        r.body(body).send()
+    };
+    let first = send("u1", fixture("photo.jpg"), false).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    // Another uploader: refused before a byte is stored, with or without a digest.
+    let r = send("u2", fixture("voice.mp3"), false).await.unwrap();
+    assert_error(r, StatusCode::CONFLICT, "idempotency_conflict").await;
+    // The same uploader, other bytes: known from the digest at once...
+    let r = send("u1", fixture("voice.mp3"), true).await.unwrap();
+    assert_error(r, StatusCode::CONFLICT, "idempotency_conflict").await;
+    // ...and a true retry still gets the first media.
+    let r = send("u1", fixture("photo.jpg"), true).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.stored_originals(), 1);
+}
