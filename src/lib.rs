@@ -1,7 +1,6 @@
 //! satchel: media processing for chat backends. See ARCHITECTURE.md for the map.
 
 pub mod app;
-pub mod bench;
 pub mod catalog;
 pub mod config;
 pub mod domain;
