@@ -2,9 +2,9 @@
 # satchel on real infrastructure, measured (a benchmark, never a test):
 #   1. a 1 GiB upload through `satchel serve` into Garage against a direct multipart PUT of the
 #      same file with the same SDK, part size, concurrency and payload signing
-#      (examples/s3_put.rs), alternated, with the API node's peak RSS and CPU time: once with
-#      signed bodies (s3_payload_signing = always, the default over plain http) and once with
-#      unsigned bodies carrying a CRC32C (never);
+#      (bench/examples/s3_put.rs), alternated, with the API node's peak RSS and CPU time: once
+#      with signed bodies (s3_payload_signing = always, the default over plain http) and once
+#      with unsigned bodies carrying a CRC32C (never);
 #   2. image jobs per second through RabbitMQ (publisher confirms, acks after the catalog) with
 #      1 and then 2 `satchel worker` processes draining a backlog of small photos.
 #
@@ -35,7 +35,8 @@ results="$out/results.txt"
 : >"$results"
 say() { printf '%s\n' "$*" | tee -a "$results"; }
 
-cargo build --release --bin satchel --example s3_put
+cargo build --release -p satchel --bin satchel
+cargo build --release -p satchel-bench --example s3_put
 bin=target/release/satchel
 ./scripts/start-postgres.sh >/dev/null
 ./scripts/start-rabbitmq.sh >/dev/null

@@ -2,7 +2,6 @@
 
 pub mod app;
 pub mod background;
-pub mod bench;
 pub mod catalog;
 pub mod codes;
 pub mod config;

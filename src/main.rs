@@ -3,7 +3,7 @@ use clap::{Parser, Subcommand};
 use satchel::app::Role;
 use satchel::domain::{sniff, Kind};
 use satchel::{Application, Config};
-use std::io::IsTerminal;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -62,13 +62,17 @@ enum Command {
         out: PathBuf,
     },
     /// Benchmark satchel against the tools ops would otherwise use; writes report.md,
-    /// report.json and SVG charts.
-    Bench(satchel::bench::BenchArgs),
+    /// report.json and SVG charts. Runs `satchel-bench` from this binary's directory
+    /// (`satchel bench --help` lists its options).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
-    bound_the_heap();
-    init_logging()?;
+    satchel::app::init_process()?;
     match Cli::parse().command {
         Command::Serve {
             config,
@@ -115,27 +119,41 @@ fn main() -> anyhow::Result<()> {
             preset,
             out,
         } => transform(file, &kind, preset, out),
-        Command::Bench(args) => satchel::bench::run(args),
+        Command::Bench { args } => bench(args),
+    }
+}
+
+/// `satchel bench` is the `satchel-bench` binary beside this one, so that the service does
+/// not link the bench; it takes the same arguments and names itself `satchel bench`, as before.
+fn bench(args: Vec<OsString>) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let bench = exe.with_file_name(format!("satchel-bench{}", std::env::consts::EXE_SUFFIX));
+    if !bench.is_file() {
+        anyhow::bail!(
+            "`satchel bench` runs satchel-bench, which is not next to this binary ({} is \
+             missing): build it with `cargo build --release -p satchel-bench`",
+            bench.display()
+        );
+    }
+    let mut command = std::process::Command::new(&bench);
+    command.args(args);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let error = command.arg0("satchel bench").exec();
+        Err(anyhow::Error::new(error).context(format!("cannot run {}", bench.display())))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = command
+            .status()
+            .with_context(|| format!("cannot run {}", bench.display()))?;
+        std::process::exit(status.code().unwrap_or(1));
     }
 }
 
 /// Logs go to stderr, filtered by `SATCHEL_LOG`; `SATCHEL_LOG_FORMAT=json` writes one JSON
 /// object per line, and text has colours only on a terminal.
-fn init_logging() -> anyhow::Result<()> {
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SATCHEL_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
-        )
-        .with_writer(std::io::stderr);
-    match std::env::var("SATCHEL_LOG_FORMAT").as_deref() {
-        Err(_) | Ok("text") => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        Ok("json") => logs.json().init(),
-        Ok(other) => anyhow::bail!("SATCHEL_LOG_FORMAT must be text or json, not {other:?}"),
-    }
-    Ok(())
-}
-
 fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {
     Config::load(config.as_deref()).map_err(anyhow::Error::msg)
 }
@@ -252,16 +270,4 @@ fn number(value: Option<impl std::fmt::Display>) -> String {
 
 fn kind_name(kind: Kind) -> &'static str {
     kind.as_str()
-}
-
-/// glibc raises its mmap threshold each time a large block is freed, after which multi-MiB
-/// buffers (S3 parts, decoded images) come from per-thread heaps that keep their freed pages.
-/// A fixed threshold keeps every such buffer in its own mapping, returned when it is freed:
-/// a 1 GiB upload to S3 peaked at 147 MiB RSS without this and 109 MiB with it.
-fn bound_the_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
 }

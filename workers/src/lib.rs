@@ -3,7 +3,7 @@
 //! Nothing in this crate speaks HTTP, S3 or SQL. A caller hands over a path to a local file that
 //! has already been stored and sniffed, a [`Presets`] value and an empty output directory; it gets
 //! back the files written there and the metadata to record. That keeps every transform testable
-//! and benchmarkable on its own (`satchel process` and `benches/` call the same entry point).
+//! and benchmarkable on its own (`satchel process` and `bench/benches/` call the same entry point).
 
 pub mod audio;
 mod av;

@@ -1,6 +1,6 @@
 //! Every downscale goes through `fast_image_resize` (SIMD convolution). CatmullRom rather than
 //! Lanczos3: on the 1500x1000 -> 1280x853 preview step it measured about 1.4x faster with no
-//! difference visible at these sizes (see `benches/transforms.rs`, group `resize`).
+//! difference visible at these sizes (see `bench/benches/transforms.rs`, group `resize`).
 
 use crate::WorkerError;
 pub use fast_image_resize::FilterType;

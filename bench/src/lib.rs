@@ -1,5 +1,6 @@
-//! `satchel bench`: the numbers ops size satchel from, side by side with the tools they would
-//! otherwise use, measured on their own machine and deployment in one run.
+//! `satchel-bench` (run as `satchel bench`): the numbers ops size satchel from, side by side
+//! with the tools they would otherwise use, measured on their own machine and deployment in
+//! one run. It drives the `satchel` binary that sits next to its own executable.
 //!
 //! Six workloads (`image`, `voice`, `video`, `upload`, `load`, `links`) each yield rows of
 //! figures and comparisons (satchel ÷ peer); a workload that fails is reported as failed and
@@ -30,13 +31,13 @@ mod voice;
 pub use options::{BenchArgs, Suite, WorkloadId};
 pub use s3_direct::DirectS3;
 
-use crate::config::S3Settings;
 use anyhow::Context;
 use client::Api;
 use machine::Machine;
 use options::Plan;
 use peers::Peers;
 use report::{PeerInfo, Report, Status, TargetInfo, Workload};
+use satchel::config::S3Settings;
 use satchel_workers::Presets;
 use server::Target;
 use std::collections::BTreeMap;
@@ -45,7 +46,7 @@ use std::time::Instant;
 
 /// Everything a workload needs, built once per run.
 pub struct Ctx {
-    /// This very binary: its `process` and `serve` are what is measured.
+    /// The `satchel` binary next to this one: its `process` and `serve` are what is measured.
     pub exe: PathBuf,
     pub plan: Plan,
     pub seed: u64,
@@ -66,6 +67,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
+    let exe = satchel_exe()?;
     let started = Instant::now();
     let started_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -73,7 +75,6 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut machine = Machine::probe();
-    let exe = std::env::current_exe()?;
     let presets = match &args.preset {
         Some(path) => Presets::load(path).map_err(anyhow::Error::msg)?,
         None => Presets::default(),
@@ -232,7 +233,7 @@ async fn run_workload(ctx: &Ctx, id: WorkloadId) -> Workload {
 /// The direct-PUT peer needs the same S3 store satchel writes to, read from `SATCHEL_S3_*`
 /// as the service reads them.
 fn s3_settings(target_storage: &str) -> Result<S3Settings, String> {
-    let config = crate::Config::load(None).map_err(|e| format!("SATCHEL_* settings: {e}"))?;
+    let config = satchel::Config::load(None).map_err(|e| format!("SATCHEL_* settings: {e}"))?;
     match (config.s3, target_storage) {
         (Some(s3), "s3") => Ok(s3),
         (None, "s3") => {
@@ -242,4 +243,19 @@ fn s3_settings(target_storage: &str) -> Result<S3Settings, String> {
             "no S3 store configured (the target's storage is {target_storage})"
         )),
     }
+}
+
+/// The `satchel` binary beside this executable, as cargo builds them (both in one target
+/// directory) and as they are installed.
+fn satchel_exe() -> anyhow::Result<PathBuf> {
+    let own = std::env::current_exe()?;
+    let exe = own.with_file_name(format!("satchel{}", std::env::consts::EXE_SUFFIX));
+    if !exe.is_file() {
+        anyhow::bail!(
+            "satchel-bench measures the satchel binary next to it, and {} does not exist: \
+             build both with `cargo build --release -p satchel -p satchel-bench`",
+            exe.display()
+        );
+    }
+    Ok(exe)
 }

@@ -1,13 +1,14 @@
 //! Criterion micro-benchmarks of the media transforms, where optimisations happen: decode,
 //! resize, encode, blur, placeholders, and whole jobs of each kind.
 //!
-//! Inputs are generated on first use into `target/bench-inputs/` by the same seeded
-//! generators as `satchel bench` (the video needs the ffmpeg CLI; without it that benchmark
-//! is left out, and says so). Run: `cargo bench --bench transforms` (add `-- decode` etc. to
-//! pick a group); the suite-level comparison with other tools is `satchel bench`.
+//! Inputs are generated on first use into the workspace's `target/bench-inputs/` by the same
+//! seeded generators as `satchel bench` (the video needs the ffmpeg CLI; without it that
+//! benchmark is left out, and says so). Run: `cargo bench -p satchel-bench --bench
+//! transforms` (add `-- decode` etc. to pick a group); the suite-level comparison with other
+//! tools is `satchel bench`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use satchel::bench::{inputs, peers::Peer};
+use satchel_bench::{inputs, peers::Peer};
 use satchel_workers::image::{blur, decode, encode, placeholder, resize};
 use satchel_workers::preset::ImageFormat;
 use satchel_workers::{MediaKind, Presets};
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn input_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-inputs")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-inputs")
 }
 
 fn image_benches(c: &mut Criterion) {

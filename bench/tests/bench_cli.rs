@@ -1,6 +1,7 @@
-//! `satchel bench` through its public CLI: the smoke suite runs every workload for real on
-//! tiny inputs against an embedded satchel, with vipsthumbnail hidden from PATH so that a
-//! missing peer must show up as missing.
+//! `satchel bench` through its public CLI (the `satchel` binary, which runs the
+//! `satchel-bench` beside it): the smoke suite runs every workload for real on tiny inputs
+//! against an embedded satchel, with vipsthumbnail hidden from PATH so that a missing peer
+//! must show up as missing.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,27 @@ fn path_without_vips(dir: &Path) -> PathBuf {
     bin
 }
 
+/// The `satchel` binary, built into the directory of the `satchel-bench` under test: cargo
+/// builds a dependency's library for this crate's tests, not its binary. A no-op when it is
+/// up to date.
+fn satchel_beside_the_bench() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_satchel-bench"))
+        .parent()
+        .unwrap();
+    let profile = match dir.file_name().unwrap().to_str().unwrap() {
+        "debug" => "dev",
+        other => other,
+    };
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "satchel", "--bin", "satchel"])
+        .args(["--profile", profile])
+        .env("CARGO_TARGET_DIR", dir.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build -p satchel failed");
+    dir.join("satchel")
+}
+
 fn figure(row: &Value, key: &str) -> f64 {
     row["figures"][key]
         .as_f64()
@@ -48,7 +70,7 @@ fn row<'a>(workload: &'a Value, starts_with: &str) -> &'a Value {
 fn the_smoke_suite_writes_a_full_report_and_names_missing_peers() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_satchel"));
+    let mut command = Command::new(satchel_beside_the_bench());
     command
         .args(["bench", "--suite", "smoke", "--out"])
         .arg(&out)

@@ -2,14 +2,14 @@
 //! configured with, with satchel's own part size, parts in flight and payload signing (as
 //! examples/s3_put.rs): unsigned bodies carry the same CRC32C as satchel's.
 
-use crate::config::S3Settings;
-use crate::storage::PartPlan;
 use anyhow::Context;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
+use satchel::config::S3Settings;
+use satchel::storage::PartPlan;
 use secrecy::ExposeSecret;
 use tokio::task::JoinSet;
 

@@ -4,9 +4,9 @@
 //! The file is read
 //! into memory first, so only the PUT is timed.
 //!
-//! cargo run --release --example s3_put -- /path/to/file
+//! cargo run --release -p satchel-bench --example s3_put -- /path/to/file
 
-use satchel::bench::DirectS3;
+use satchel_bench::DirectS3;
 use std::time::Instant;
 
 #[tokio::main]
