@@ -3,7 +3,6 @@
 
 use crate::helpers::*;
 use satchel::codes::{api, media, ready, ApiCode};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The rows of the README table that follows `<!-- codes: NAME -->`: first column (the code,
@@ -62,15 +61,7 @@ fn the_readme_documents_every_media_failure_code_and_no_other() {
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_registered_error_codes() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let code = &doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"];
     let mut listed: Vec<&str> = code["enum"]
         .as_array()

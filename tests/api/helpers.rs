@@ -363,6 +363,18 @@ impl TestApp {
             .bearer_auth(TOKEN)
     }
 
+    /// `GET /openapi.json`, parsed.
+    pub async fn openapi(&self) -> Value {
+        let r = self
+            .client
+            .get(self.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
     pub async fn add_member(&self, chat: &str, user: &str) {
         let r = self
             .api(Method::PUT, &format!("/v1/chats/{chat}/members/{user}"))

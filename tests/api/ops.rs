@@ -69,15 +69,7 @@ async fn metrics_count_uploads_jobs_and_links() {
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
@@ -162,15 +154,7 @@ async fn an_unknown_route_says_so() {
 #[tokio::test]
 async fn the_openapi_document_has_both_upload_bodies_and_the_webhook() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let body = &doc["paths"]["/v1/chats/{chat}/media"]["post"]["requestBody"]["content"];
     assert!(body["application/octet-stream"].is_object(), "{body}");
     let form = &body["multipart/form-data"]["schema"];
