@@ -297,6 +297,8 @@ impl Config {
             ),
             (None, None) => None,
         };
+        crate::secrets::check("link_secret", link_secret.as_deref())?;
+        crate::secrets::check("webhook_secret", l.webhook_secret.as_deref())?;
         let s3 = match l.s3_endpoint.is_some() || l.s3_access_key_id.is_some() {
             false => None,
             true => Some(S3Settings {

@@ -27,3 +27,18 @@ pub fn load_or_create(data_dir: &Path, name: &str) -> std::io::Result<(String, P
     file.sync_all()?;
     Ok((secret, path, true))
 }
+
+/// Secrets shared by every node must be at least 32 bytes as given (not decoded): an empty or
+/// short one would make links or webhook signatures forgeable.
+pub fn check(key: &str, value: Option<&str>) -> Result<(), String> {
+    match value {
+        Some(v) if v.len() < MIN_SECRET_BYTES => Err(format!(
+            "{key} (SATCHEL_{}) must be at least {MIN_SECRET_BYTES} bytes, not {}; e.g. `openssl rand -hex 32`",
+            key.to_uppercase(),
+            v.len()
+        )),
+        _ => Ok(()),
+    }
+}
+
+const MIN_SECRET_BYTES: usize = 32;

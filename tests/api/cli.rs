@@ -159,3 +159,35 @@ fn process_prints_numbers() {
     );
     assert!(!stdout.contains("Some("), "{stdout}");
 }
+
+/// Review finding 4: an empty or short shared secret would make links (or webhook signatures)
+/// forgeable; start-up refuses it, naming the key.
+#[test]
+fn a_shared_secret_under_32_bytes_refuses_start_up() {
+    for short in ["", "x", "0123456789abcdef0123456789abcde"] {
+        refuses_to_start(
+            &[
+                ("SATCHEL_API_TOKENS", TOKEN),
+                ("SATCHEL_LINK_SECRET", short),
+            ],
+            "link_secret (SATCHEL_LINK_SECRET) must be at least 32 bytes",
+        );
+        refuses_to_start(
+            &[
+                ("SATCHEL_API_TOKENS", TOKEN),
+                ("SATCHEL_WEBHOOK_SECRET", short),
+            ],
+            "webhook_secret (SATCHEL_WEBHOOK_SECRET) must be at least 32 bytes",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("link-secret");
+    std::fs::write(&file, "short\n").unwrap();
+    refuses_to_start(
+        &[
+            ("SATCHEL_API_TOKENS", TOKEN),
+            ("SATCHEL_LINK_SECRET_FILE", file.to_str().unwrap()),
+        ],
+        "at least 32 bytes",
+    );
+}

@@ -41,7 +41,7 @@ impl Cluster {
             ("SATCHEL_API_TOKENS".to_owned(), TOKEN.to_owned()),
             (
                 "SATCHEL_LINK_SECRET".to_owned(),
-                "cluster-secret".to_owned(),
+                "cluster-secret-0123456789abcdefgh".to_owned(),
             ),
             ("SATCHEL_LOG".to_owned(), "warn".to_owned()),
         ];

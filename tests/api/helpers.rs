@@ -109,7 +109,10 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Config {
         ("SATCHEL_DATA_DIR".into(), dir.display().to_string()),
         ("SATCHEL_API_TOKENS".into(), TOKEN.into()),
         ("SATCHEL_WORKERS".into(), "2".into()),
-        ("SATCHEL_LINK_SECRET".into(), "test-link-secret".into()),
+        (
+            "SATCHEL_LINK_SECRET".into(),
+            "test-link-secret-0123456789abcdef".into(),
+        ),
         ("SATCHEL_SWEEP_INTERVAL_SECONDS".into(), "1".into()),
         ("SATCHEL_SHUTDOWN_GRACE_SECONDS".into(), "10".into()),
         // The app runs inside this test binary, so its own executable cannot run transforms.

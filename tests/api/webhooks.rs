@@ -30,7 +30,10 @@ async fn status_changes_are_posted_with_a_verifiable_signature() {
     let (url, mut deliveries) = receiver().await;
     let app = spawn_app_with(&[
         ("SATCHEL_WEBHOOK_URL", url.as_str()),
-        ("SATCHEL_WEBHOOK_SECRET", "hook-secret"),
+        (
+            "SATCHEL_WEBHOOK_SECRET",
+            "hook-secret-0123456789abcdefghijkl",
+        ),
     ])
     .await;
     let ok = app
@@ -47,7 +50,8 @@ async fn status_changes_are_posted_with_a_verifiable_signature() {
             .expect("a webhook delivery")
             .unwrap();
         let signature = headers["satchel-signature"].to_str().unwrap().to_owned();
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret-0123456789abcdefghijkl").unwrap();
         mac.update(&body);
         assert_eq!(
             signature,
