@@ -18,6 +18,8 @@ pub struct Grant {
     pub media: MediaId,
     pub variant: String,
     pub user: UserId,
+    /// The membership the link was issued under: the link ends with it for good.
+    pub membership: String,
     /// Unix seconds.
     pub expires: i64,
 }
@@ -35,8 +37,8 @@ impl LinkSigner {
         // Newline-separated: none of the fields can contain one, so no two grants collide.
         mac.update(
             format!(
-                "satchel-link-v1\n{}\n{}\n{}\n{}",
-                grant.media, grant.variant, grant.user, grant.expires
+                "satchel-link-v2\n{}\n{}\n{}\n{}\n{}",
+                grant.media, grant.variant, grant.user, grant.membership, grant.expires
             )
             .as_bytes(),
         );
@@ -73,6 +75,7 @@ mod tests {
             media: MediaId::generate(),
             variant: "thumbnail".into(),
             user: UserId::parse("u1").unwrap(),
+            membership: "m1".into(),
             expires: 1_900_000_000,
         }
     }
@@ -86,6 +89,9 @@ mod tests {
         let mut other = g.clone();
         other.user = UserId::parse("u2").unwrap();
         assert!(!signer.verify(&other, &sig));
+        let mut rejoined = g.clone();
+        rejoined.membership = "m2".into();
+        assert!(!signer.verify(&rejoined, &sig));
         let mut later = g.clone();
         later.expires += 1;
         assert!(!signer.verify(&later, &sig));

@@ -99,6 +99,9 @@ pub trait Catalog: Send + Sync {
     async fn set_members(&self, chat: &ChatId, users: &[UserId]) -> Result<()>;
     async fn members(&self, chat: &ChatId) -> Result<Vec<UserId>>;
     async fn is_member(&self, chat: &ChatId, user: &UserId) -> Result<bool>;
+    /// The user's current membership of the chat (stable while they stay; a new one each time
+    /// they are added again), or `None` if they are not a member.
+    async fn membership(&self, chat: &ChatId, user: &UserId) -> Result<Option<String>>;
 
     async fn media_by_idempotency_key(&self, chat: &ChatId, key: &str) -> Result<Option<Media>>;
     /// Inserts the media and, while it is `processing`, its job, in one transaction.

@@ -18,6 +18,10 @@ pub struct SqlCatalog {
     engine: Engine,
 }
 
+fn new_membership() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()
+}
+
 /// Rows per multi-row INSERT: far below either engine's limit on bound parameters.
 const INSERT_CHUNK: usize = 200;
 
@@ -106,10 +110,12 @@ impl Catalog for SqlCatalog {
 
     async fn add_member(&self, chat: &ChatId, user: &UserId) -> Result<()> {
         sqlx::query(
-            "INSERT INTO members (chat_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO members (chat_id, user_id, since) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(chat.as_str())
         .bind(user.as_str())
+        .bind(new_membership())
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -137,22 +143,29 @@ impl Catalog for SqlCatalog {
                 .await
                 .map_err(db)?;
         }
-        sqlx::query("DELETE FROM members WHERE chat_id = $1")
-            .bind(chat.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        // Members who stay keep their membership (and their links). A write first: on
+        // SQLite, a read before it would have to upgrade its lock, which racing replaces fail.
+        let kept: std::collections::HashMap<String, String> =
+            sqlx::query("DELETE FROM members WHERE chat_id = $1 RETURNING user_id, since")
+                .bind(chat.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
         for chunk in users.chunks(INSERT_CHUNK) {
             let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("($1, ${})", i + 2))
+                .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
                 .collect();
             let sql = format!(
-                "INSERT INTO members (chat_id, user_id) VALUES {} ON CONFLICT DO NOTHING",
+                "INSERT INTO members (chat_id, user_id, since) VALUES {} ON CONFLICT DO NOTHING",
                 rows.join(", ")
             );
             let mut insert = sqlx::query(&sql).bind(chat.as_str());
             for user in chunk {
-                insert = insert.bind(*user);
+                let since = kept.get(*user).cloned().unwrap_or_else(new_membership);
+                insert = insert.bind(*user).bind(since);
             }
             insert.execute(&mut *tx).await.map_err(db)?;
         }
@@ -182,6 +195,15 @@ impl Catalog for SqlCatalog {
                 .await
                 .map_err(db)?;
         Ok(found.is_some())
+    }
+
+    async fn membership(&self, chat: &ChatId, user: &UserId) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT since FROM members WHERE chat_id = $1 AND user_id = $2")
+            .bind(chat.as_str())
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
     }
 
     async fn media_by_idempotency_key(&self, chat: &ChatId, key: &str) -> Result<Option<Media>> {

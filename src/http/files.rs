@@ -21,6 +21,9 @@ use utoipa::IntoParams;
 #[derive(Deserialize, IntoParams)]
 pub struct Signed {
     user: String,
+    /// The membership the link was issued under.
+    #[serde(default)]
+    m: String,
     /// Unix seconds.
     expires: i64,
     sig: String,
@@ -67,6 +70,7 @@ async fn serve(
         media: media_id,
         variant,
         user,
+        membership: signed.m,
         expires: signed.expires,
     };
     if !state.signer.verify(&grant, &signed.sig)
@@ -81,7 +85,13 @@ async fn serve(
         .await?
         .ok_or(ApiError::Gone)?;
     let media = stored.media;
-    if !state.catalog.is_member(&media.chat_id, &grant.user).await? {
+    // Still a member, and under the same membership: one who left and came back does not
+    // get the links of before.
+    let membership = state
+        .catalog
+        .membership(&media.chat_id, &grant.user)
+        .await?;
+    if membership.as_deref() != Some(grant.membership.as_str()) {
         return Err(ApiError::Forbidden);
     }
     let (key, mime, etag, filename) = if grant.variant == "original" {

@@ -45,9 +45,9 @@ pub async fn issue(
             return Err(ApiError::UnknownVariant(name.clone()));
         }
     }
-    if !state.catalog.is_member(&media.chat_id, &user).await? {
+    let Some(membership) = state.catalog.membership(&media.chat_id, &user).await? else {
         return Err(ApiError::NotAMember);
-    }
+    };
     for name in &names {
         if name != "original" && !media.variants.contains_key(name) {
             return Err(ApiError::VariantNotReady(name.clone()));
@@ -81,14 +81,16 @@ pub async fn issue(
             media: *id,
             variant: variant.clone(),
             user: user.clone(),
+            membership: membership.clone(),
             expires: expires_at.unix_timestamp(),
         };
         let url = format!(
-            "{}/v1/files/{}/{}?user={}&expires={}&sig={}",
+            "{}/v1/files/{}/{}?user={}&m={}&expires={}&sig={}",
             state.public_url,
             id,
             variant,
             user,
+            grant.membership,
             grant.expires,
             state.signer.sign(&grant)
         );

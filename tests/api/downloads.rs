@@ -202,3 +202,46 @@ async fn an_unsent_medias_old_link_is_gone_and_its_objects_erased() {
         .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+/// Review finding 10: links are bound to the membership they were issued under. A member
+/// removed and added again does not get the old links back; a new link works; a member who
+/// stays (also through a replace of the whole member set) keeps theirs.
+#[tokio::test]
+async fn a_member_who_leaves_and_comes_back_does_not_revive_old_links() {
+    let app = spawn_app().await;
+    let media = app.upload_ok("c1", "u1", "f.txt", b"hello".to_vec()).await;
+    app.add_member("c1", "u2").await;
+    let id = media["id"].as_str().unwrap();
+    let old = app.link(id, "u1", "original").await;
+    let stays = app.link(id, "u2", "original").await;
+    assert_eq!(
+        app.client.get(&old).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    app.remove_member("c1", "u1").await;
+    app.add_member("c1", "u1").await;
+    let r = app.client.get(&old).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let new = app.link(id, "u1", "original").await;
+    assert_eq!(
+        app.client.get(&new).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let r = app
+        .api(reqwest::Method::PUT, "/v1/chats/c1/members")
+        .json(&serde_json::json!({"members": ["u1", "u2"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.client.get(&stays).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.client.get(&new).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
