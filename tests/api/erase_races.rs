@@ -64,12 +64,7 @@ async fn a_chat_erased_while_its_jobs_run_leaves_nothing_stored() {
             .await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = app
-        .api(Method::DELETE, "/v1/chats/c1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    app.erase_chat("c1").await;
     assert_store_stays_empty(&app).await;
     assert_eq!(app.bucket_count(), 0);
 }
@@ -149,12 +144,7 @@ async fn an_upload_that_outlives_its_chat_is_refused_and_never_seen_again() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = Instant::now();
-    let r = app
-        .api(Method::DELETE, "/v1/chats/c1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    app.erase_chat("c1").await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "the erase waited for the upload"

@@ -378,6 +378,16 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
+    /// `DELETE /v1/chats/{chat}`; asserts `204`.
+    pub async fn erase_chat(&self, chat: &str) {
+        let r = self
+            .api(Method::DELETE, &format!("/v1/chats/{chat}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+
     pub async fn add_member(&self, chat: &str, user: &str) {
         let r = self
             .api(Method::PUT, &format!("/v1/chats/{chat}/members/{user}"))

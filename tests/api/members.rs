@@ -78,12 +78,7 @@ async fn erasing_a_chat_removes_its_media_bucket_and_members() {
     app.wait_processed(id).await;
     assert!(!app.stored_files().is_empty());
 
-    let r = app
-        .api(Method::DELETE, "/v1/chats/c1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    app.erase_chat("c1").await;
     assert_error(app.media(id).await, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(members(&app, "c1").await, json!([]));
     assert_eq!(app.bucket_count(), 0, "the chat's bucket is gone");
