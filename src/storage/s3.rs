@@ -423,6 +423,8 @@ impl BlobStore for S3Store {
             .key(key)
             .response_content_type(content_type)
             .response_content_disposition(content_disposition)
+            // As service downloads: never kept by a shared cache.
+            .response_cache_control("private")
             .presigned(config)
             .await
             .map_err(other)?;

@@ -256,6 +256,8 @@ async fn presigned_links_download_from_s3_with_type_and_disposition() {
         r.headers()["content-disposition"],
         "inline; filename=\"holiday photo.jpg\"; filename*=UTF-8''holiday%20photo.jpg"
     );
+    // Review finding 11: a shared cache must not keep a chat's media.
+    assert_eq!(r.headers()["cache-control"], "private");
     assert!(r.bytes().await.unwrap() == photo);
 
     let processed = app.wait_processed(id).await;
