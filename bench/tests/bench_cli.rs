@@ -30,13 +30,19 @@ fn path_without_vips(dir: &Path) -> PathBuf {
     bin
 }
 
-/// The `satchel` binary, built into the directory of the `satchel-bench` under test: cargo
-/// builds a dependency's library for this crate's tests, not its binary. A no-op when it is
-/// up to date.
+/// The `satchel` binary in the directory of the `satchel-bench` under test. A workspace test
+/// run (`cargo nextest run --workspace`, as CI does) has just built it there; when only this
+/// crate is tested and it is missing, it is built here, since cargo builds a dependency's
+/// library for this crate's tests, not its binary. (Building it here when it exists would
+/// resolve features differently from the workspace build and rebuild half the dependencies:
+/// ten minutes on 2 cores.)
 fn satchel_beside_the_bench() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_satchel-bench"))
         .parent()
         .unwrap();
+    if dir.join("satchel").is_file() {
+        return dir.join("satchel");
+    }
     let profile = match dir.file_name().unwrap().to_str().unwrap() {
         "debug" => "dev",
         other => other,
