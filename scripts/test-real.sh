@@ -18,7 +18,9 @@ export SATCHEL_TEST_BACKEND=real
 export SATCHEL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test
 export SATCHEL_TEST_AMQP_URL='amqp://guest:guest@127.0.0.1:5672/%2f'
 
+# --workspace with a filter, not `-p satchel --test api`: the package alone resolves features
+# differently and would rebuild much of what the embedded pass just built.
 status=0
-cargo nextest run -p satchel --test api --no-fail-fast -E 'not test(/^cluster::/)' || status=1
-cargo nextest run -p satchel --test api --no-fail-fast -j 1 -E 'test(/^cluster::/)' || status=1
+cargo nextest run --workspace --no-fail-fast -E 'binary(api) & not test(/^cluster::/)' || status=1
+cargo nextest run --workspace --no-fail-fast -j 1 -E 'binary(api) & test(/^cluster::/)' || status=1
 exit "$status"

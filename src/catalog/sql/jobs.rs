@@ -46,11 +46,8 @@ pub(super) async fn finish_job(
 ) -> Result<Option<Media>> {
     let key = id.to_string();
     let mut tx = c.pool.begin().await.map_err(db)?;
-    sqlx::query("DELETE FROM jobs WHERE media_id = $1")
-        .bind(&key)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+    // The media row first, then its job: the order an unsend's or erase's DELETE of the media
+    // (cascading to the job) takes them in, so the two never deadlock on PostgreSQL.
     let updated = match &result {
         JobResult::Ready {
             metadata,
@@ -112,6 +109,11 @@ pub(super) async fn finish_job(
     if updated == 0 {
         return Ok(None);
     }
+    sqlx::query("DELETE FROM jobs WHERE media_id = $1")
+        .bind(&key)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(c.fetch_media(&key, false).await?.map(|s| s.media))
 }
