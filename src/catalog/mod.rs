@@ -98,7 +98,9 @@ pub trait Catalog: Send + Sync {
     async fn remove_member(&self, chat: &ChatId, user: &UserId) -> Result<()>;
     async fn set_members(&self, chat: &ChatId, users: &[UserId]) -> Result<()>;
     async fn members(&self, chat: &ChatId) -> Result<Vec<UserId>>;
-    async fn is_member(&self, chat: &ChatId, user: &UserId) -> Result<bool>;
+    async fn is_member(&self, chat: &ChatId, user: &UserId) -> Result<bool> {
+        Ok(self.membership(chat, user).await?.is_some())
+    }
     /// The user's current membership of the chat (stable while they stay; a new one each time
     /// they are added again), or `None` if they are not a member.
     async fn membership(&self, chat: &ChatId, user: &UserId) -> Result<Option<String>>;

@@ -186,17 +186,6 @@ impl Catalog for SqlCatalog {
             .collect()
     }
 
-    async fn is_member(&self, chat: &ChatId, user: &UserId) -> Result<bool> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM members WHERE chat_id = $1 AND user_id = $2")
-                .bind(chat.as_str())
-                .bind(user.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-        Ok(found.is_some())
-    }
-
     async fn membership(&self, chat: &ChatId, user: &UserId) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT since FROM members WHERE chat_id = $1 AND user_id = $2")
             .bind(chat.as_str())
