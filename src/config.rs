@@ -66,6 +66,9 @@ settings! {
     data_dir: PathBuf, "a path";
     api_tokens: Vec<String>, "a list of tokens (comma-separated in the environment)";
     max_upload_bytes: u64, "a whole number of bytes";
+    upload_idle_timeout_seconds: u64, "a whole number of seconds";
+    multipart_max_header_bytes: usize, "a whole number of bytes";
+    multipart_max_field_bytes: usize, "a whole number of bytes";
     link_mode: LinkMode, "service or presigned";
     link_max_ttl_seconds: u64, "a whole number of seconds";
     link_secret: String, "a string";
@@ -234,6 +237,14 @@ impl S3Settings {
     }
 }
 
+/// What a multipart upload may hold besides its file: each part's header block, and each part
+/// that is not the file (the preamble before the first part counts as one).
+#[derive(Debug, Clone, Copy)]
+pub struct MultipartLimits {
+    pub header_bytes: usize,
+    pub field_bytes: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -243,6 +254,9 @@ pub struct Config {
     /// Empty means "generate one on first start and keep it in the data directory".
     pub api_tokens: Vec<SecretString>,
     pub max_upload_bytes: u64,
+    /// An upload body that sends nothing for this long is refused (slow-client defence).
+    pub upload_idle_timeout: Duration,
+    pub multipart: MultipartLimits,
     pub link_mode: LinkMode,
     pub link_max_ttl: Duration,
     pub link_secret: Option<SecretString>,
@@ -339,6 +353,13 @@ impl Config {
                 .map(Into::into)
                 .collect(),
             max_upload_bytes: l.max_upload_bytes.unwrap_or(2 << 30),
+            upload_idle_timeout: Duration::from_secs(
+                l.upload_idle_timeout_seconds.unwrap_or(30).max(1),
+            ),
+            multipart: MultipartLimits {
+                header_bytes: l.multipart_max_header_bytes.unwrap_or(8 << 10),
+                field_bytes: l.multipart_max_field_bytes.unwrap_or(16 << 10),
+            },
             link_mode,
             link_max_ttl: Duration::from_secs(
                 l.link_max_ttl_seconds

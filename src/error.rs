@@ -135,7 +135,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             ApiError::Internal(cause) | ApiError::StorageUnavailable(cause) => {
-                tracing::error!(code = self.code(), error = ?cause, "request failed");
+                tracing::error!(code = self.code(), error = %format_args!("{cause:#}"), "request failed");
             }
             _ => tracing::debug!(code = self.code(), "request refused: {self}"),
         }

@@ -71,7 +71,18 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// An error ends the process with one line: the error and its causes, no backtrace.
+fn main() -> std::process::ExitCode {
+    match main_inner() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("satchel: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn main_inner() -> anyhow::Result<()> {
     satchel::app::init_process()?;
     match Cli::parse().command {
         Command::Serve {

@@ -40,6 +40,7 @@ pub struct Metrics {
     pub links_issued: Counter,
     pub background_errors: Family<TaskLabel, Counter>,
     pub garbage_failures: Counter,
+    pub readiness_checks: Counter,
 }
 
 impl Default for Metrics {
@@ -93,6 +94,12 @@ impl Default for Metrics {
             "Failed deletions of erased objects (each retried with its own backoff)",
             garbage_failures.clone(),
         );
+        let readiness_checks = Counter::default();
+        registry.register(
+            "readiness_checks",
+            "Rounds of backend checks behind /readyz (at most one a second)",
+            readiness_checks.clone(),
+        );
         Self {
             registry,
             uploads,
@@ -104,6 +111,7 @@ impl Default for Metrics {
             links_issued,
             background_errors,
             garbage_failures,
+            readiness_checks,
         }
     }
 }

@@ -20,6 +20,10 @@ pub struct AppState {
     pub token_hashes: Arc<Vec<[u8; 32]>>,
     pub metrics: Arc<Metrics>,
     pub events: Events,
+    /// `/readyz`'s last answer, reused for a second.
+    pub readiness: Arc<crate::http::Readiness>,
+    /// Each kind's job time budget.
+    pub budgets: crate::jobs::Budgets,
     /// Base URL of the links this service signs, without a trailing slash.
     pub public_url: Arc<str>,
     /// Scratch space for jobs: inputs fetched from storage and outputs before upload.

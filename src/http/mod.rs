@@ -1,11 +1,13 @@
 //! The HTTP API of `../shared/API.md`: routing, authentication, and one module per resource.
 
 mod auth;
+mod body;
 mod extract;
 mod files;
 mod links;
 mod media;
 mod members;
+mod multipart;
 mod openapi;
 mod ops;
 mod range;
@@ -13,6 +15,7 @@ mod upload;
 
 pub use auth::token_hash;
 pub use openapi::document as openapi_document;
+pub use ops::Readiness;
 
 use crate::error::ApiError;
 use crate::state::AppState;

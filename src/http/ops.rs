@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 /// 200 while the process runs.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
@@ -19,16 +20,7 @@ pub async fn healthz() -> Response {
     (status = 200, description = "ready"),
     (status = 503, description = "storage_unavailable, catalog_unavailable or queue_unavailable", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let failing = if let Err(e) = state.store.check().await {
-        Some(("storage", ready::STORAGE_UNAVAILABLE, e.to_string()))
-    } else if let Err(e) = state.catalog.ping().await {
-        Some(("catalog", ready::CATALOG_UNAVAILABLE, e.to_string()))
-    } else if let Err(e) = state.queue.check().await {
-        Some(("queue", ready::QUEUE_UNAVAILABLE, e.to_string()))
-    } else {
-        None
-    };
-    match failing {
+    match state.readiness.check(&state).await {
         None => axum::Json(json!({
             "status": "ready",
             "storage": state.store.name(),
@@ -36,8 +28,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "queue": state.queue.name(),
         }))
         .into_response(),
-        Some((what, code, cause)) => {
-            tracing::warn!(backend = what, error = %cause, "not ready");
+        Some(Failing { what, code }) => {
             let body = ErrorBody {
                 error: ErrorDetail {
                     code: code.code,
@@ -46,6 +37,50 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             };
             (code.status, axum::Json(body)).into_response()
         }
+    }
+}
+
+/// The backend that does not answer.
+#[derive(Clone, Copy)]
+struct Failing {
+    what: &'static str,
+    code: crate::codes::ApiCode,
+}
+
+/// `/readyz`'s last answer, kept for [`Readiness::FRESH_FOR`]: a load balancer (or an
+/// attacker) polling it costs the backends one round of checks a second, and concurrent
+/// calls wait for one round instead of each starting its own.
+#[derive(Default)]
+pub struct Readiness(tokio::sync::Mutex<Option<(Instant, Option<Failing>)>>);
+
+impl Readiness {
+    const FRESH_FOR: Duration = Duration::from_secs(1);
+
+    async fn check(&self, state: &AppState) -> Option<Failing> {
+        let mut last = self.0.lock().await;
+        if let Some((at, failing)) = *last {
+            if at.elapsed() < Self::FRESH_FOR {
+                return failing;
+            }
+        }
+        let failing = Self::check_now(state).await;
+        *last = Some((Instant::now(), failing));
+        failing
+    }
+
+    async fn check_now(state: &AppState) -> Option<Failing> {
+        state.metrics.readiness_checks.inc();
+        let (what, code, cause) = if let Err(e) = state.store.check().await {
+            ("storage", ready::STORAGE_UNAVAILABLE, e.to_string())
+        } else if let Err(e) = state.catalog.ping().await {
+            ("catalog", ready::CATALOG_UNAVAILABLE, e.to_string())
+        } else if let Err(e) = state.queue.check().await {
+            ("queue", ready::QUEUE_UNAVAILABLE, e.to_string())
+        } else {
+            return None;
+        };
+        tracing::warn!(backend = what, error = %cause, "not ready");
+        Some(Failing { what, code })
     }
 }
 

@@ -1,20 +1,23 @@
 //! `POST /v1/chats/{chat}/media`: parses the request for the upload use case
 //! ([`crate::usecase::upload`]), which streams the body into the chat's bucket and records it.
 
+use super::body::Guarded;
 use super::extract::{Path, Query};
+use super::multipart::{self, Form, FormError};
 use crate::domain::{ChatId, Media, UserId};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::usecase::upload::{Begun, Receiving, Stored, Upload};
-use axum::extract::{FromRequest, Multipart, Request, State};
+use crate::usecase::upload::{Begun, Stored, Upload};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-/// Multipart framing around the file part; not counted against the file size limit.
-const MULTIPART_SLACK: u64 = 64 * 1024;
+/// What a multipart body may carry besides its file (delimiters, headers, small parts): the
+/// whole body may be this much over `max_upload_bytes`, the file itself not a byte.
+pub const MULTIPART_FRAMING: u64 = 64 * 1024;
 
 #[derive(Deserialize, IntoParams)]
 pub struct UploadParams {
@@ -51,10 +54,24 @@ pub async fn upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers();
-    let multipart = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+        .unwrap_or_default();
+    let boundary = match content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        false => None,
+        true => Some(multipart::boundary(content_type).ok_or_else(|| {
+            ApiError::BadRequest("multipart/form-data needs a boundary of 1-70 characters".into())
+        })?),
+    };
+    let framing = if boundary.is_some() {
+        MULTIPART_FRAMING
+    } else {
+        0
+    };
     let upload = Upload {
         chat: ChatId::parse(&chat)?,
         user: UserId::parse(&params.user)?,
@@ -66,18 +83,58 @@ pub async fn upload(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok()),
-        framing: if multipart { MULTIPART_SLACK } else { 0 },
+        framing,
     };
     let receiving = match upload.begin(&state).await? {
         Begun::Existing(media) => return Ok((StatusCode::OK, axum::Json(media)).into_response()),
         Begun::Receiving(receiving) => receiving,
     };
-    let stored = match multipart {
-        false => {
-            let body = request.into_body().into_data_stream();
-            receiving.receive(&state, body, None).await?
+    let config = &state.config;
+    let mut body = Guarded::new(
+        request.into_body().into_data_stream(),
+        config.max_upload_bytes.saturating_add(framing),
+        config.max_upload_bytes,
+        config.upload_idle_timeout,
+    );
+    let stored = match boundary {
+        None => {
+            let stored = receiving.receive(&state, &mut body, None).await;
+            if lingers(&stored) {
+                body.linger().await;
+            }
+            stored?
         }
-        true => receive_file_part(&state, request, receiving).await?,
+        Some(boundary) => {
+            let mut form = Form::new(body, &boundary, config.multipart);
+            let stored = async {
+                // Parts before the file are skipped, each within its limit.
+                let name = loop {
+                    match form.next_part().await? {
+                        Some(part) if part.name.as_deref() == Some("file") => break part.filename,
+                        Some(_) => continue,
+                        None => {
+                            return Err(FormError::Malformed(
+                                "no multipart part named \"file\"".into(),
+                            ))
+                        }
+                    }
+                };
+                let content = futures_util::stream::try_unfold(&mut form, |form| async move {
+                    Ok(form.content().await?.map(|piece| (piece, form)))
+                });
+                Ok(receiving.receive(&state, content, name).await)
+            }
+            .await;
+            let stored = match stored {
+                Ok(stored) => stored,
+                Err(FormError::Body(e)) => Err(e.into()),
+                Err(FormError::Malformed(why)) => Err(ApiError::BadRequest(why)),
+            };
+            if lingers(&stored) {
+                form.body().linger().await;
+            }
+            stored?
+        }
     };
     Ok(match stored {
         Stored::New(media) => (StatusCode::CREATED, axum::Json(media)).into_response(),
@@ -85,27 +142,11 @@ pub async fn upload(
     })
 }
 
-/// Streams the multipart part named `file`, with the filename it carries; parts before it
-/// are skipped unread by the parser.
-async fn receive_file_part(
-    state: &AppState,
-    request: Request,
-    receiving: Receiving,
-) -> Result<Stored, ApiError> {
-    let mut form = Multipart::from_request(request, &())
-        .await
-        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    loop {
-        let field = form
-            .next_field()
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
-            .ok_or_else(|| ApiError::BadRequest("no multipart part named \"file\"".into()))?;
-        if field.name() == Some("file") {
-            let name = field.file_name().map(str::to_owned);
-            return receiving.receive(state, field, name).await;
-        }
-    }
+/// Whether to read what the client still sends before answering `stored`: a refused body may
+/// be mid-flight, and a client that is still writing would see a reset instead of the answer.
+/// Not after an idle timeout: that client is not sending.
+fn lingers(stored: &Result<Stored, ApiError>) -> bool {
+    matches!(stored, Err(e) if !matches!(e, ApiError::UploadTimeout(_)))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -70,7 +70,7 @@ impl Task for Worker {
     /// Waits for a job (the only point where shutdown ends a worker), then runs it to its end.
     async fn step(&mut self, stop: &CancellationToken) -> anyhow::Result<Step> {
         // The lease outlives the job's time budget, so a live job is never handed out twice.
-        let lease = self.state.config.job_timeout + Duration::from_secs(60);
+        let lease = self.state.budgets.longest(&self.kinds) + Duration::from_secs(60);
         let Some(next) = stop
             .run_until_cancelled(self.state.queue.next(&self.kinds, lease))
             .await

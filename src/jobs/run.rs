@@ -108,7 +108,7 @@ async fn retry_or_fail(state: &AppState, job: &Job, code: Code, e: anyhow::Error
         .await;
     }
     let delay = Duration::from_secs(2u64.pow(job.attempt.min(8)));
-    tracing::warn!(error = ?e, ?delay, "job will be retried");
+    tracing::warn!(error = %format_args!("{e:#}"), ?delay, "job will be retried");
     if let Err(e) = state.queue.retry(job, delay).await {
         // The lease runs out and the job comes back anyway.
         tracing::error!(error = %e, "cannot requeue; the lease will expire instead");
@@ -177,7 +177,7 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
         exe: worker_exe(state).map_err(|e| Stop::Retry(e.into()))?,
         presets: state.config.presets.clone(),
         memory_limit: state.config.job_memory_limit,
-        timeout: state.config.job_timeout,
+        timeout: state.budgets.of(job.kind),
     };
     let ended = isolation
         .run(pipeline, &input, &out_dir)

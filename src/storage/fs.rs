@@ -190,14 +190,28 @@ impl BlobStore for FsStore {
         }
     }
 
+    /// Both directories are there and writable; nothing is written (`/readyz` calls this).
     async fn check(&self) -> Result<()> {
-        let (mut file, _temp) = self.temp_file().map_err(|e| match e {
-            StorageError::Other(e) => StorageError::Unavailable(e),
-            other => other,
-        })?;
-        use std::io::Write;
-        file.write_all(b"ok")
-            .map_err(|e| StorageError::Unavailable(e.into()))?;
+        for dir in [&self.objects, &self.tmp] {
+            let usable =
+                std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) && nix_access_writable(dir);
+            if !usable {
+                return Err(StorageError::Unavailable(anyhow::anyhow!(
+                    "{} is not a writable directory",
+                    dir.display()
+                )));
+            }
+        }
         Ok(())
     }
+}
+
+/// `access(2)` with `W_OK`: whether this process may create files in `dir`.
+fn nix_access_writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
 }

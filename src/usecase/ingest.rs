@@ -1,18 +1,14 @@
-//! Streaming an upload body into storage: bounded buffers, SHA-256 and the size limit computed
-//! as bytes pass, the first bytes kept for sniffing. Nothing here holds a whole body.
+//! Streaming an upload's file into storage: bounded buffers, SHA-256 and the size limit
+//! computed as bytes pass, the first bytes kept for sniffing. Nothing here holds a whole body.
+//! The transport's own bounds (the idle timeout, the cap on the whole request, lingering after
+//! a refusal) are the HTTP edge's: [`crate::http::body`].
 
 use crate::domain::sniff::SNIFF_BYTES;
 use crate::storage::{PutSink, StorageError};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use std::fmt::Display;
 use std::time::Duration;
-
-/// After refusing an oversized body, read and discard up to this much more, so the client
-/// gets to read our 413 instead of a connection reset.
-const LINGER_BYTES: u64 = 16 << 20;
-const LINGER_TIME: Duration = Duration::from_secs(5);
 
 pub struct Ingested {
     pub size: u64,
@@ -21,41 +17,34 @@ pub struct Ingested {
     pub head: Vec<u8>,
 }
 
+/// Why a body was not taken.
 #[derive(Debug)]
 pub enum IngestError {
-    TooLarge,
-    /// The client stopped sending (disconnect or a broken body).
+    /// Over `limit` (`max_upload_bytes`): the file, or the whole request with its framing.
+    TooLarge {
+        limit: u64,
+    },
+    /// The client stopped sending (disconnect), or its framing is broken.
     Body(String),
-    /// No bytes arrived for the idle timeout.
-    Idle,
+    /// No bytes arrived for this long.
+    Idle(Duration),
     Storage(StorageError),
 }
 
-pub async fn ingest<S, E>(
-    body: S,
-    sink: &mut dyn PutSink,
-    limit: u64,
-    idle: Duration,
-) -> Result<Ingested, IngestError>
+/// Streams `body` into `sink`, refusing it once it is over `limit` bytes.
+pub async fn ingest<S>(body: S, sink: &mut dyn PutSink, limit: u64) -> Result<Ingested, IngestError>
 where
-    S: Stream<Item = Result<Bytes, E>>,
-    E: Display,
+    S: Stream<Item = Result<Bytes, IngestError>>,
 {
     let mut body = std::pin::pin!(body);
     let mut size = 0u64;
     let mut hasher = Sha256::new();
     let mut head = Vec::with_capacity(SNIFF_BYTES);
-    loop {
-        let chunk = match tokio::time::timeout(idle, body.next()).await {
-            Err(_) => return Err(IngestError::Idle),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(IngestError::Body(e.to_string())),
-            Ok(Some(Ok(chunk))) => chunk,
-        };
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
         size += chunk.len() as u64;
         if size > limit {
-            linger(body).await;
-            return Err(IngestError::TooLarge);
+            return Err(IngestError::TooLarge { limit });
         }
         hasher.update(&chunk);
         if head.len() < SNIFF_BYTES {
@@ -69,20 +58,4 @@ where
         sha256: hasher.finalize().into(),
         head,
     })
-}
-
-async fn linger<S, E>(mut body: std::pin::Pin<&mut S>)
-where
-    S: Stream<Item = Result<Bytes, E>>,
-{
-    let mut discarded = 0u64;
-    let _ = tokio::time::timeout(LINGER_TIME, async {
-        while let Some(Ok(chunk)) = body.next().await {
-            discarded += chunk.len() as u64;
-            if discarded > LINGER_BYTES {
-                break;
-            }
-        }
-    })
-    .await;
 }

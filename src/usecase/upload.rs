@@ -10,12 +10,9 @@ use crate::storage::{media_prefix, original_key};
 use bytes::Bytes;
 use futures_util::Stream;
 use std::collections::BTreeMap;
-use std::fmt::Display;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// A body that sends nothing for this long is abandoned (slow-client defence).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Secret-chat TTLs longer than this are refused as a likely mistake.
 const MAX_MEDIA_TTL: u64 = 366 * 24 * 3600;
 
@@ -113,27 +110,24 @@ impl Receiving {
     /// Streams `body` into the store as the media's original, then records the media and, for
     /// image/audio/video, its job. `part_name` is the filename the body itself carried (a
     /// multipart part's), used when the upload named none. On any error nothing stays stored.
-    pub async fn receive<S, E>(
+    pub async fn receive<S>(
         self,
         state: &AppState,
         body: S,
         part_name: Option<String>,
     ) -> Result<Stored, ApiError>
     where
-        S: Stream<Item = Result<Bytes, E>>,
-        E: Display,
+        S: Stream<Item = Result<Bytes, IngestError>>,
     {
         let Receiving { upload, ttl, chat } = self;
         let bucket = chat.bucket;
         let limit = state.config.max_upload_bytes;
         let id = MediaId::generate();
         let mut sink = state.store.begin_put(&bucket, &original_key(&id)).await?;
-        let ingested = ingest(body, sink.as_mut(), limit, IDLE_TIMEOUT)
-            .await
-            .map_err(|e| {
-                state.metrics.upload("unknown", e.code());
-                e.into_api(limit)
-            })?;
+        let ingested = ingest(body, sink.as_mut(), limit).await.map_err(|e| {
+            state.metrics.upload("unknown", e.code());
+            ApiError::from(e)
+        })?;
         if ingested.size == 0 {
             return Err(ApiError::EmptyFile);
         }
@@ -218,22 +212,24 @@ fn same_upload(earlier: &Media, uploader: &UserId, sha256: Option<&str>) -> Resu
 
 impl IngestError {
     /// The outcome label of `satchel_uploads_total`.
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
-            IngestError::TooLarge => "too_large",
+            IngestError::TooLarge { .. } => "too_large",
             IngestError::Body(_) => "client_gone",
-            IngestError::Idle => "upload_timeout",
+            IngestError::Idle(_) => "upload_timeout",
             IngestError::Storage(_) => "storage_error",
         }
     }
+}
 
-    fn into_api(self, limit: u64) -> ApiError {
-        match self {
-            IngestError::TooLarge => ApiError::TooLarge(limit),
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::TooLarge { limit } => ApiError::TooLarge(limit),
             IngestError::Body(cause) => {
                 ApiError::BadRequest(format!("the upload was cut short: {cause}"))
             }
-            IngestError::Idle => ApiError::UploadTimeout(IDLE_TIMEOUT.as_secs()),
+            IngestError::Idle(after) => ApiError::UploadTimeout(after.as_secs()),
             IngestError::Storage(e) => e.into(),
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// `satchel ARGS` with `env` on top of a fresh data directory, run to its exit (killed after
 /// 60 s: a server that starts when it should not does not hang the suite).
-fn satchel(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub fn satchel(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_satchel"))
         .args(args)

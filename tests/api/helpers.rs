@@ -379,6 +379,19 @@ impl TestApp {
     }
 
     /// `DELETE /v1/chats/{chat}`; asserts `204`.
+    /// `/readyz` once it answers `status`: its answer is kept for a second, so a change shows
+    /// within about that. Fails after 5 s.
+    pub async fn readyz_becomes(&self, status: StatusCode) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = self.client.get(self.url("/readyz")).send().await.unwrap();
+            if r.status() == status || Instant::now() > deadline {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn erase_chat(&self, chat: &str) {
         let r = self
             .api(Method::DELETE, &format!("/v1/chats/{chat}"))

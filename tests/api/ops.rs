@@ -31,6 +31,41 @@ async fn readiness_names_storage_when_it_fails() {
     assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
 }
 
+/// Finding 11: `/readyz` is cheap. A storm of calls costs one round of backend checks a
+/// second, and an outage still shows within about a second.
+#[tokio::test]
+async fn a_readyz_storm_costs_one_round_of_checks_a_second_and_outages_still_show() {
+    let app = spawn_app_with(&FILESYSTEM_STORE).await;
+    let rounds = |metrics: String| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("satchel_readiness_checks_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let metrics = || async {
+        let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+        r.text().await.unwrap()
+    };
+    let before = rounds(metrics().await);
+    let started = std::time::Instant::now();
+    let calls = (0..400).map(|_| async {
+        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    });
+    futures_util::future::join_all(calls).await;
+    let seconds = started.elapsed().as_secs() + 1;
+    let spent = rounds(metrics().await) - before;
+    assert!(
+        (1..=seconds + 1).contains(&spent),
+        "{spent} rounds of checks for 400 calls in {seconds} s"
+    );
+
+    std::fs::remove_dir_all(app.dir.path().join("tmp")).unwrap();
+    let r = app.readyz_becomes(StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
+}
+
 #[tokio::test]
 async fn metrics_count_uploads_jobs_and_links() {
     let app = spawn_app().await;

@@ -79,9 +79,32 @@ fn long_wav(seconds: u32) -> Vec<u8> {
     wav
 }
 
+/// The built-in presets with the audio jobs' own budget, `max_job_seconds`, set to `seconds`.
+fn presets_with_audio_budget(dir: &std::path::Path, seconds: u32) -> String {
+    let default =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/presets/default.toml"))
+            .unwrap();
+    let audio = default.find("[audio]").unwrap();
+    let at = audio + default[audio..].find("max_job_seconds = 120").unwrap();
+    let edited = format!(
+        "{}max_job_seconds = {seconds}{}",
+        &default[..at],
+        &default[at + "max_job_seconds = 120".len()..]
+    );
+    let path = dir.join("presets.toml");
+    std::fs::write(&path, edited).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn a_job_over_its_time_budget_is_killed_and_fails_with_timed_out() {
-    let app = spawn_app_with(&[("SATCHEL_JOB_TIMEOUT_SECONDS", "1")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let presets = presets_with_audio_budget(dir.path(), 1);
+    let app = spawn_app_with(&[
+        ("SATCHEL_JOB_TIMEOUT_SECONDS", "1"),
+        ("SATCHEL_PRESETS", &presets),
+    ])
+    .await;
     // Ten minutes of audio: well within the preset's limits, far more than a second of work.
     let media = app.upload_ok("c1", "u1", "long.wav", long_wav(600)).await;
     assert_eq!(media["kind"], "audio");
@@ -92,6 +115,18 @@ async fn a_job_over_its_time_budget_is_killed_and_fails_with_timed_out() {
     // Killed, not left running in the background.
     let running = crate::processes::transform_children(std::process::id());
     assert!(running.is_empty(), "transforms still running: {running:?}");
+}
+
+/// Finding 11: the job's budget is the larger of `job_timeout_seconds` and the preset's own
+/// `max_job_seconds`; a short global timeout killed every long voice note and video.
+#[tokio::test]
+async fn a_preset_budget_longer_than_job_timeout_gives_the_job_its_time() {
+    let app = spawn_app_with(&[("SATCHEL_JOB_TIMEOUT_SECONDS", "1")]).await;
+    // Fifteen minutes of audio: several seconds of work, within the preset's 120 s.
+    let media = app.upload_ok("c1", "u1", "long.wav", long_wav(900)).await;
+    let done = app.wait_processed(media["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    assert!(done["variants"]["voice"].is_object(), "{done}");
 }
 
 #[tokio::test]
