@@ -51,7 +51,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// A worker's child process: one job's transform, reported as JSON on stdout.
+    /// A worker's child process: one job's transform, reported as JSON on stdout. It confines
+    /// itself to FILE (read) and OUT (read and write) before it opens FILE.
     #[command(hide = true)]
     Transform {
         file: PathBuf,
@@ -225,19 +226,23 @@ fn transform(
     let pipeline = Kind::parse(kind)
         .and_then(Kind::pipeline)
         .ok_or_else(|| anyhow::anyhow!("no pipeline for {kind:?}"))?;
-    let report = satchel::jobs::isolate::transform(pipeline, &file, &presets(preset)?, &out);
+    // The presets are the worker's own file: read before the sandbox closes the filesystem.
+    let presets = presets(preset)?;
+    satchel::jobs::sandbox::confine(&file, &out)?;
+    let report = satchel::jobs::isolate::transform(pipeline, &file, &presets, &out);
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
-/// The child of `satchel sandbox-probe`.
+/// The child of `satchel sandbox-probe`: confined exactly as a transform is.
 fn probe_child(
     file: PathBuf,
     out: PathBuf,
     open: &[PathBuf],
     connect: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
-    let probe = satchel::jobs::sandbox::probe("none", &file, &out, open, connect);
+    let applied = satchel::jobs::sandbox::confine(&file, &out)?;
+    let probe = satchel::jobs::sandbox::probe(&applied, &file, &out, open, connect);
     println!("{}", serde_json::to_string(&probe)?);
     Ok(())
 }

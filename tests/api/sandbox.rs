@@ -1,11 +1,12 @@
 //! Review finding 6 of issue 12: the transform child runs FFmpeg's C decoders on hostile bytes,
-//! so it holds no secret.
+//! so it holds no secret and reaches nothing but its input file and its output directory.
 //! `satchel sandbox-probe` spawns a child by the very code a job uses and has it try what a
 //! subverted decoder would; every fixture kind still transforms in such a child.
 
 use satchel::domain::sniff;
 use satchel::jobs::isolate::{Ended, Isolation, Report};
 use serde_json::Value;
+use std::net::TcpListener;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -36,6 +37,8 @@ const LEAKED_FD: i32 = 7;
 
 struct Probed {
     report: Value,
+    secret: String,
+    listener: TcpListener,
     _data: tempfile::TempDir,
 }
 
@@ -45,11 +48,17 @@ fn probe() -> Probed {
     let data = tempfile::tempdir().unwrap();
     let secret = data.path().join("link-secret");
     std::fs::write(&secret, "probe-link-secret-0123456789abcdef\n").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
     let leaked = std::fs::File::open(&secret).unwrap();
     let leaked_fd = leaked.as_raw_fd();
     let mut command = Command::new(env!("CARGO_BIN_EXE_satchel"));
     command
         .arg("sandbox-probe")
+        .arg("--open")
+        .arg(&secret)
+        .args(["--connect", &addr])
         .env("SATCHEL_DATA_DIR", data.path())
         .envs(SECRETS)
         .stdin(Stdio::null());
@@ -69,6 +78,8 @@ fn probe() -> Probed {
     eprintln!("probe: {report}");
     Probed {
         report,
+        secret: secret.display().to_string(),
+        listener,
         _data: data,
     }
 }
@@ -100,6 +111,43 @@ fn a_transform_child_sees_no_secret_and_holds_no_inherited_descriptor() {
         serde_json::json!([0, 1, 2]),
         "{}",
         p.report
+    );
+}
+
+#[test]
+fn a_transform_child_cannot_open_the_data_dir_or_reach_the_network() {
+    let p = probe();
+    let r = &p.report;
+    let confinement = r["confinement"].as_str().unwrap_or_default();
+    let opened = r["open"][&p.secret].as_str().expect("the open was tried");
+    assert!(
+        opened.contains("Permission denied"),
+        "{} opened ({confinement}): {r}",
+        p.secret
+    );
+    let environ = r["parent_environ"].as_str().unwrap();
+    assert!(
+        environ.contains("Permission denied"),
+        "the worker's /proc/PID/environ ({confinement}): {r}"
+    );
+    for net in ["connect", "udp", "unix"] {
+        let outcome = r[net].as_str().unwrap();
+        assert!(
+            outcome.contains("Permission denied"),
+            "{net} ({confinement}): {r}"
+        );
+    }
+    // Landlock's scopes (ABI 6, Linux 6.12) also keep it from signalling the worker.
+    if confinement.contains("scopes") {
+        let signal = r["signal_parent"].as_str().unwrap();
+        assert!(signal.contains("Operation not permitted"), "signal: {r}");
+    }
+    let accepted = p.listener.accept();
+    assert!(
+        accepted
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "the listener accepted a connection: {accepted:?}"
     );
 }
 
