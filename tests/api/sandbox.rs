@@ -225,3 +225,19 @@ async fn every_fixture_kind_transforms_in_a_confined_child() {
 fn is_file(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0)
 }
+
+/// The start-up line of a node with workers says what confinement this kernel gives, and it
+/// is what a child got.
+#[tokio::test]
+async fn the_start_up_line_says_what_confinement_a_child_gets() {
+    let log = crate::cli::start_up_log(&[]).await;
+    let serving = log
+        .lines()
+        .find(|l| l.contains("satchel is serving"))
+        .unwrap_or_else(|| panic!("no start-up line in {log}"));
+    let confinement = probe().report["confinement"].as_str().unwrap().to_owned();
+    assert!(
+        serving.contains(&format!("sandbox=\"{confinement}\"")),
+        "{confinement:?} not in {serving}"
+    );
+}
