@@ -245,11 +245,25 @@ impl Application {
         });
         let housekeeping = Group::new(state.metrics.clone());
         housekeeping.spawn(Sweeper::new(state.clone()));
+        let sandbox = match role.workers {
+            Some(_) => {
+                let support = crate::jobs::sandbox::Support::detect();
+                if let Some(missing) = support.missing() {
+                    tracing::warn!(
+                        missing,
+                        "transform children are confined less on this kernel"
+                    );
+                }
+                support.to_string()
+            }
+            None => "none (no workers)".into(),
+        };
         tracing::info!(
             addr = %listener.local_addr()?,
             api = role.api,
             workers = role.workers_label().as_str(),
             queue = state.queue.name(),
+            sandbox = sandbox.as_str(),
             "satchel is serving"
         );
 

@@ -4,8 +4,9 @@ use satchel::app::Role;
 use satchel::domain::{sniff, Kind};
 use satchel::{Application, Config};
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Media processing for chat backends.
 #[derive(Parser)]
@@ -50,16 +51,36 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// A worker's child process: one job's transform, reported as JSON on stdout.
+    /// A worker's child process: one job's transform, reported as JSON on stdout. It confines
+    /// itself to FILE (read) and OUT (read and write) before it opens FILE.
     #[command(hide = true)]
     Transform {
         file: PathBuf,
-        #[arg(long)]
-        kind: String,
+        #[arg(long, required_unless_present = "probe")]
+        kind: Option<String>,
         #[arg(long)]
         preset: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+        /// Instead of the transform, be the child of `satchel sandbox-probe`.
+        #[arg(long)]
+        probe: bool,
+        /// With `--probe`: try to read this file (repeatable).
+        #[arg(long)]
+        probe_open: Vec<PathBuf>,
+        /// With `--probe`: try to reach this address over TCP and UDP.
+        #[arg(long)]
+        probe_connect: Option<SocketAddr>,
+    },
+    /// Starts a transform child as a job does and has it try what a subverted decoder would:
+    /// read its input, write its output directory, read each `--open` file, connect to
+    /// `--connect`, list its environment and descriptors. Prints what it got, as JSON.
+    #[command(hide = true)]
+    SandboxProbe {
+        #[arg(long)]
+        open: Vec<PathBuf>,
+        #[arg(long)]
+        connect: Option<SocketAddr>,
     },
     /// Benchmark satchel against the tools ops would otherwise use; writes report.md,
     /// report.json and SVG charts. Runs `satchel-bench` from this binary's directory
@@ -129,7 +150,14 @@ fn main_inner() -> anyhow::Result<()> {
             kind,
             preset,
             out,
-        } => transform(file, &kind, preset, out),
+            probe,
+            probe_open,
+            probe_connect,
+        } => match kind {
+            Some(kind) if !probe => transform(file, &kind, preset, out),
+            _ => probe_child(file, out, &probe_open, probe_connect),
+        },
+        Command::SandboxProbe { open, connect } => sandbox_probe(&open, connect),
         Command::Bench { args } => bench(args),
     }
 }
@@ -209,8 +237,46 @@ fn transform(
     let pipeline = Kind::parse(kind)
         .and_then(Kind::pipeline)
         .ok_or_else(|| anyhow::anyhow!("no pipeline for {kind:?}"))?;
-    let report = satchel::jobs::isolate::transform(pipeline, &file, &presets(preset)?, &out);
+    // The presets are the worker's own file: read before the sandbox closes the filesystem.
+    let presets = presets(preset)?;
+    satchel::jobs::sandbox::confine(&file, &out)?;
+    let report = satchel::jobs::isolate::transform(pipeline, &file, &presets, &out);
     println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// The child of `satchel sandbox-probe`: confined exactly as a transform is.
+fn probe_child(
+    file: PathBuf,
+    out: PathBuf,
+    open: &[PathBuf],
+    connect: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let applied = satchel::jobs::sandbox::confine(&file, &out)?;
+    let probe = satchel::jobs::sandbox::probe(&applied, &file, &out, open, connect);
+    println!("{}", serde_json::to_string(&probe)?);
+    Ok(())
+}
+
+/// `satchel sandbox-probe`: a scratch directory laid out as a job's (an input file and an
+/// empty output directory), and a probe child started through the job's own code.
+fn sandbox_probe(open: &[PathBuf], connect: Option<SocketAddr>) -> anyhow::Result<()> {
+    let scratch = tempfile::Builder::new().prefix("probe-").tempdir()?;
+    let input = scratch.path().join("original");
+    std::fs::write(&input, b"probe input")?;
+    let out_dir = scratch.path().join("out");
+    std::fs::create_dir(&out_dir)?;
+    let isolation = satchel::jobs::isolate::Isolation {
+        exe: std::env::current_exe()?,
+        presets: None,
+        memory_limit: 256 << 20,
+        timeout: Duration::from_secs(30),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let probe = runtime.block_on(isolation.probe(&input, &out_dir, open, connect))?;
+    println!("{}", serde_json::to_string(&probe)?);
     Ok(())
 }
 

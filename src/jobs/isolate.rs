@@ -4,14 +4,19 @@
 //! time budget ends that one job, not the worker and every job it holds.
 //!
 //! The child gets a memory ceiling (`RLIMIT_DATA`), dies with its parent (`PR_SET_PDEATHSIG`),
-//! and is killed when the job's time is up. It reports one JSON [`Report`] on stdout; a child
-//! that exits without one has crashed.
+//! and is killed when the job's time is up. It inherits no secret: its environment is cleared
+//! but for how to log ([`child_env`]), every descriptor above stderr is closed on exec, and it
+//! starts in its output directory. It reports one JSON [`Report`] on stdout; a child that exits
+//! without one has crashed. [`Isolation::probe`] starts a probe child by the same code.
 
+use super::sandbox::Probe;
 use crate::domain::{MediaMetadata, MediaPlaceholder, VariantInfo};
 use satchel_workers::{MediaKind, Presets, Processed, WorkerError};
 use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
@@ -107,6 +112,22 @@ pub struct Isolation {
 /// Reports are small; anything longer is not one.
 const MAX_REPORT: u64 = 1 << 20;
 
+/// The variables a child gets, all that it gets: how to log (stderr is the worker's), the
+/// allocator's arena count, and backtraces if the worker has them. Never a secret or a URL.
+fn child_env() -> Vec<(&'static str, OsString)> {
+    let mut env = vec![
+        ("SATCHEL_LOG", OsString::from("warn")),
+        // One malloc arena: the ceiling is then spent on pixels, not on per-thread heaps.
+        ("MALLOC_ARENA_MAX", OsString::from("2")),
+    ];
+    for name in ["SATCHEL_LOG_FORMAT", "RUST_BACKTRACE"] {
+        if let Some(value) = std::env::var_os(name) {
+            env.push((name, value));
+        }
+    }
+    env
+}
+
 impl Isolation {
     /// Runs one transform in a child and waits for it, at most `timeout`.
     pub async fn run(
@@ -115,27 +136,74 @@ impl Isolation {
         input: &Path,
         out_dir: &Path,
     ) -> std::io::Result<Ended> {
-        let mut command = tokio::process::Command::new(&self.exe);
+        let mut command = self.command(input, out_dir)?;
+        command.arg("--kind").arg(kind.as_str());
+        let Some((status, report)) = self.finish(command).await? else {
+            return Ok(Ended::TimedOut);
+        };
+        if !status.success() {
+            return Ok(Ended::Crashed(format!("the transform {status}")));
+        }
+        match serde_json::from_slice::<Report>(&report) {
+            Ok(report) => Ok(Ended::Reported(report)),
+            Err(e) => Ok(Ended::Crashed(format!(
+                "the transform exited without a report: {e}"
+            ))),
+        }
+    }
+
+    /// Runs a probe child, started and confined as [`run`](Self::run) starts a transform, that
+    /// tries to read each of `open` and to reach `connect` (`satchel sandbox-probe`).
+    pub async fn probe(
+        &self,
+        input: &Path,
+        out_dir: &Path,
+        open: &[PathBuf],
+        connect: Option<SocketAddr>,
+    ) -> anyhow::Result<Probe> {
+        let mut command = self.command(input, out_dir)?;
+        command.arg("--probe");
+        for path in open {
+            command.arg("--probe-open").arg(path);
+        }
+        if let Some(addr) = connect {
+            command.arg("--probe-connect").arg(addr.to_string());
+        }
+        let Some((status, report)) = self.finish(command).await? else {
+            anyhow::bail!("the probe timed out");
+        };
+        if !status.success() {
+            anyhow::bail!("the probe {status}");
+        }
+        Ok(serde_json::from_slice(&report)?)
+    }
+
+    /// `satchel transform --out OUT_DIR [--preset FILE] INPUT`, to which the caller adds what
+    /// the child is to do: an environment of [`child_env`] only, its output directory as its
+    /// working directory, no descriptor but stdin (`/dev/null`), stdout (the report) and
+    /// stderr (the worker's), a memory ceiling, and death with the worker.
+    /// Every path is made absolute first, since the child starts in another directory.
+    fn command(&self, input: &Path, out_dir: &Path) -> std::io::Result<tokio::process::Command> {
+        let absolute = |path: &Path| std::path::absolute(path);
+        let mut command = tokio::process::Command::new(absolute(&self.exe)?);
         command
             .arg("transform")
-            .arg("--kind")
-            .arg(kind.as_str())
             .arg("--out")
-            .arg(out_dir)
-            .arg(input)
-            .env("SATCHEL_LOG", "warn")
-            // One malloc arena: the ceiling is then spent on pixels, not on per-thread heaps.
-            .env("MALLOC_ARENA_MAX", "2")
+            .arg(absolute(out_dir)?)
+            .arg(absolute(input)?)
+            .env_clear()
+            .envs(child_env())
+            .current_dir(out_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         if let Some(presets) = &self.presets {
-            command.arg("--preset").arg(presets);
+            command.arg("--preset").arg(absolute(presets)?);
         }
         let limit = self.memory_limit;
-        // SAFETY: only async-signal-safe calls (setrlimit, prctl, getppid) run between fork
-        // and exec.
+        // SAFETY: only async-signal-safe calls (setrlimit, prctl, getppid, close_range) run
+        // between fork and exec.
         unsafe {
             command.pre_exec(move || {
                 let rlimit = libc::rlimit {
@@ -152,9 +220,27 @@ impl Isolation {
                 if libc::getppid() == 1 {
                     return Err(std::io::Error::other("the worker exited"));
                 }
+                // Rust and our libraries open every descriptor close-on-exec, but one the
+                // worker inherited (from its supervisor, say) may not be: mark them all, from
+                // 3 up. Before Linux 5.11 this fails, and only the libraries' care is left.
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
                 Ok(())
             });
         }
+        Ok(command)
+    }
+
+    /// Spawns `command` and waits for its exit, at most `timeout`: its status and stdout, or
+    /// `None` when it ran out of time and was killed.
+    async fn finish(
+        &self,
+        mut command: tokio::process::Command,
+    ) -> std::io::Result<Option<(ExitStatus, Vec<u8>)>> {
         let mut child = command.spawn()?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let finished = async {
@@ -166,22 +252,13 @@ impl Isolation {
             let status = child.wait().await?;
             std::io::Result::Ok((status, report))
         };
-        let (status, report) = match tokio::time::timeout(self.timeout, finished).await {
-            Ok(finished) => finished?,
+        match tokio::time::timeout(self.timeout, finished).await {
+            Ok(finished) => finished.map(Some),
             Err(_) => {
                 // kill_on_drop would do it too, but the job is not over until the child is.
                 let _ = child.kill().await;
-                return Ok(Ended::TimedOut);
+                Ok(None)
             }
-        };
-        if !status.success() {
-            return Ok(Ended::Crashed(format!("the transform {status}")));
-        }
-        match serde_json::from_slice::<Report>(&report) {
-            Ok(report) => Ok(Ended::Reported(report)),
-            Err(e) => Ok(Ended::Crashed(format!(
-                "the transform exited without a report: {e}"
-            ))),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod isolate;
 pub mod pool;
 pub mod run;
+pub mod sandbox;
 
 pub use pool::WorkerPool;
 pub use run::{run_job, Outcome};

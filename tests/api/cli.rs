@@ -84,7 +84,7 @@ fn urls_are_checked_at_start_up() {
 }
 
 /// The log of `satchel serve` with `env`, from start until it is ready.
-async fn start_up_log(env: &[(&str, &str)]) -> String {
+pub async fn start_up_log(env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("serve.log");
     let log = std::fs::File::create(&log_path).unwrap();

@@ -18,5 +18,6 @@ mod ops;
 mod process_lifecycle;
 mod processes;
 mod s3;
+mod sandbox;
 mod uploads;
 mod webhooks;
