@@ -25,11 +25,13 @@ const SECRETS: [(&str, &str); 4] = [
 ];
 
 /// All that a child's environment may hold: how to log, and the allocator's arena count.
-const CHILD_ENV: [&str; 4] = [
+const CHILD_ENV: [&str; 5] = [
     "SATCHEL_LOG",
     "SATCHEL_LOG_FORMAT",
     "MALLOC_ARENA_MAX",
     "RUST_BACKTRACE",
+    // Set by every satchel process for itself at start-up (no backtraces in logged errors).
+    "RUST_LIB_BACKTRACE",
 ];
 
 /// The descriptor number under which the worker holds an inherited, non-close-on-exec file.
