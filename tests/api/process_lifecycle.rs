@@ -17,7 +17,7 @@ async fn start(dir: &Path) -> Node {
     .await
 }
 
-async fn upload_photos(server: &Node, n: usize) -> Vec<String> {
+pub async fn upload_photos(server: &Node, n: usize) -> Vec<String> {
     let client = reqwest::Client::new();
     let r = client
         .put(format!("{}/v1/chats/c1/members/u1", server.base))
@@ -49,7 +49,7 @@ async fn upload_photos(server: &Node, n: usize) -> Vec<String> {
     ids
 }
 
-async fn assert_all_ready(server: &Node, ids: &[String]) {
+pub async fn assert_all_ready(server: &Node, ids: &[String]) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     for id in ids {

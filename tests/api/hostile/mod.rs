@@ -5,6 +5,8 @@
 mod backtraces;
 mod decoders;
 mod multipart;
+mod mutations;
+mod sigterm;
 
 /// The peak resident set of process `pid` so far (`VmHWM`), in KiB.
 pub fn peak_rss_kib(pid: u32) -> u64 {

@@ -5,6 +5,8 @@
 //! (`scripts/test-all.sh`). The embedded run leaves these tests out by name; run on their own
 //! without a real S3 server, they fail.
 
+mod faults;
+
 use crate::helpers::*;
 use reqwest::StatusCode;
 use satchel::config::S3Settings;
@@ -347,11 +349,11 @@ async fn with_storage_down_uploads_answer_503_record_nothing_and_recover() {
     app.add_member("c2", "u1").await;
     let r = app.upload("c2", "u1", "new-chat.bin", b"x".to_vec()).await;
     assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let r = app.readyz_becomes(StatusCode::SERVICE_UNAVAILABLE).await;
     assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
 
     switch.set(true);
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let r = app.readyz_becomes(StatusCode::OK).await;
     assert_eq!(r.status(), StatusCode::OK);
     // Nothing was recorded under the key: it makes a new media now.
     let r = app
