@@ -26,7 +26,28 @@ use tokio::net::TcpListener;
 async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn BlobStore>> {
     match &config.s3 {
         None => Ok(Arc::new(FsStore::open(data_dir)?)),
-        Some(s3) => Ok(Arc::new(S3Store::new(s3, PartPlan::of(s3))?)),
+        Some(s3) => {
+            let key = match &s3.bucket_key {
+                Some(key) => key.expose_secret().to_owned(),
+                None => {
+                    let (key, path, created) =
+                        crate::secrets::load_or_create(data_dir, "s3-bucket-key")?;
+                    tracing::warn!(
+                        path = %path.display(),
+                        created,
+                        "no s3_bucket_key configured: new chat buckets are named with the \
+                         generated key kept in this file; a cluster must set s3_bucket_key, the \
+                         same on every node"
+                    );
+                    key
+                }
+            };
+            Ok(Arc::new(S3Store::new(
+                s3,
+                PartPlan::of(s3),
+                key.as_bytes(),
+            )?))
+        }
     }
 }
 

@@ -89,6 +89,8 @@ settings! {
     s3_access_key_id: String, "a string";
     s3_secret_access_key: String, "a string";
     s3_bucket_prefix: String, "a string";
+    s3_bucket_key: String, "a string";
+    s3_bucket_key_file: PathBuf, "a path";
     s3_path_style: bool, "true or false";
     s3_part_size_bytes: usize, "a whole number of bytes";
     s3_upload_concurrency: usize, "a whole number of parts";
@@ -214,6 +216,9 @@ pub struct S3Settings {
     pub access_key_id: String,
     pub secret_access_key: SecretString,
     pub bucket_prefix: String,
+    /// The HMAC key of new chat buckets' names (`s3_bucket_key`); `None`: generated and kept
+    /// in the data directory.
+    pub bucket_key: Option<SecretString>,
     pub path_style: bool,
     /// Multipart part size; memory per upload is bounded by part size × (concurrency + 1).
     pub part_size_bytes: usize,
@@ -294,6 +299,7 @@ impl Config {
         let link_secret = one_secret("link_secret", l.link_secret, l.link_secret_file)?;
         let webhook_secrets =
             webhook_secrets_of(l.webhook_secret, l.webhook_secrets, l.webhook_secret_file)?;
+        let bucket_key = one_secret("s3_bucket_key", l.s3_bucket_key, l.s3_bucket_key_file)?;
         let s3 = match l.s3_endpoint.is_some() || l.s3_access_key_id.is_some() {
             false => None,
             true => Some(S3Settings {
@@ -307,6 +313,7 @@ impl Config {
                     .ok_or("SATCHEL_S3_SECRET_ACCESS_KEY is missing")?
                     .into(),
                 bucket_prefix: l.s3_bucket_prefix.unwrap_or_else(|| "satchel-".into()),
+                bucket_key: bucket_key.map(Into::into),
                 path_style: l.s3_path_style.unwrap_or(true),
                 part_size_bytes: l.s3_part_size_bytes.unwrap_or(8 << 20),
                 upload_concurrency: l.s3_upload_concurrency.unwrap_or(4),
@@ -543,5 +550,41 @@ mod tests {
             e,
             "webhook_secrets (SATCHEL_WEBHOOK_SECRETS) lists no secret"
         );
+    }
+
+    #[test]
+    fn the_bucket_key_comes_from_its_value_or_its_file() {
+        let key = "k".repeat(32);
+        let s3 = [
+            ("SATCHEL_S3_ACCESS_KEY_ID", "k"),
+            ("SATCHEL_S3_SECRET_ACCESS_KEY", "s"),
+        ];
+        let bucket_key = |pairs: &[(&str, &str)]| {
+            let all: Vec<_> = s3.iter().chain(pairs).copied().collect();
+            let c = Config::load_from(None, env(&all)).unwrap();
+            let key = c.s3.unwrap().bucket_key;
+            key.map(|k| k.expose_secret().to_owned())
+        };
+        assert_eq!(bucket_key(&[]), None);
+        assert_eq!(
+            bucket_key(&[("SATCHEL_S3_BUCKET_KEY", &key)]),
+            Some(key.clone())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bucket-key");
+        std::fs::write(&file, format!("{key}\n")).unwrap();
+        let path = file.to_str().unwrap();
+        assert_eq!(
+            bucket_key(&[("SATCHEL_S3_BUCKET_KEY_FILE", path)]),
+            Some(key.clone())
+        );
+        std::fs::write(&file, format!("{key}\n{key}\n")).unwrap();
+        let all: Vec<_> = s3
+            .iter()
+            .copied()
+            .chain([("SATCHEL_S3_BUCKET_KEY_FILE", path)])
+            .collect();
+        let e = Config::load_from(None, env(&all)).unwrap_err();
+        assert!(e.contains("it must hold one secret"), "{e}");
     }
 }

@@ -29,7 +29,7 @@ pub fn load_or_create(data_dir: &Path, name: &str) -> std::io::Result<(String, P
 }
 
 /// Secrets shared by every node must be at least 32 bytes as given (not decoded): an empty or
-/// short one would make links or webhook signatures forgeable.
+/// short one would make links, webhook signatures or bucket names guessable.
 pub fn check(key: &str, value: Option<&str>) -> Result<(), String> {
     match value {
         Some(v) if v.len() < MIN_SECRET_BYTES => Err(format!(

@@ -245,3 +245,29 @@ fn webhook_secrets_under_32_bytes_refuse_start_up() {
         &["set webhook_secret or webhook_secrets, not both"],
     );
 }
+
+/// Review finding 12: the bucket key, or its file, under 32 bytes refuses start-up.
+#[test]
+fn a_bucket_key_under_32_bytes_refuses_start_up() {
+    let short = "0123456789abcdef0123456789abcde";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bucket-key");
+    std::fs::write(&file, format!("{short}\n")).unwrap();
+    for (var, value, named) in [
+        (
+            "SATCHEL_S3_BUCKET_KEY",
+            short,
+            "s3_bucket_key (SATCHEL_S3_BUCKET_KEY) ",
+        ),
+        (
+            "SATCHEL_S3_BUCKET_KEY_FILE",
+            file.to_str().unwrap(),
+            "s3_bucket_key_file (SATCHEL_S3_BUCKET_KEY_FILE): ",
+        ),
+    ] {
+        refuses_to_start_saying(
+            &[("SATCHEL_API_TOKENS", TOKEN), (var, value)],
+            &[named, "must be at least 32 bytes, not 31"],
+        );
+    }
+}
