@@ -253,6 +253,11 @@ impl BlobStore for S3Store {
         let new = match created {
             Ok(_) => true,
             Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => false,
+            // The name is someone else's: nothing of this chat can be stored until an
+            // operator frees the bucket or grants it to satchel's key.
+            Err(e) if e.code() == Some("BucketAlreadyExists") => {
+                return Err(StorageError::BucketTaken(bucket.to_owned()))
+            }
             Err(e) => return Err(classify(e)),
         };
         let known = self
@@ -407,6 +412,7 @@ impl BlobStore for S3Store {
                 StorageError::Unavailable(e) | StorageError::Other(e) => {
                     Err(StorageError::Unavailable(e))
                 }
+                taken @ StorageError::BucketTaken(_) => Err(taken),
             },
         }
     }

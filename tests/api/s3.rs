@@ -503,3 +503,91 @@ async fn a_chat_keeps_its_bucket_when_a_bucket_key_is_set_later() {
     assert_eq!(bucket, keyed_bucket(&prefix, key, "c2", &generation));
     assert_eq!(app.bucket_count(), 2);
 }
+
+fn test_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("this test needs {name}; run eval \"$(scripts/garage.sh env)\" first")
+    })
+}
+
+/// A client of the test S3 server with another account's key (`scripts/garage.sh env`
+/// prints `SATCHEL_TEST_S3_OTHER_*`): someone else on the same store.
+fn other_account(s3: &S3Settings) -> aws_sdk_s3::Client {
+    let mut other = s3.clone();
+    other.access_key_id = test_var("SATCHEL_TEST_S3_OTHER_ACCESS_KEY_ID");
+    other.secret_access_key = test_var("SATCHEL_TEST_S3_OTHER_SECRET_ACCESS_KEY").into();
+    s3_client(&other)
+}
+
+/// A call to Garage's admin API (`SATCHEL_TEST_GARAGE_ADMIN_*`).
+async fn garage_admin(path: &str, body: Value) -> Value {
+    let url = format!("{}{path}", test_var("SATCHEL_TEST_GARAGE_ADMIN_URL"));
+    let r = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(test_var("SATCHEL_TEST_GARAGE_ADMIN_TOKEN"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("Garage's admin API at {url}: {e}"));
+    assert!(r.status().is_success(), "{url}: {r:?}");
+    r.json().await.unwrap_or(Value::Null)
+}
+
+/// Makes `name` a bucket of the other account, in the store's global namespace as every
+/// bucket name is on AWS; returns its id. (On Garage a key's CreateBucket names the bucket in
+/// that key's own namespace, so only the admin API can hold a name against everyone.)
+async fn squat(name: &str) -> String {
+    let bucket = garage_admin(
+        "/v2/CreateBucket",
+        json!({
+            "globalAlias": name,
+            "localAlias": {
+                "accessKeyId": test_var("SATCHEL_TEST_S3_OTHER_ACCESS_KEY_ID"),
+                "alias": name,
+                "allow": {"read": true, "write": true, "owner": true},
+            },
+        }),
+    )
+    .await;
+    bucket["id"].as_str().expect("a bucket id").to_owned()
+}
+
+/// Review finding 12: a chat's bucket name held by another account (squatted, as the
+/// unkeyed names of earlier versions could be) is a clear error, not an opaque 500.
+#[tokio::test]
+async fn a_bucket_held_by_another_account_answers_bucket_taken() {
+    require_s3();
+    let app = spawn_app().await;
+    let s3 = s3_of(&app).clone();
+    let squatted = unkeyed_bucket(&s3.bucket_prefix, "c9");
+    let id = squat(&squatted).await;
+
+    // As a version before chat generations recorded the chat: its unkeyed name, the bucket
+    // not created yet (say the store was down at that first upload).
+    {
+        use sqlx::Connection;
+        let db = app.database.as_ref().unwrap();
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO chats (chat_id, bucket, created_at, generation) VALUES ($1, $2, 0, '')",
+        )
+        .bind("c9")
+        .bind(&squatted)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    app.add_member("c9", "u1").await;
+    let r = app.upload("c9", "u1", "a.bin", b"private".to_vec()).await;
+    let held = other_account(&s3)
+        .list_objects_v2()
+        .bucket(&squatted)
+        .send()
+        .await;
+    garage_admin(&format!("/v2/DeleteBucket?id={id}"), Value::Null).await;
+    assert_error(r, StatusCode::INTERNAL_SERVER_ERROR, "bucket_taken").await;
+    let held = held.expect("the other account lists its bucket");
+    assert_eq!(held.contents().len(), 0, "the squatter got our bytes");
+    // Other chats are unaffected.
+    app.upload_ok("c1", "u1", "b.bin", b"fine".to_vec()).await;
+}
