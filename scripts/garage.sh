@@ -15,6 +15,9 @@ CONFIG="$DIR/garage.toml"
 PIDFILE="$DIR/garage.pid"
 S3_ADDR=127.0.0.1:3900
 KEY_NAME=satchel-test
+# Another account on the same store, for tests of buckets held by someone else (with the
+# admin API, which alone can hold a bucket name in Garage's global namespace).
+OTHER_KEY_NAME=satchel-test-other
 
 if [ -d "$HOME/.cargo/bin" ]; then
   PATH="$HOME/.cargo/bin:$PATH"
@@ -103,6 +106,12 @@ start() {
     g key import --yes -n "$KEY_NAME" "$(cat "$DIR/key_id")" "$(cat "$DIR/key_secret")" >&2
   fi
   g key allow --create-bucket "$(cat "$DIR/key_id")" >/dev/null
+  [ -f "$DIR/other_key_id" ] || echo "GK$(hex 12)" >"$DIR/other_key_id"
+  [ -f "$DIR/other_key_secret" ] || hex 32 >"$DIR/other_key_secret"
+  if ! g key info "$(cat "$DIR/other_key_id")" >/dev/null 2>&1; then
+    g key import --yes -n "$OTHER_KEY_NAME" "$(cat "$DIR/other_key_id")" "$(cat "$DIR/other_key_secret")" >&2
+  fi
+  g key allow --create-bucket "$(cat "$DIR/other_key_id")" >/dev/null
 
   # The S3 API can lag the RPC layer by a moment after a (re)start.
   for _ in $(seq 1 50); do
@@ -141,6 +150,10 @@ case "${1:-env}" in
     echo "export SATCHEL_TEST_S3_REGION=garage"
     echo "export SATCHEL_TEST_S3_ACCESS_KEY_ID=$(cat "$DIR/key_id")"
     echo "export SATCHEL_TEST_S3_SECRET_ACCESS_KEY=$(cat "$DIR/key_secret")"
+    echo "export SATCHEL_TEST_S3_OTHER_ACCESS_KEY_ID=$(cat "$DIR/other_key_id")"
+    echo "export SATCHEL_TEST_S3_OTHER_SECRET_ACCESS_KEY=$(cat "$DIR/other_key_secret")"
+    echo "export SATCHEL_TEST_GARAGE_ADMIN_URL=http://127.0.0.1:3903"
+    echo "export SATCHEL_TEST_GARAGE_ADMIN_TOKEN=$(cat "$DIR/admin_token")"
     ;;
   start) start ;;
   stop) stop ;;

@@ -26,7 +26,28 @@ use tokio::net::TcpListener;
 async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn BlobStore>> {
     match &config.s3 {
         None => Ok(Arc::new(FsStore::open(data_dir)?)),
-        Some(s3) => Ok(Arc::new(S3Store::new(s3, PartPlan::of(s3))?)),
+        Some(s3) => {
+            let key = match &s3.bucket_key {
+                Some(key) => key.expose_secret().to_owned(),
+                None => {
+                    let (key, path, created) =
+                        crate::secrets::load_or_create(data_dir, "s3-bucket-key")?;
+                    tracing::warn!(
+                        path = %path.display(),
+                        created,
+                        "no s3_bucket_key configured: new chat buckets are named with the \
+                         generated key kept in this file; a cluster must set s3_bucket_key, the \
+                         same on every node"
+                    );
+                    key
+                }
+            };
+            Ok(Arc::new(S3Store::new(
+                s3,
+                PartPlan::of(s3),
+                key.as_bytes(),
+            )?))
+        }
     }
 }
 
@@ -165,10 +186,24 @@ impl Application {
             Some(s) => s.expose_secret().to_owned(),
             None => crate::secrets::load_or_create(&data_dir, "link-secret")?.0,
         };
-        let webhook_secret = config
-            .webhook_secret
-            .clone()
-            .unwrap_or_else(|| tokens[0].clone().into());
+        // Never an API token: whoever receives webhooks must not hold API access.
+        let webhook_secrets = match config.webhook_secrets.is_empty() {
+            false => config.webhook_secrets.clone(),
+            true => {
+                let (secret, path, created) =
+                    crate::secrets::load_or_create(&data_dir, "webhook-secret")?;
+                if config.webhook_url.is_some() {
+                    tracing::warn!(
+                        path = %path.display(),
+                        created,
+                        "no webhook_secret configured: webhooks are signed with the generated \
+                         secret kept in this file (the receiver checks with it); a cluster must \
+                         set webhook_secret, the same on every node"
+                    );
+                }
+                vec![secret.into()]
+            }
+        };
 
         let listener = TcpListener::bind(config.listen)
             .await
@@ -184,7 +219,7 @@ impl Application {
         }
         std::fs::create_dir_all(&work_dir)?;
 
-        let events = Events::new(config.webhook_url.clone(), webhook_secret);
+        let events = Events::new(config.webhook_url.clone(), webhook_secrets);
         let role = Role::default_for(&config);
         let state = AppState {
             events,

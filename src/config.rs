@@ -75,6 +75,8 @@ settings! {
     link_secret_file: PathBuf, "a path";
     webhook_url: HttpUrl, "an http:// or https:// URL, e.g. https://chat.example.com/hooks/satchel";
     webhook_secret: String, "a string";
+    webhook_secrets: Vec<String>, "a list of secrets (comma-separated in the environment)";
+    webhook_secret_file: PathBuf, "a path";
     workers: usize, "a whole number of jobs at once";
     job_timeout_seconds: u64, "a whole number of seconds";
     job_max_attempts: u32, "a whole number of attempts";
@@ -90,6 +92,8 @@ settings! {
     s3_access_key_id: String, "a string";
     s3_secret_access_key: String, "a string";
     s3_bucket_prefix: String, "a string";
+    s3_bucket_key: String, "a string";
+    s3_bucket_key_file: PathBuf, "a path";
     s3_path_style: bool, "true or false";
     s3_part_size_bytes: usize, "a whole number of bytes";
     s3_upload_concurrency: usize, "a whole number of parts";
@@ -215,6 +219,9 @@ pub struct S3Settings {
     pub access_key_id: String,
     pub secret_access_key: SecretString,
     pub bucket_prefix: String,
+    /// The HMAC key of new chat buckets' names (`s3_bucket_key`); `None`: generated and kept
+    /// in the data directory.
+    pub bucket_key: Option<SecretString>,
     pub path_style: bool,
     /// Multipart part size; memory per upload is bounded by part size × (concurrency + 1).
     pub part_size_bytes: usize,
@@ -261,7 +268,9 @@ pub struct Config {
     pub link_max_ttl: Duration,
     pub link_secret: Option<SecretString>,
     pub webhook_url: Option<String>,
-    pub webhook_secret: Option<SecretString>,
+    /// The keys that sign webhooks, each giving one `v1=` (several during a rotation); empty
+    /// means "generate one on first start and keep it in the data directory".
+    pub webhook_secrets: Vec<SecretString>,
     pub workers: usize,
     pub job_timeout: Duration,
     pub job_max_attempts: u32,
@@ -301,18 +310,10 @@ impl Config {
     }
 
     fn resolve(l: Layer) -> Result<Config, String> {
-        let link_secret = match (l.link_secret, l.link_secret_file) {
-            (Some(s), _) => Some(s),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read link_secret_file {}: {e}", path.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
-        crate::secrets::check("link_secret", link_secret.as_deref())?;
-        crate::secrets::check("webhook_secret", l.webhook_secret.as_deref())?;
+        let link_secret = one_secret("link_secret", l.link_secret, l.link_secret_file)?;
+        let webhook_secrets =
+            webhook_secrets_of(l.webhook_secret, l.webhook_secrets, l.webhook_secret_file)?;
+        let bucket_key = one_secret("s3_bucket_key", l.s3_bucket_key, l.s3_bucket_key_file)?;
         let s3 = match l.s3_endpoint.is_some() || l.s3_access_key_id.is_some() {
             false => None,
             true => Some(S3Settings {
@@ -326,6 +327,7 @@ impl Config {
                     .ok_or("SATCHEL_S3_SECRET_ACCESS_KEY is missing")?
                     .into(),
                 bucket_prefix: l.s3_bucket_prefix.unwrap_or_else(|| "satchel-".into()),
+                bucket_key: bucket_key.map(Into::into),
                 path_style: l.s3_path_style.unwrap_or(true),
                 part_size_bytes: l.s3_part_size_bytes.unwrap_or(8 << 20),
                 upload_concurrency: l.s3_upload_concurrency.unwrap_or(4),
@@ -368,7 +370,7 @@ impl Config {
             ),
             link_secret: link_secret.map(Into::into),
             webhook_url: l.webhook_url.map(|u| u.0),
-            webhook_secret: l.webhook_secret.map(Into::into),
+            webhook_secrets: webhook_secrets.into_iter().map(Into::into).collect(),
             workers,
             job_timeout: Duration::from_secs(l.job_timeout_seconds.unwrap_or(300).max(1)),
             job_max_attempts: l.job_max_attempts.unwrap_or(3).max(1),
@@ -384,6 +386,68 @@ impl Config {
             amqp_prefix: l.amqp_prefix.unwrap_or_else(|| "satchel".into()),
         })
     }
+}
+
+/// A secret shared by every node, given as `key` or in the file of `key_file` (`key` wins);
+/// at least 32 bytes either way.
+fn one_secret(
+    key: &str,
+    value: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<String>, String> {
+    if let Some(value) = value {
+        crate::secrets::check(key, Some(&value))?;
+        return Ok(Some(value));
+    }
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let file_key = format!("{key}_file");
+    let mut secrets = crate::secrets::read_file(&file_key, &path)?;
+    if secrets.len() > 1 {
+        return Err(format!(
+            "{file_key}: {} holds {} lines; it must hold one secret",
+            path.display(),
+            secrets.len()
+        ));
+    }
+    Ok(secrets.pop())
+}
+
+/// The webhook's keys: `webhook_secret` (one), `webhook_secrets` (a rotation: every one signs)
+/// or `webhook_secret_file` (one a line); empty when none is set.
+fn webhook_secrets_of(
+    one: Option<String>,
+    list: Option<Vec<String>>,
+    file: Option<PathBuf>,
+) -> Result<Vec<String>, String> {
+    let secrets = match (one, list) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "set webhook_secret or webhook_secrets, not both (webhook_secrets lists every \
+                 secret of a rotation)"
+                    .into(),
+            )
+        }
+        (Some(one), None) => {
+            crate::secrets::check("webhook_secret", Some(&one))?;
+            vec![one]
+        }
+        (None, Some(list)) => {
+            if list.is_empty() {
+                return Err("webhook_secrets (SATCHEL_WEBHOOK_SECRETS) lists no secret".into());
+            }
+            for secret in &list {
+                crate::secrets::check("webhook_secrets", Some(secret))?;
+            }
+            list
+        }
+        (None, None) => match file {
+            Some(path) => crate::secrets::read_file("webhook_secret_file", &path)?,
+            None => Vec::new(),
+        },
+    };
+    Ok(secrets)
 }
 
 #[cfg(test)]
@@ -463,5 +527,85 @@ mod tests {
         assert!(
             Config::load_from(None, env(&[("SATCHEL_S3_PAYLOAD_SIGNING", "sometimes")])).is_err()
         );
+    }
+
+    #[test]
+    fn webhook_secrets_rotate_as_a_toml_array_a_comma_list_or_lines_of_a_file() {
+        let (new, old) = ("n".repeat(32), "o".repeat(40));
+        let secrets = |c: Config| -> Vec<String> {
+            let exposed = c
+                .webhook_secrets
+                .iter()
+                .map(|s| s.expose_secret().to_owned());
+            exposed.collect()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("satchel.toml");
+        std::fs::write(&toml, format!("webhook_secrets = [\"{new}\", \"{old}\"]\n")).unwrap();
+        let c = Config::load_from(Some(&toml), env(&[])).unwrap();
+        assert_eq!(secrets(c), [new.as_str(), old.as_str()]);
+
+        let list = format!("{new}, {old}");
+        let c = Config::load_from(None, env(&[("SATCHEL_WEBHOOK_SECRETS", &list)])).unwrap();
+        assert_eq!(secrets(c), [new.as_str(), old.as_str()]);
+
+        let file = dir.path().join("webhook-secret");
+        std::fs::write(&file, format!("{new}\n\n  {old}  \n")).unwrap();
+        let path = file.to_str().unwrap();
+        let c = Config::load_from(None, env(&[("SATCHEL_WEBHOOK_SECRET_FILE", path)])).unwrap();
+        assert_eq!(secrets(c), [new.as_str(), old.as_str()]);
+
+        // The value wins over the file, as for link_secret.
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("SATCHEL_WEBHOOK_SECRET_FILE", path),
+                ("SATCHEL_WEBHOOK_SECRET", &old),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(secrets(c), [old.as_str()]);
+        assert!(secrets(Config::load_from(None, env(&[])).unwrap()).is_empty());
+        let e = Config::load_from(None, env(&[("SATCHEL_WEBHOOK_SECRETS", " , ")])).unwrap_err();
+        assert_eq!(
+            e,
+            "webhook_secrets (SATCHEL_WEBHOOK_SECRETS) lists no secret"
+        );
+    }
+
+    #[test]
+    fn the_bucket_key_comes_from_its_value_or_its_file() {
+        let key = "k".repeat(32);
+        let s3 = [
+            ("SATCHEL_S3_ACCESS_KEY_ID", "k"),
+            ("SATCHEL_S3_SECRET_ACCESS_KEY", "s"),
+        ];
+        let bucket_key = |pairs: &[(&str, &str)]| {
+            let all: Vec<_> = s3.iter().chain(pairs).copied().collect();
+            let c = Config::load_from(None, env(&all)).unwrap();
+            let key = c.s3.unwrap().bucket_key;
+            key.map(|k| k.expose_secret().to_owned())
+        };
+        assert_eq!(bucket_key(&[]), None);
+        assert_eq!(
+            bucket_key(&[("SATCHEL_S3_BUCKET_KEY", &key)]),
+            Some(key.clone())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bucket-key");
+        std::fs::write(&file, format!("{key}\n")).unwrap();
+        let path = file.to_str().unwrap();
+        assert_eq!(
+            bucket_key(&[("SATCHEL_S3_BUCKET_KEY_FILE", path)]),
+            Some(key.clone())
+        );
+        std::fs::write(&file, format!("{key}\n{key}\n")).unwrap();
+        let all: Vec<_> = s3
+            .iter()
+            .copied()
+            .chain([("SATCHEL_S3_BUCKET_KEY_FILE", path)])
+            .collect();
+        let e = Config::load_from(None, env(&all)).unwrap_err();
+        assert!(e.contains("it must hold one secret"), "{e}");
     }
 }

@@ -47,6 +47,11 @@ pub enum ApiError {
     RangeNotSatisfiable { size: u64 },
     #[error("object storage is unavailable")]
     StorageUnavailable(#[source] anyhow::Error),
+    /// The bucket name, for the log only.
+    #[error(
+        "this chat's bucket belongs to another account of the object store; an operator must act"
+    )]
+    BucketTaken(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -102,6 +107,7 @@ impl ApiError {
             ApiError::VariantNotReady(_) => api::VARIANT_NOT_READY,
             ApiError::RangeNotSatisfiable { .. } => api::RANGE_NOT_SATISFIABLE,
             ApiError::StorageUnavailable(_) => api::STORAGE_UNAVAILABLE,
+            ApiError::BucketTaken(_) => api::BUCKET_TAKEN,
             ApiError::Internal(_) => api::INTERNAL_ERROR,
         }
     }
@@ -126,6 +132,7 @@ impl From<crate::storage::StorageError> for ApiError {
         match e {
             crate::storage::StorageError::NotFound => ApiError::Gone,
             crate::storage::StorageError::Unavailable(cause) => ApiError::StorageUnavailable(cause),
+            crate::storage::StorageError::BucketTaken(bucket) => ApiError::BucketTaken(bucket),
             other => ApiError::Internal(other.into()),
         }
     }
@@ -137,6 +144,13 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) | ApiError::StorageUnavailable(cause) => {
                 tracing::error!(code = self.code(), error = %format_args!("{cause:#}"), "request failed");
             }
+            ApiError::BucketTaken(bucket) => tracing::error!(
+                code = self.code(),
+                bucket = bucket.as_str(),
+                "request failed: this chat's bucket exists and belongs to another account of \
+                 the object store (BucketAlreadyExists); delete it there or grant it to \
+                 satchel's key"
+            ),
             _ => tracing::debug!(code = self.code(), "request refused: {self}"),
         }
         let body = ErrorBody {

@@ -1,11 +1,14 @@
 //! Media status events: `media.ready` / `media.failed`, POSTed to the configured webhook with
-//! a `Satchel-Signature: sha256=<hex HMAC of the body>` header.
+//! a `Satchel-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` header made
+//! afresh for every attempt ([`sign`]).
 
 use crate::domain::{Media, Status};
+use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use sha2::Sha256;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const ATTEMPTS: u32 = 5;
 
@@ -25,6 +28,29 @@ pub fn event_body(media: &Media) -> Vec<u8> {
     .expect("a Media object serialises")
 }
 
+/// The `Satchel-Signature` value of `body` sent at `t` (unix seconds): `t=<t>`, then one
+/// `v1=<hex HMAC-SHA256 of "<t>.<body>">` per secret, in order (several during a rotation, so
+/// a receiver that knows any one of them accepts it). Receivers refuse a `t` more than 5
+/// minutes from their clock, so each delivery attempt is signed with the time it is made.
+pub fn sign(secrets: &[SecretString], t: u64, body: &[u8]) -> String {
+    let mut header = format!("t={t}");
+    for secret in secrets {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(format!("{t}.").as_bytes());
+        mac.update(body);
+        header.push_str(",v1=");
+        header.push_str(&hex::encode(mac.finalize().into_bytes()));
+    }
+    header
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[derive(Clone)]
 pub struct Events {
     webhook: Option<Arc<Webhook>>,
@@ -32,16 +58,17 @@ pub struct Events {
 
 struct Webhook {
     url: String,
-    secret: SecretString,
+    secrets: Vec<SecretString>,
     client: reqwest::Client,
 }
 
 impl Events {
-    pub fn new(webhook_url: Option<String>, secret: SecretString) -> Self {
+    /// `secrets` sign every delivery, each giving one `v1=` of the header.
+    pub fn new(webhook_url: Option<String>, secrets: Vec<SecretString>) -> Self {
         let webhook = webhook_url.map(|url| {
             Arc::new(Webhook {
                 url,
-                secret,
+                secrets,
                 client: reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
                     .redirect(reqwest::redirect::Policy::none())
@@ -64,16 +91,13 @@ impl Events {
         let body = event_body(media);
         let id = media.id;
         tokio::spawn(async move {
-            let signature = format!(
-                "sha256={}",
-                crate::links::hex_hmac(hook.secret.expose_secret().as_bytes(), &body)
-            );
             for attempt in 1..=ATTEMPTS {
+                let signature = sign(&hook.secrets, unix_now(), &body);
                 let sent = hook
                     .client
                     .post(&hook.url)
                     .header("content-type", "application/json")
-                    .header("satchel-signature", &signature)
+                    .header("satchel-signature", signature)
                     .body(body.clone())
                     .send()
                     .await;
@@ -90,5 +114,30 @@ impl Events {
             }
             tracing::error!(media_id = %id, "webhook event dropped after {ATTEMPTS} attempts");
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_one_v1_per_secret_over_the_time_and_the_body() {
+        let secrets: Vec<SecretString> = vec!["new".into(), "old".into()];
+        let header = sign(&secrets, 1_700_000_000, b"{}");
+        let expected = |key: &[u8]| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+            mac.update(b"1700000000.{}");
+            hex::encode(mac.finalize().into_bytes())
+        };
+        assert_eq!(
+            header,
+            format!(
+                "t=1700000000,v1={},v1={}",
+                expected(b"new"),
+                expected(b"old")
+            )
+        );
+        assert_ne!(sign(&secrets, 1_700_000_001, b"{}"), header);
     }
 }

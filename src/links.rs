@@ -59,13 +59,6 @@ impl LinkSigner {
     }
 }
 
-/// HMAC-SHA256 of `body` in hex, for the `Satchel-Signature` header of webhooks.
-pub fn hex_hmac(key: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

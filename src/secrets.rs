@@ -29,16 +29,51 @@ pub fn load_or_create(data_dir: &Path, name: &str) -> std::io::Result<(String, P
 }
 
 /// Secrets shared by every node must be at least 32 bytes as given (not decoded): an empty or
-/// short one would make links or webhook signatures forgeable.
+/// short one would make links, webhook signatures or bucket names guessable.
 pub fn check(key: &str, value: Option<&str>) -> Result<(), String> {
     match value {
         Some(v) if v.len() < MIN_SECRET_BYTES => Err(format!(
-            "{key} (SATCHEL_{}) must be at least {MIN_SECRET_BYTES} bytes, not {}; e.g. `openssl rand -hex 32`",
-            key.to_uppercase(),
+            "{} must be at least {MIN_SECRET_BYTES} bytes, not {}; {HOW}",
+            named(key),
             v.len()
         )),
         _ => Ok(()),
     }
 }
 
+/// The secrets in the file that `key` names: one a line, trimmed, blank lines skipped; at
+/// least one, each checked as [`check`] does.
+pub fn read_file(key: &str, path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read {}: {e}", named(key), path.display()))?;
+    let secrets: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if secrets.is_empty() {
+        return Err(format!(
+            "{}: {} holds no secret",
+            named(key),
+            path.display()
+        ));
+    }
+    if let Some(short) = secrets.iter().find(|s| s.len() < MIN_SECRET_BYTES) {
+        return Err(format!(
+            "{}: each secret in {} must be at least {MIN_SECRET_BYTES} bytes, not {}; {HOW}",
+            named(key),
+            path.display(),
+            short.len()
+        ));
+    }
+    Ok(secrets)
+}
+
+/// `key (SATCHEL_KEY)`, as errors name a setting.
+fn named(key: &str) -> String {
+    format!("{key} (SATCHEL_{})", key.to_uppercase())
+}
+
 const MIN_SECRET_BYTES: usize = 32;
+const HOW: &str = "e.g. `openssl rand -hex 32`";

@@ -54,8 +54,11 @@ impl Modify for Webhooks {
                 "name": "Satchel-Signature",
                 "in": "header",
                 "required": true,
-                "description": "`sha256=<hex HMAC-SHA256 of the raw body, keyed with webhook_secret>`",
-                "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+                "description": "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\", \
+                    keyed with webhook_secret>`, one `v1=` per secret during a rotation \
+                    (`webhook_secrets`). Refuse a `t` more than 5 minutes from your clock and \
+                    compare in constant time; each attempt is signed afresh.",
+                "schema": {"type": "string", "pattern": "^t=[0-9]+(,v1=[0-9a-f]{64})+$"},
             }],
             "requestBody": {"required": true, "content": {"application/json": {"schema": {
                 "description": "The Media object plus `event`.",

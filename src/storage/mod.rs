@@ -28,6 +28,10 @@ pub enum StorageError {
     Unavailable(#[source] anyhow::Error),
     #[error("storage error: {0}")]
     Other(#[source] anyhow::Error),
+    /// The chat's bucket name exists in the store and belongs to another account
+    /// (`BucketAlreadyExists`): squatted, or satchel's key lost its access.
+    #[error("bucket {0} exists and belongs to another account of the object store")]
+    BucketTaken(String),
 }
 
 impl From<std::io::Error> for StorageError {

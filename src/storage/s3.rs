@@ -22,10 +22,10 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_s3::Client;
 use base64::Engine;
-use bucket_name::{bucket_name, check_prefix};
+use bucket_name::{bucket_name, check_prefix, legacy_bucket_name};
 use bytes::BytesMut;
 use errors::{classify, ignore_not_found, other, tolerate_not_implemented};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretSlice};
 use sink::S3Sink;
 use std::collections::HashSet;
 use std::ops::Range;
@@ -85,13 +85,16 @@ impl Default for PartPlan {
 pub struct S3Store {
     client: Client,
     prefix: String,
+    /// `s3_bucket_key`: names new chat buckets, so that a chat id does not predict its bucket.
+    bucket_key: SecretSlice<u8>,
     plan: PartPlan,
     /// Buckets this process has already given their public-access block and lifecycle rule.
     configured: Mutex<HashSet<String>>,
 }
 
 impl S3Store {
-    pub fn new(settings: &S3Settings, plan: PartPlan) -> anyhow::Result<Self> {
+    /// `bucket_key` is `s3_bucket_key`, configured or generated.
+    pub fn new(settings: &S3Settings, plan: PartPlan, bucket_key: &[u8]) -> anyhow::Result<Self> {
         check_prefix(&settings.bucket_prefix)?;
         anyhow::ensure!(
             plan.part_size >= MIN_PART_SIZE,
@@ -137,6 +140,7 @@ impl S3Store {
         Ok(Self {
             client: Client::from_conf(config.build()),
             prefix: settings.bucket_prefix.clone(),
+            bucket_key: bucket_key.to_vec().into(),
             plan,
             configured: Mutex::new(HashSet::new()),
         })
@@ -234,9 +238,13 @@ impl BlobStore for S3Store {
 
     fn bucket_for(&self, chat: &crate::domain::ChatId, generation: &str) -> String {
         match generation {
-            "" => bucket_name(&self.prefix, chat.as_str()),
-            // NUL cannot occur in a chat id, so no two (chat, generation) pairs hash alike.
-            g => bucket_name(&self.prefix, &format!("{}\0{g}", chat.as_str())),
+            "" => legacy_bucket_name(&self.prefix, chat.as_str()),
+            g => bucket_name(
+                self.bucket_key.expose_secret(),
+                &self.prefix,
+                chat.as_str(),
+                g,
+            ),
         }
     }
 
@@ -245,6 +253,11 @@ impl BlobStore for S3Store {
         let new = match created {
             Ok(_) => true,
             Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => false,
+            // The name is someone else's: nothing of this chat can be stored until an
+            // operator frees the bucket or grants it to satchel's key.
+            Err(e) if e.code() == Some("BucketAlreadyExists") => {
+                return Err(StorageError::BucketTaken(bucket.to_owned()))
+            }
             Err(e) => return Err(classify(e)),
         };
         let known = self
@@ -395,9 +408,11 @@ impl BlobStore for S3Store {
         match self.client.head_bucket().bucket(probe).send().await {
             Ok(_) => Ok(()),
             Err(e) => match classify(e) {
-                StorageError::Unavailable(e) => Err(StorageError::Unavailable(e)),
                 StorageError::NotFound => Ok(()),
-                StorageError::Other(e) => Err(StorageError::Unavailable(e)),
+                StorageError::Unavailable(e) | StorageError::Other(e) => {
+                    Err(StorageError::Unavailable(e))
+                }
+                taken @ StorageError::BucketTaken(_) => Err(taken),
             },
         }
     }

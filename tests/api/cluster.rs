@@ -43,6 +43,11 @@ impl Cluster {
                 "SATCHEL_LINK_SECRET".to_owned(),
                 "cluster-secret-0123456789abcdefgh".to_owned(),
             ),
+            // Shared by every node, as the README asks of a cluster.
+            (
+                "SATCHEL_S3_BUCKET_KEY".to_owned(),
+                "cluster-bucket-key-0123456789abcdef".to_owned(),
+            ),
             ("SATCHEL_LOG".to_owned(), "warn".to_owned()),
         ];
         env.extend(s3_test_vars());

@@ -26,8 +26,11 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub dir: TempDir,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    /// Dropped after `Drop for TestApp` has stopped the app.
-    _database: Option<TestDatabase>,
+    /// Stops the app as SIGTERM would, for [`TestApp::restart_with`].
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The app's PostgreSQL catalog in the real-backend run; dropped after `Drop for TestApp`
+    /// has stopped the app.
+    pub database: Option<TestDatabase>,
     _broker: Option<TestBroker>,
     /// The S3 store the app uses, when the backend is real.
     pub s3: Option<S3Settings>,
@@ -319,6 +322,10 @@ pub async fn spawn_in(dir: TempDir, extra: &[(&str, &str)]) -> TestApp {
         true => Some(TestDatabase::create().await),
         false => None,
     };
+    launch(dir, database, extra).await
+}
+
+async fn launch(dir: TempDir, database: Option<TestDatabase>, extra: &[(&str, &str)]) -> TestApp {
     let mut extra = extra.to_vec();
     if let Some(db) = &database {
         extra.insert(0, ("SATCHEL_DATABASE_URL", db.url.as_str()));
@@ -339,8 +346,11 @@ pub async fn spawn_in(dir: TempDir, extra: &[(&str, &str)]) -> TestApp {
         .expect("the app builds")
         .with_role(role);
     let addr = app.local_addr();
-    // The process-lifecycle tests cover shutdown; here the server lives as long as the test.
-    let task = tokio::spawn(app.run(std::future::pending()));
+    // The server lives as long as the test, or until `restart_with` stops it.
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run(async {
+        let _ = stop.await;
+    }));
     TestApp {
         addr,
         client: reqwest::Client::builder()
@@ -349,13 +359,37 @@ pub async fn spawn_in(dir: TempDir, extra: &[(&str, &str)]) -> TestApp {
             .unwrap(),
         dir,
         task: Some(task),
-        _database: database,
+        shutdown: Some(shutdown),
+        database,
         _broker: broker,
         s3,
     }
 }
 
 impl TestApp {
+    /// Stops the app as SIGTERM would (it drains and finishes its jobs), then starts it again
+    /// on the same data directory, catalog and bucket prefix, with `extra` on top of the test
+    /// settings: a deployment upgraded or reconfigured.
+    pub async fn restart_with(mut self, extra: &[(&str, &str)]) -> TestApp {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("the app stops within a minute")
+                .expect("the app's task ends")
+                .expect("the app stops cleanly");
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let prefix = self.s3.as_ref().map(|s3| s3.bucket_prefix.clone());
+        let mut extra = extra.to_vec();
+        if let Some(prefix) = &prefix {
+            extra.insert(0, ("SATCHEL_S3_BUCKET_PREFIX", prefix.as_str()));
+        }
+        launch(dir, self.database.take(), &extra).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

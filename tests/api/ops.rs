@@ -208,6 +208,11 @@ async fn the_openapi_document_has_both_upload_bodies_and_the_webhook() {
         .find(|p| p["name"] == "Satchel-Signature")
         .unwrap_or_else(|| panic!("no Satchel-Signature in {post}"));
     assert_eq!(header["in"], "header");
+    // API.md v1.1: a timestamp, then one signature per webhook secret.
+    assert_eq!(
+        header["schema"]["pattern"], "^t=[0-9]+(,v1=[0-9a-f]{64})+$",
+        "{header}"
+    );
     let event = &post["requestBody"]["content"]["application/json"]["schema"]["allOf"];
     assert_eq!(event[0]["$ref"], "#/components/schemas/Media", "{event}");
     assert_eq!(

@@ -1,6 +1,10 @@
-//! Per-chat bucket names: the operator's prefix and a hash of the chat id, valid in S3's
-//! rules for every chat id.
+//! Per-chat bucket names: the operator's prefix and a keyed hash of the chat id and its
+//! generation, valid in S3's rules for every chat id, and known only to whoever holds the key.
+//!
+//! Names are chosen once, when a chat (generation) is first recorded; the catalog keeps the
+//! name, so changing the key, or the scheme, never moves a chat that already has a bucket.
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// Chat buckets keep at least this many base32 characters of the chat id's hash (130 bits),
@@ -33,12 +37,28 @@ pub(super) fn check_prefix(prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `prefix` + base32 of SHA-256(chat id), cut to 63 characters: a valid bucket name for every
-/// chat id (ids may hold `.`, `_`, `:`, `@` and capitals, which bucket names may not). Distinct
-/// chats colliding would take a 130-bit hash collision; the catalog's unique bucket column
-/// refuses one anyway.
-pub(super) fn bucket_name(prefix: &str, chat: &str) -> String {
-    let hash = crate::storage::base32_lower(&Sha256::digest(chat.as_bytes()));
+/// `prefix` + base32 of HMAC-SHA256(`key`, chat id NUL generation), cut to 63 characters: a
+/// valid bucket name for every chat id (ids may hold `.`, `_`, `:`, `@` and capitals, which
+/// bucket names may not). NUL cannot occur in a chat id, so no two (chat, generation) pairs
+/// hash alike. Without the key, nobody can tell a chat's bucket from its id, so nobody can
+/// create it first in a shared namespace (AWS's is global). Distinct chats colliding would
+/// take a 130-bit collision; the catalog's unique bucket column refuses one anyway.
+pub(super) fn bucket_name(key: &[u8], prefix: &str, chat: &str, generation: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(chat.as_bytes());
+    mac.update(b"\0");
+    mac.update(generation.as_bytes());
+    with_prefix(prefix, &mac.finalize().into_bytes())
+}
+
+/// The name of a chat recorded before chats had generations (and buckets a key): `prefix` +
+/// base32 of the unkeyed SHA-256 of the chat id. Those chats keep it, as the catalog records.
+pub(super) fn legacy_bucket_name(prefix: &str, chat: &str) -> String {
+    with_prefix(prefix, &Sha256::digest(chat.as_bytes()))
+}
+
+fn with_prefix(prefix: &str, hash: &[u8]) -> String {
+    let hash = crate::storage::base32_lower(hash);
     let room = MAX_BUCKET_NAME - prefix.len();
     format!("{prefix}{}", &hash[..room.min(hash.len())])
 }
@@ -74,11 +94,36 @@ mod tests {
         for prefix in ["", "satchel-", "t1234abcd-", &"p".repeat(37)] {
             check_prefix(prefix).unwrap();
             for id in ids {
-                let name = bucket_name(prefix, id);
-                assert!(valid_bucket(&name), "{name}");
-                assert!(seen.insert(name));
+                for name in [
+                    bucket_name(KEY, prefix, id, "g1"),
+                    bucket_name(KEY, prefix, id, "g2"),
+                    legacy_bucket_name(prefix, id),
+                ] {
+                    assert!(valid_bucket(&name), "{name}");
+                    assert!(seen.insert(name));
+                }
             }
         }
+    }
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_name_depends_on_the_key_and_splits_chat_from_generation() {
+        let name = bucket_name(KEY, "satchel-", "c1", "g1");
+        assert_ne!(
+            name,
+            bucket_name(b"another key, also 32 bytes long!", "satchel-", "c1", "g1")
+        );
+        // Chat and generation are not simply concatenated.
+        assert_ne!(
+            bucket_name(KEY, "satchel-", "c1", "1g"),
+            bucket_name(KEY, "satchel-", "c11", "g")
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(KEY).unwrap();
+        mac.update(b"c1\0g1");
+        let hash = crate::storage::base32_lower(&mac.finalize().into_bytes());
+        assert_eq!(name, format!("satchel-{hash}"));
     }
 
     #[test]

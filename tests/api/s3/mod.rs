@@ -394,3 +394,202 @@ async fn erasing_a_chat_deletes_its_bucket_and_only_its_bucket() {
     let (buckets, _) = s3_listing(s3_of(&app)).await;
     assert_eq!(buckets, [keep]);
 }
+
+/// `(bucket, generation)` as the app's catalog records the chat.
+async fn chat_record(app: &TestApp, chat: &str) -> (String, String) {
+    use sqlx::Connection;
+    let db = app
+        .database
+        .as_ref()
+        .expect("with SATCHEL_TEST_BACKEND=real every app has a PostgreSQL catalog");
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query_as("SELECT bucket, generation FROM chats WHERE chat_id = $1")
+        .bind(chat)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("chat {chat} is not in the catalog: {e}"))
+}
+
+/// `prefix` and then base32 of `hash`, cut to 63 characters, as the README says.
+fn bucket_from(prefix: &str, hash: &[u8]) -> String {
+    let mut name = format!("{prefix}{}", satchel::storage::base32_lower(hash));
+    name.truncate(63);
+    name
+}
+
+/// The README's name of a chat's bucket: base32 of HMAC-SHA256(s3_bucket_key, chat NUL
+/// generation).
+fn keyed_bucket(prefix: &str, key: &str, chat: &str, generation: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(format!("{chat}\0{generation}").as_bytes());
+    bucket_from(prefix, &mac.finalize().into_bytes())
+}
+
+/// The name versions before the bucket key gave a chat: an unkeyed hash of its id, which
+/// anyone who knows the id can compute.
+fn unkeyed_bucket(prefix: &str, chat: &str) -> String {
+    use sha2::Digest;
+    bucket_from(prefix, &sha2::Sha256::digest(chat.as_bytes()))
+}
+
+/// Review finding 12: with `s3_bucket_key` a chat id no longer tells where its bucket is,
+/// so nobody can create (squat) it first in a shared namespace such as AWS's.
+#[tokio::test]
+async fn the_bucket_key_names_chat_buckets() {
+    require_s3();
+    let key_a = "bucket-key-a-0123456789abcdefghijkl";
+    let key_b = "bucket-key-b-0123456789abcdefghijkl";
+    let a = spawn_app_with(&[("SATCHEL_S3_BUCKET_KEY", key_a)]).await;
+    let prefix = s3_of(&a).bucket_prefix.clone();
+    // A second deployment on the same store, with the same prefix but its own key.
+    let b = spawn_app_with(&[
+        ("SATCHEL_S3_BUCKET_KEY", key_b),
+        ("SATCHEL_S3_BUCKET_PREFIX", prefix.as_str()),
+    ])
+    .await;
+    a.upload_ok("c1", "u1", "a.bin", b"a".to_vec()).await;
+    b.upload_ok("c1", "u1", "b.bin", b"b".to_vec()).await;
+
+    let (bucket_a, generation_a) = chat_record(&a, "c1").await;
+    let (bucket_b, generation_b) = chat_record(&b, "c1").await;
+    assert_eq!(bucket_a, keyed_bucket(&prefix, key_a, "c1", &generation_a));
+    assert_eq!(bucket_b, keyed_bucket(&prefix, key_b, "c1", &generation_b));
+    assert_ne!(bucket_a, bucket_b);
+    assert_ne!(bucket_a, unkeyed_bucket(&prefix, "c1"));
+    let (mut buckets, _) = s3_listing(s3_of(&a)).await;
+    buckets.sort();
+    let mut expected = vec![bucket_a, bucket_b];
+    expected.sort();
+    assert_eq!(buckets, expected);
+}
+
+/// Without `s3_bucket_key` a single node generates one and keeps it; setting one later moves
+/// no chat: each keeps the bucket the catalog recorded, and only new chats use the new key.
+#[tokio::test]
+async fn a_chat_keeps_its_bucket_when_a_bucket_key_is_set_later() {
+    require_s3();
+    let app = spawn_app().await;
+    let path = app.dir.path().join("s3-bucket-key");
+    let generated = std::fs::read_to_string(&path).expect("a generated s3-bucket-key");
+    let generated = generated.trim().to_owned();
+    assert!(generated.len() >= 32, "{generated:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let prefix = s3_of(&app).bucket_prefix.clone();
+    let media = app
+        .upload_ok("c1", "u1", "before.bin", b"before".to_vec())
+        .await;
+    let id = media["id"].as_str().unwrap().to_owned();
+    let recorded = chat_record(&app, "c1").await;
+    assert_eq!(
+        recorded.0,
+        keyed_bucket(&prefix, &generated, "c1", &recorded.1)
+    );
+
+    let key = "configured-bucket-key-0123456789abcdef";
+    let app = app.restart_with(&[("SATCHEL_S3_BUCKET_KEY", key)]).await;
+    let link = app.link(&id, "u1", "original").await;
+    let r = app.client.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap(), "before");
+    let r = app.upload("c1", "u1", "after.bin", b"after".to_vec()).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    assert_eq!(chat_record(&app, "c1").await, recorded);
+
+    app.upload_ok("c2", "u1", "new.bin", b"new".to_vec()).await;
+    let (bucket, generation) = chat_record(&app, "c2").await;
+    assert_eq!(bucket, keyed_bucket(&prefix, key, "c2", &generation));
+    assert_eq!(app.bucket_count(), 2);
+}
+
+fn test_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("this test needs {name}; run eval \"$(scripts/garage.sh env)\" first")
+    })
+}
+
+/// A client of the test S3 server with another account's key (`scripts/garage.sh env`
+/// prints `SATCHEL_TEST_S3_OTHER_*`): someone else on the same store.
+fn other_account(s3: &S3Settings) -> aws_sdk_s3::Client {
+    let mut other = s3.clone();
+    other.access_key_id = test_var("SATCHEL_TEST_S3_OTHER_ACCESS_KEY_ID");
+    other.secret_access_key = test_var("SATCHEL_TEST_S3_OTHER_SECRET_ACCESS_KEY").into();
+    s3_client(&other)
+}
+
+/// A call to Garage's admin API (`SATCHEL_TEST_GARAGE_ADMIN_*`).
+async fn garage_admin(path: &str, body: Value) -> Value {
+    let url = format!("{}{path}", test_var("SATCHEL_TEST_GARAGE_ADMIN_URL"));
+    let r = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(test_var("SATCHEL_TEST_GARAGE_ADMIN_TOKEN"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("Garage's admin API at {url}: {e}"));
+    assert!(r.status().is_success(), "{url}: {r:?}");
+    r.json().await.unwrap_or(Value::Null)
+}
+
+/// Makes `name` a bucket of the other account, in the store's global namespace as every
+/// bucket name is on AWS; returns its id. (On Garage a key's CreateBucket names the bucket in
+/// that key's own namespace, so only the admin API can hold a name against everyone.)
+async fn squat(name: &str) -> String {
+    let bucket = garage_admin(
+        "/v2/CreateBucket",
+        json!({
+            "globalAlias": name,
+            "localAlias": {
+                "accessKeyId": test_var("SATCHEL_TEST_S3_OTHER_ACCESS_KEY_ID"),
+                "alias": name,
+                "allow": {"read": true, "write": true, "owner": true},
+            },
+        }),
+    )
+    .await;
+    bucket["id"].as_str().expect("a bucket id").to_owned()
+}
+
+/// Review finding 12: a chat's bucket name held by another account (squatted, as the
+/// unkeyed names of earlier versions could be) is a clear error, not an opaque 500.
+#[tokio::test]
+async fn a_bucket_held_by_another_account_answers_bucket_taken() {
+    require_s3();
+    let app = spawn_app().await;
+    let s3 = s3_of(&app).clone();
+    let squatted = unkeyed_bucket(&s3.bucket_prefix, "c9");
+    let id = squat(&squatted).await;
+
+    // As a version before chat generations recorded the chat: its unkeyed name, the bucket
+    // not created yet (say the store was down at that first upload).
+    {
+        use sqlx::Connection;
+        let db = app.database.as_ref().unwrap();
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO chats (chat_id, bucket, created_at, generation) VALUES ($1, $2, 0, '')",
+        )
+        .bind("c9")
+        .bind(&squatted)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    app.add_member("c9", "u1").await;
+    let r = app.upload("c9", "u1", "a.bin", b"private".to_vec()).await;
+    let held = other_account(&s3)
+        .list_objects_v2()
+        .bucket(&squatted)
+        .send()
+        .await;
+    garage_admin(&format!("/v2/DeleteBucket?id={id}"), Value::Null).await;
+    assert_error(r, StatusCode::INTERNAL_SERVER_ERROR, "bucket_taken").await;
+    let held = held.expect("the other account lists its bucket");
+    assert_eq!(held.contents().len(), 0, "the squatter got our bytes");
+    // Other chats are unaffected.
+    app.upload_ok("c1", "u1", "b.bin", b"fine".to_vec()).await;
+}
