@@ -25,7 +25,9 @@ fn a_start_up_error_is_one_line_with_its_causes_even_with_rust_backtrace_set() {
     let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
-        lines[0].contains("cannot read link_secret_file /nonexistent/link-secret"),
+        lines[0].contains(
+            "link_secret_file (SATCHEL_LINK_SECRET_FILE): cannot read /nonexistent/link-secret"
+        ),
         "{stderr}"
     );
 }
