@@ -111,6 +111,7 @@ async fn a_storage_outage_is_logged_without_a_backtrace_and_costs_no_memory() {
         assert_eq!(body["error"]["code"], "storage_unavailable");
     }
     let after = peak_rss_kib(node.child.id());
+    eprintln!("peak RSS {before} KiB before three storage errors, {after} KiB after");
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("request failed"), "{logged}");
     assert!(

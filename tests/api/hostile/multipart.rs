@@ -106,6 +106,7 @@ async fn refused_with_flat_memory(head: &str, then: Then, status: StatusCode, co
     let before = peak_rss_kib(pid);
     let (got, body, took) = attack(&node, head, then).await;
     let after = peak_rss_kib(pid);
+    eprintln!("peak RSS {before} KiB before the attack, {after} KiB after, answered in {took:?}");
     assert_eq!(
         (got, body["error"]["code"].as_str()),
         (status, Some(code)),
