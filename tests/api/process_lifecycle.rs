@@ -19,13 +19,7 @@ async fn start(dir: &Path) -> Node {
 
 pub async fn upload_photos(server: &Node, n: usize) -> Vec<String> {
     let client = reqwest::Client::new();
-    let r = client
-        .put(format!("{}/v1/chats/c1/members/u1", server.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    server.add_member("c1", "u1").await;
     let mut ids = Vec::new();
     for i in 0..n {
         let r = client

@@ -20,6 +20,19 @@ impl Drop for Node {
     }
 }
 
+impl Node {
+    /// Makes `user` a member of `chat` through the node's API.
+    pub async fn add_member(&self, chat: &str, user: &str) {
+        let r = reqwest::Client::new()
+            .put(format!("{}/v1/chats/{chat}/members/{user}", self.base))
+            .bearer_auth(crate::helpers::TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -89,13 +89,7 @@ async fn a_storage_outage_is_logged_without_a_backtrace_and_costs_no_memory() {
         assert!(Instant::now() < deadline, "satchel did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let r = client
-        .put(format!("{}/v1/chats/c1/members/u1", node.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    node.add_member("c1", "u1").await;
 
     let before = peak_rss_kib(node.child.id());
     for _ in 0..3 {

@@ -21,13 +21,7 @@ async fn serve(extra: &[(&str, &str)]) -> (Node, tempfile::TempDir) {
     let mut env = vec![("SATCHEL_API_TOKENS", TOKEN), ("SATCHEL_WORKERS", "1")];
     env.extend_from_slice(extra);
     let node = start_node(&["serve"], dir.path(), env).await;
-    let r = reqwest::Client::new()
-        .put(format!("{}/v1/chats/c1/members/u1", node.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    node.add_member("c1", "u1").await;
     (node, dir)
 }
 
