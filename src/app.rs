@@ -164,7 +164,7 @@ impl Application {
             Some(path) => Presets::load(path).map_err(anyhow::Error::msg)?,
             None => Presets::default(),
         };
-        let budgets = crate::jobs::Budgets::new(config.job_timeout, &presets);
+        let budgets = crate::jobs::budgets::Budgets::new(config.job_timeout, &presets);
         let tokens: Vec<String> = match config.api_tokens.is_empty() {
             false => config
                 .api_tokens

@@ -20,12 +20,42 @@ pub struct AppState {
     pub token_hashes: Arc<Vec<[u8; 32]>>,
     pub metrics: Arc<Metrics>,
     pub events: Events,
-    /// `/readyz`'s last answer, reused for a second.
-    pub readiness: Arc<crate::http::Readiness>,
+    /// `/readyz`'s last answer (the backend that failed and its code, if one did), reused for
+    /// a second.
+    pub readiness: Arc<Memo<Option<(&'static str, crate::codes::ApiCode)>>>,
     /// Each kind's job time budget.
-    pub budgets: crate::jobs::Budgets,
+    pub budgets: crate::jobs::budgets::Budgets,
     /// Base URL of the links this service signs, without a trailing slash.
     pub public_url: Arc<str>,
     /// Scratch space for jobs: inputs fetched from storage and outputs before upload.
     pub work_dir: PathBuf,
+}
+
+/// A value kept for a while: the first caller after it goes stale computes it anew while the
+/// others wait for that one result.
+pub struct Memo<T>(tokio::sync::Mutex<Option<(std::time::Instant, T)>>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Self(tokio::sync::Mutex::new(None))
+    }
+}
+
+impl<T: Clone> Memo<T> {
+    /// The kept value if it is younger than `fresh_for`, else what `fresh` gives (kept).
+    pub async fn get_or_refresh(
+        &self,
+        fresh_for: std::time::Duration,
+        fresh: impl std::future::Future<Output = T>,
+    ) -> T {
+        let mut kept = self.0.lock().await;
+        if let Some((at, value)) = &*kept {
+            if at.elapsed() < fresh_for {
+                return value.clone();
+            }
+        }
+        let value = fresh.await;
+        *kept = Some((std::time::Instant::now(), value.clone()));
+        value
+    }
 }

@@ -15,7 +15,6 @@ mod upload;
 
 pub use auth::token_hash;
 pub use openapi::document as openapi_document;
-pub use ops::Readiness;
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// 200 while the process runs.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
@@ -20,7 +20,7 @@ pub async fn healthz() -> Response {
     (status = 200, description = "ready"),
     (status = 503, description = "storage_unavailable, catalog_unavailable or queue_unavailable", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.readiness.check(&state).await {
+    match Readiness::check(&state).await {
         None => axum::Json(json!({
             "status": "ready",
             "storage": state.store.name(),
@@ -28,7 +28,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "queue": state.queue.name(),
         }))
         .into_response(),
-        Some(Failing { what, code }) => {
+        Some((what, code)) => {
             let body = ErrorBody {
                 error: ErrorDetail {
                     code: code.code,
@@ -40,32 +40,22 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The backend that does not answer.
-#[derive(Clone, Copy)]
-struct Failing {
-    what: &'static str,
-    code: crate::codes::ApiCode,
-}
+/// The backend that does not answer, and the code `/readyz` names it with.
+type Failing = (&'static str, crate::codes::ApiCode);
 
-/// `/readyz`'s last answer, kept for [`Readiness::FRESH_FOR`]: a load balancer (or an
-/// attacker) polling it costs the backends one round of checks a second, and concurrent
-/// calls wait for one round instead of each starting its own.
-#[derive(Default)]
-pub struct Readiness(tokio::sync::Mutex<Option<(Instant, Option<Failing>)>>);
+/// `/readyz` keeps its answer this long: a load balancer (or an attacker) polling it costs the
+/// backends one round of checks a second, and concurrent calls wait for one round
+/// ([`crate::state::Memo`]) instead of each starting its own.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+
+struct Readiness;
 
 impl Readiness {
-    const FRESH_FOR: Duration = Duration::from_secs(1);
-
-    async fn check(&self, state: &AppState) -> Option<Failing> {
-        let mut last = self.0.lock().await;
-        if let Some((at, failing)) = *last {
-            if at.elapsed() < Self::FRESH_FOR {
-                return failing;
-            }
-        }
-        let failing = Self::check_now(state).await;
-        *last = Some((Instant::now(), failing));
-        failing
+    async fn check(state: &AppState) -> Option<Failing> {
+        state
+            .readiness
+            .get_or_refresh(FRESH_FOR, Self::check_now(state))
+            .await
     }
 
     async fn check_now(state: &AppState) -> Option<Failing> {
@@ -80,7 +70,7 @@ impl Readiness {
             return None;
         };
         tracing::warn!(backend = what, error = %cause, "not ready");
-        Some(Failing { what, code })
+        Some((what, code))
     }
 }
 
