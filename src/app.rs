@@ -29,18 +29,15 @@ async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn 
         Some(s3) => {
             let key = match &s3.bucket_key {
                 Some(key) => key.expose_secret().to_owned(),
-                None => {
-                    let (key, path, created) =
-                        crate::secrets::load_or_create(data_dir, "s3-bucket-key")?;
-                    tracing::warn!(
-                        path = %path.display(),
-                        created,
+                None => crate::secrets::generated(
+                    data_dir,
+                    "s3-bucket-key",
+                    Some(
                         "no s3_bucket_key configured: new chat buckets are named with the \
                          generated key kept in this file; a cluster must set s3_bucket_key, the \
-                         same on every node"
-                    );
-                    key
-                }
+                         same on every node",
+                    ),
+                )?,
             };
             Ok(Arc::new(S3Store::new(
                 s3,
@@ -171,37 +168,26 @@ impl Application {
                 .iter()
                 .map(|t| t.expose_secret().to_owned())
                 .collect(),
-            true => {
-                let (token, path, created) =
-                    crate::secrets::load_or_create(&data_dir, "api-token")?;
-                tracing::warn!(
-                    path = %path.display(),
-                    created,
-                    "no API token configured: using the generated one kept in this file"
-                );
-                vec![token]
-            }
+            true => vec![crate::secrets::generated(
+                &data_dir,
+                "api-token",
+                Some("no API token configured: using the generated one kept in this file"),
+            )?],
         };
         let link_secret = match &config.link_secret {
             Some(s) => s.expose_secret().to_owned(),
-            None => crate::secrets::load_or_create(&data_dir, "link-secret")?.0,
+            None => crate::secrets::generated(&data_dir, "link-secret", None)?,
         };
         // Never an API token: whoever receives webhooks must not hold API access.
         let webhook_secrets = match config.webhook_secrets.is_empty() {
             false => config.webhook_secrets.clone(),
             true => {
-                let (secret, path, created) =
-                    crate::secrets::load_or_create(&data_dir, "webhook-secret")?;
-                if config.webhook_url.is_some() {
-                    tracing::warn!(
-                        path = %path.display(),
-                        created,
-                        "no webhook_secret configured: webhooks are signed with the generated \
-                         secret kept in this file (the receiver checks with it); a cluster must \
-                         set webhook_secret, the same on every node"
-                    );
-                }
-                vec![secret.into()]
+                let warning = config.webhook_url.is_some().then_some(
+                    "no webhook_secret configured: webhooks are signed with the generated \
+                     secret kept in this file (the receiver checks with it); a cluster must \
+                     set webhook_secret, the same on every node",
+                );
+                vec![crate::secrets::generated(&data_dir, "webhook-secret", warning)?.into()]
             }
         };
 

@@ -28,6 +28,16 @@ pub fn load_or_create(data_dir: &Path, name: &str) -> std::io::Result<(String, P
     Ok((secret, path, true))
 }
 
+/// [`load_or_create`], for a secret that stands in for one not configured: when `warning` is
+/// given, logs it with the file that holds the secret (and whether it was made now).
+pub fn generated(data_dir: &Path, name: &str, warning: Option<&str>) -> std::io::Result<String> {
+    let (secret, path, created) = load_or_create(data_dir, name)?;
+    if let Some(warning) = warning {
+        tracing::warn!(path = %path.display(), created, "{warning}");
+    }
+    Ok(secret)
+}
+
 /// Secrets shared by every node must be at least 32 bytes as given (not decoded): an empty or
 /// short one would make links, webhook signatures or bucket names guessable.
 pub fn check(key: &str, value: Option<&str>) -> Result<(), String> {

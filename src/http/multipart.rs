@@ -44,8 +44,8 @@ enum At {
     End,
 }
 
-pub struct Form<S> {
-    body: Guarded<S>,
+pub struct Form<'a, S> {
+    body: &'a mut Guarded<S>,
     buf: BytesMut,
     /// `\r\n--<boundary>`: what ends a part's content. The body's first delimiter has no
     /// `\r\n` of its own, so the buffer starts with one.
@@ -55,12 +55,12 @@ pub struct Form<S> {
     limits: Limits,
 }
 
-impl<S, E> Form<S>
+impl<'a, S, E> Form<'a, S>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Display,
 {
-    pub fn new(body: Guarded<S>, boundary: &str, limits: Limits) -> Self {
+    pub fn new(body: &'a mut Guarded<S>, boundary: &str, limits: Limits) -> Self {
         Self {
             body,
             buf: BytesMut::from(&b"\r\n"[..]),
@@ -69,11 +69,6 @@ where
             at: At::Preamble,
             limits,
         }
-    }
-
-    /// The body itself, e.g. to [`Guarded::linger`] on it before answering a refusal.
-    pub fn body(&mut self) -> &mut Guarded<S> {
-        &mut self.body
     }
 
     /// Reads one more chunk into the buffer; `false` once the body has ended.
@@ -317,13 +312,13 @@ mod tests {
             .chunks(chunk)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
-        let body = Guarded::new(
+        let mut body = Guarded::new(
             futures_util::stream::iter(chunks),
             u64::MAX,
             u64::MAX,
             Duration::from_secs(5),
         );
-        let mut form = Form::new(body, "XyZ", LIMITS);
+        let mut form = Form::new(&mut body, "XyZ", LIMITS);
         let mut out = Vec::new();
         while let Some(head) = form.next_part().await.map_err(|e| format!("{e:?}"))? {
             let mut content = Vec::new();

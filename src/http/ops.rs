@@ -20,7 +20,11 @@ pub async fn healthz() -> Response {
     (status = 200, description = "ready"),
     (status = 503, description = "storage_unavailable, catalog_unavailable or queue_unavailable", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match Readiness::check(&state).await {
+    match state
+        .readiness
+        .get_or_refresh(FRESH_FOR, check_backends(&state))
+        .await
+    {
         None => axum::Json(json!({
             "status": "ready",
             "storage": state.store.name(),
@@ -48,30 +52,20 @@ type Failing = (&'static str, crate::codes::ApiCode);
 /// ([`crate::state::Memo`]) instead of each starting its own.
 const FRESH_FOR: Duration = Duration::from_secs(1);
 
-struct Readiness;
-
-impl Readiness {
-    async fn check(state: &AppState) -> Option<Failing> {
-        state
-            .readiness
-            .get_or_refresh(FRESH_FOR, Self::check_now(state))
-            .await
-    }
-
-    async fn check_now(state: &AppState) -> Option<Failing> {
-        state.metrics.readiness_checks.inc();
-        let (what, code, cause) = if let Err(e) = state.store.check().await {
-            ("storage", ready::STORAGE_UNAVAILABLE, e.to_string())
-        } else if let Err(e) = state.catalog.ping().await {
-            ("catalog", ready::CATALOG_UNAVAILABLE, e.to_string())
-        } else if let Err(e) = state.queue.check().await {
-            ("queue", ready::QUEUE_UNAVAILABLE, e.to_string())
-        } else {
-            return None;
-        };
-        tracing::warn!(backend = what, error = %cause, "not ready");
-        Some((what, code))
-    }
+/// The backend that does not answer, by checking all three.
+async fn check_backends(state: &AppState) -> Option<Failing> {
+    state.metrics.readiness_checks.inc();
+    let (what, code, cause) = if let Err(e) = state.store.check().await {
+        ("storage", ready::STORAGE_UNAVAILABLE, e.to_string())
+    } else if let Err(e) = state.catalog.ping().await {
+        ("catalog", ready::CATALOG_UNAVAILABLE, e.to_string())
+    } else if let Err(e) = state.queue.check().await {
+        ("queue", ready::QUEUE_UNAVAILABLE, e.to_string())
+    } else {
+        return None;
+    };
+    tracing::warn!(backend = what, error = %cause, "not ready");
+    Some((what, code))
 }
 
 /// Prometheus metrics (OpenMetrics text).

@@ -7,7 +7,7 @@ use super::multipart::{self, Form, FormError};
 use crate::domain::{ChatId, Media, UserId};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::usecase::upload::{Begun, Stored, Upload};
+use crate::usecase::upload::{Begun, Receiving, Stored, Upload};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -97,49 +97,48 @@ pub async fn upload(
         config.upload_idle_timeout,
     );
     let stored = match boundary {
-        None => {
-            let stored = receiving.receive(&state, &mut body, None).await;
-            if lingers(&stored) {
-                body.linger().await;
-            }
-            stored?
-        }
+        None => receiving.receive(&state, &mut body, None).await,
         Some(boundary) => {
-            let mut form = Form::new(body, &boundary, config.multipart);
-            let stored = async {
-                // Parts before the file are skipped, each within its limit.
-                let name = loop {
-                    match form.next_part().await? {
-                        Some(part) if part.name.as_deref() == Some("file") => break part.filename,
-                        Some(_) => continue,
-                        None => {
-                            return Err(FormError::Malformed(
-                                "no multipart part named \"file\"".into(),
-                            ))
-                        }
-                    }
-                };
-                let content = futures_util::stream::try_unfold(&mut form, |form| async move {
-                    Ok(form.content().await?.map(|piece| (piece, form)))
-                });
-                Ok(receiving.receive(&state, content, name).await)
-            }
-            .await;
-            let stored = match stored {
-                Ok(stored) => stored,
-                Err(FormError::Body(e)) => Err(e.into()),
-                Err(FormError::Malformed(why)) => Err(ApiError::BadRequest(why)),
-            };
-            if lingers(&stored) {
-                form.body().linger().await;
-            }
-            stored?
+            let form = Form::new(&mut body, &boundary, config.multipart);
+            receive_file_part(&state, form, receiving).await
         }
     };
-    Ok(match stored {
+    if lingers(&stored) {
+        body.linger().await;
+    }
+    Ok(match stored? {
         Stored::New(media) => (StatusCode::CREATED, axum::Json(media)).into_response(),
         Stored::Existing(media) => (StatusCode::OK, axum::Json(media)).into_response(),
     })
+}
+
+/// Streams the multipart part named `file`, with the filename it carries; the parts before
+/// it are skipped, each within its limit.
+async fn receive_file_part<S>(
+    state: &AppState,
+    mut form: Form<'_, S>,
+    receiving: Receiving,
+) -> Result<Stored, ApiError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, axum::Error>> + Unpin,
+{
+    let name = loop {
+        match form.next_part().await {
+            Ok(Some(part)) if part.name.as_deref() == Some("file") => break part.filename,
+            Ok(Some(_)) => continue,
+            Ok(None) => {
+                return Err(ApiError::BadRequest(
+                    "no multipart part named \"file\"".into(),
+                ))
+            }
+            Err(FormError::Body(e)) => return Err(e.into()),
+            Err(FormError::Malformed(why)) => return Err(ApiError::BadRequest(why)),
+        }
+    };
+    let content = futures_util::stream::try_unfold(&mut form, |form| async move {
+        Ok(form.content().await?.map(|piece| (piece, form)))
+    });
+    receiving.receive(state, content, name).await
 }
 
 /// Whether to read what the client still sends before answering `stored`: a refused body may
