@@ -35,7 +35,7 @@ check "hadolint" hadolint Dockerfile
 # The crates have no doctests, which nextest does not run. The S3 and cluster tests need the
 # real services: they run in the next step, not here.
 check "cargo nextest (embedded backends)" cargo nextest run --workspace --no-fail-fast \
-  -E 'not (binary(api) & test(/^(s3|cluster)::/))'
+  -E 'not (binary(api) & test(/^(s3|cluster|broker)::/))'
 # The whole API suite again on Garage (S3), PostgreSQL and RabbitMQ, started here if they are
 # down, then the multi-process fault tests.
 check "cargo nextest (real backends)" ./scripts/test-real.sh

@@ -4,7 +4,7 @@ use crate::background::Group;
 use crate::catalog::{Catalog, SqlCatalog};
 use crate::config::Config;
 use crate::domain::Kind;
-use crate::events::Events;
+use crate::events::delivery::{Delivery, Transport};
 use crate::jobs::WorkerPool;
 use crate::links::LinkSigner;
 use crate::metrics::Metrics;
@@ -48,7 +48,8 @@ async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn 
     }
 }
 
-/// The catalog named by `database_url`: SQLite in the data directory by default.
+/// The catalog named by `database_url`: SQLite in the data directory by default. It keeps
+/// every event for each sink of the deployment.
 async fn open_catalog(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Catalog>> {
     let url = match config.database_url.as_deref() {
         Some(url) => url.to_owned(),
@@ -61,7 +62,12 @@ async fn open_catalog(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dy
         }
     };
     Ok(Arc::new(
-        SqlCatalog::open(&url, config.database_max_connections).await?,
+        SqlCatalog::open(
+            &url,
+            config.database_max_connections,
+            crate::events::sinks(config),
+        )
+        .await?,
     ))
 }
 
@@ -138,6 +144,10 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     role: Role,
+    /// This node's lasting identity (the owner of its leases).
+    node: String,
+    /// One per sink: the event delivery loops.
+    transports: Vec<Arc<dyn Transport>>,
 }
 
 impl Application {
@@ -154,7 +164,7 @@ impl Application {
         // Lasting across restarts with the data directory: the owner of this node's leases.
         let node = crate::secrets::load_or_create(&data_dir, "node-id")?.0;
         let metrics = Arc::new(Metrics::default());
-        let queue = open_queue(&config, catalog.clone(), node, metrics.clone());
+        let queue = open_queue(&config, catalog.clone(), node.clone(), metrics.clone());
 
         // Jobs read the presets in their transform child; a bad file is refused here, at start.
         let presets = match &config.presets {
@@ -182,9 +192,10 @@ impl Application {
         let webhook_secrets = match config.webhook_secrets.is_empty() {
             false => config.webhook_secrets.clone(),
             true => {
-                let warning = config.webhook_url.is_some().then_some(
-                    "no webhook_secret configured: webhooks are signed with the generated \
-                     secret kept in this file (the receiver checks with it); a cluster must \
+                let signs = config.webhook_url.is_some() || config.amqp_url.is_some();
+                let warning = signs.then_some(
+                    "no webhook_secret configured: events are signed with the generated \
+                     secret kept in this file (their receivers check with it); a cluster must \
                      set webhook_secret, the same on every node",
                 );
                 vec![crate::secrets::generated(&data_dir, "webhook-secret", warning)?.into()]
@@ -205,10 +216,22 @@ impl Application {
         }
         std::fs::create_dir_all(&work_dir)?;
 
-        let events = Events::new(config.webhook_url.clone(), webhook_secrets);
+        let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
+        if let Some(sink) = queue.event_sink() {
+            transports.push(Arc::new(crate::events::exchange::Exchange {
+                sink,
+                secrets: webhook_secrets.clone(),
+            }));
+        }
+        if let Some(url) = &config.webhook_url {
+            transports.push(Arc::new(crate::events::webhook::Webhook::new(
+                url.clone(),
+                webhook_secrets,
+                config.webhook_max_age,
+            )?));
+        }
         let role = Role::default_for(&config);
         let state = AppState {
-            events,
             budgets,
             readiness: Default::default(),
             config: Arc::new(config),
@@ -225,6 +248,8 @@ impl Application {
             listener,
             state,
             role,
+            node,
+            transports,
         })
     }
 
@@ -253,6 +278,8 @@ impl Application {
             listener,
             state,
             role,
+            node,
+            transports,
         } = self;
         let recovered = state.queue.recover().await?;
         if recovered > 0 {
@@ -261,11 +288,36 @@ impl Application {
                 "jobs left running at the last stop are queued again"
             );
         }
+        let released = state.catalog.release_event_leases(&node).await?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "events left undelivered at the last stop are due again"
+            );
+        }
+        // Consumers may bind to the exchange before the first event; a broker that is down
+        // now gets it declared when the link opens later.
+        if let Some(exchange) = state.queue.event_sink() {
+            if let Err(e) = exchange.declare().await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot declare the event exchange yet"
+                );
+            }
+        }
         let pool = role.workers.as_ref().map(|(kinds, concurrency)| {
             WorkerPool::spawn(state.clone(), kinds.clone(), *concurrency)
         });
         let housekeeping = Group::new(state.metrics.clone());
         housekeeping.spawn(Sweeper::new(state.clone()));
+        for transport in transports {
+            housekeeping.spawn(Delivery::new(
+                state.catalog.clone(),
+                transport,
+                state.metrics.clone(),
+                node.clone(),
+            ));
+        }
         let sandbox = match role.workers {
             Some(_) => {
                 let support = crate::jobs::sandbox::Support::detect();

@@ -77,6 +77,7 @@ settings! {
     webhook_secret: String, "a string";
     webhook_secrets: Vec<String>, "a list of secrets (comma-separated in the environment)";
     webhook_secret_file: PathBuf, "a path";
+    webhook_max_age_seconds: u64, "a whole number of seconds";
     workers: usize, "a whole number of jobs at once";
     job_timeout_seconds: u64, "a whole number of seconds";
     job_max_attempts: u32, "a whole number of attempts";
@@ -271,6 +272,8 @@ pub struct Config {
     /// The keys that sign webhooks, each giving one `v1=` (several during a rotation); empty
     /// means "generate one on first start and keep it in the data directory".
     pub webhook_secrets: Vec<SecretString>,
+    /// A webhook delivery that keeps failing is retried this long, then marked dead.
+    pub webhook_max_age: Duration,
     pub workers: usize,
     pub job_timeout: Duration,
     pub job_max_attempts: u32,
@@ -371,6 +374,9 @@ impl Config {
             link_secret: link_secret.map(Into::into),
             webhook_url: l.webhook_url.map(|u| u.0),
             webhook_secrets: webhook_secrets.into_iter().map(Into::into).collect(),
+            webhook_max_age: Duration::from_secs(
+                l.webhook_max_age_seconds.unwrap_or(24 * 3600).max(1),
+            ),
             workers,
             job_timeout: Duration::from_secs(l.job_timeout_seconds.unwrap_or(300).max(1)),
             job_max_attempts: l.job_max_attempts.unwrap_or(3).max(1),

@@ -25,6 +25,11 @@ pub struct TaskLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    pub sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
 }
@@ -41,6 +46,12 @@ pub struct Metrics {
     pub background_errors: Family<TaskLabel, Counter>,
     pub garbage_failures: Counter,
     pub readiness_checks: Counter,
+    pub events_pending: Family<SinkLabel, Gauge>,
+    pub events_dead: Family<SinkLabel, Gauge>,
+    pub events_delivered: Family<SinkLabel, Counter>,
+    pub events_failed: Family<SinkLabel, Counter>,
+    pub events_given_up: Family<SinkLabel, Counter>,
+    pub event_delivery_seconds: Family<SinkLabel, Histogram>,
 }
 
 impl Default for Metrics {
@@ -100,6 +111,44 @@ impl Default for Metrics {
             "Rounds of backend checks behind /readyz (at most one a second)",
             readiness_checks.clone(),
         );
+        let events_pending = Family::<SinkLabel, Gauge>::default();
+        registry.register(
+            "events_pending",
+            "Events in the outbox not yet delivered, by sink",
+            events_pending.clone(),
+        );
+        let events_dead = Family::<SinkLabel, Gauge>::default();
+        registry.register(
+            "events_dead",
+            "Event deliveries given up on and kept for POST /v1/events/dead/retry, by sink",
+            events_dead.clone(),
+        );
+        let events_delivered = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "events_delivered",
+            "Events delivered (a broker confirm, a webhook 2xx) by this process, by sink",
+            events_delivered.clone(),
+        );
+        let events_failed = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "events_failed",
+            "Failed event delivery attempts (each retried or given up), by sink",
+            events_failed.clone(),
+        );
+        let events_given_up = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "events_given_up",
+            "Event deliveries marked dead by this process, by sink",
+            events_given_up.clone(),
+        );
+        let event_delivery_seconds = Family::<SinkLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 16))
+        });
+        registry.register(
+            "event_delivery_seconds",
+            "From the change's commit to the sink's confirm, by sink",
+            event_delivery_seconds.clone(),
+        );
         Self {
             registry,
             uploads,
@@ -112,6 +161,12 @@ impl Default for Metrics {
             background_errors,
             garbage_failures,
             readiness_checks,
+            events_pending,
+            events_dead,
+            events_delivered,
+            events_failed,
+            events_given_up,
+            event_delivery_seconds,
         }
     }
 }
@@ -144,6 +199,41 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    pub fn event_delivered(&self, sink: &str, latency_seconds: f64) {
+        let label = SinkLabel { sink: sink.into() };
+        self.events_delivered.get_or_create(&label).inc();
+        self.event_delivery_seconds
+            .get_or_create(&label)
+            .observe(latency_seconds);
+    }
+
+    /// A failed attempt; `given_up` when it made the delivery dead.
+    pub fn event_failed(&self, sink: &str, given_up: bool) {
+        let label = SinkLabel { sink: sink.into() };
+        self.events_failed.get_or_create(&label).inc();
+        if given_up {
+            self.events_given_up.get_or_create(&label).inc();
+        }
+    }
+
+    /// The outbox as the catalog counts it now, for every sink (0 where it has no rows).
+    pub fn event_counts(&self, counts: &crate::catalog::EventCounts) {
+        for sink in crate::domain::Sink::ALL {
+            let label = SinkLabel {
+                sink: sink.as_str().into(),
+            };
+            let of = |list: &[(crate::domain::Sink, u64)]| {
+                list.iter().find(|(s, _)| *s == sink).map_or(0, |(_, n)| *n)
+            };
+            self.events_pending
+                .get_or_create(&label)
+                .set(of(&counts.pending) as i64);
+            self.events_dead
+                .get_or_create(&label)
+                .set(of(&counts.dead) as i64);
+        }
     }
 
     pub fn background_error(&self, task: &str) {

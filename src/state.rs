@@ -1,6 +1,5 @@
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::events::Events;
 use crate::links::LinkSigner;
 use crate::metrics::Metrics;
 use crate::queue::JobQueue;
@@ -19,7 +18,6 @@ pub struct AppState {
     /// SHA-256 of each accepted API token: compared in constant time, never logged.
     pub token_hashes: Arc<Vec<[u8; 32]>>,
     pub metrics: Arc<Metrics>,
-    pub events: Events,
     /// `/readyz`'s last answer (the backend that failed and its code, if one did), reused for
     /// a second.
     pub readiness: Arc<Memo<Option<(&'static str, crate::codes::ApiCode)>>>,

@@ -48,7 +48,9 @@ pub async fn sweep(state: &AppState) {
     {
         Ok(ids) => {
             for id in ids {
-                match crate::usecase::erase::media(state, &id).await {
+                match crate::usecase::erase::media(state, &id, crate::domain::EraseReason::Expired)
+                    .await
+                {
                     Ok(_) => tracing::info!(media_id = %id, "expired media erased"),
                     Err(e) => {
                         tracing::warn!(media_id = %id, error = %e, "cannot erase expired media")

@@ -1,4 +1,4 @@
-//! The catalog: chats, members, media records, variants, and the job outbox.
+//! The catalog: chats, members, media records, variants, the job outbox and the event outbox.
 //!
 //! One trait with one implementation, [`SqlCatalog`], written once for both engines: SQLite
 //! is the embedded default; PostgreSQL serves several processes with the same semantics.
@@ -10,7 +10,8 @@ mod sql;
 pub use sql::SqlCatalog;
 
 use crate::domain::{
-    ChatId, Kind, Media, MediaError, MediaId, MediaMetadata, MediaPlaceholder, UserId, VariantInfo,
+    ChatId, EraseReason, Kind, Media, MediaError, MediaId, MediaMetadata, MediaPlaceholder, Sink,
+    UserId, VariantInfo,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -85,6 +86,47 @@ pub struct Garbage {
     pub attempts: u32,
 }
 
+/// An outbox row leased to one node for delivery to one sink.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub event: String,
+    pub chat_id: String,
+    pub body: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Unix ms: when the change was written (for the delivery latency).
+    pub created_at: i64,
+    /// Unix ms: written or last re-queued (the age limit counts from here).
+    pub queued_at: i64,
+}
+
+/// A delivery given up on (`GET /v1/events/dead`).
+#[derive(Debug, Clone)]
+pub struct DeadEvent {
+    pub event: OutboxEvent,
+    pub sink: Sink,
+    pub media_id: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// What a failed delivery does next.
+#[derive(Debug, Clone, Copy)]
+pub enum Redelivery {
+    /// Due again after this long.
+    After(Duration),
+    /// Given up: kept as dead until re-queued.
+    Dead,
+}
+
+/// Outbox rows by sink: pending (including leased) and dead.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventCounts {
+    pub pending: Vec<(Sink, u64)>,
+    pub dead: Vec<(Sink, u64)>,
+}
+
 #[async_trait]
 pub trait Catalog: Send + Sync {
     fn name(&self) -> &'static str;
@@ -110,9 +152,11 @@ pub trait Catalog: Send + Sync {
     async fn insert_media(&self, new: NewMedia) -> Result<Inserted>;
     /// A media that exists and has not expired.
     async fn get_media(&self, id: &MediaId) -> Result<Option<StoredMedia>>;
-    /// Removes the media's rows and records its objects as garbage, in one transaction.
-    async fn delete_media(&self, id: &MediaId) -> Result<Option<StoredMedia>>;
-    /// Removes the chat, its members and media, and records its bucket as garbage.
+    /// Removes the media's rows, records its objects as garbage and writes its
+    /// `media.erased` event, in one transaction.
+    async fn delete_media(&self, id: &MediaId, reason: EraseReason) -> Result<Option<StoredMedia>>;
+    /// Removes the chat, its members and media, records its bucket as garbage, and writes a
+    /// `media.erased` event per media and then `chat.erased`, in one transaction.
     async fn erase_chat(&self, chat: &ChatId) -> Result<()>;
     async fn expired_media(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<MediaId>>;
     /// Garbage rows that are due, the longest waiting first.
@@ -124,7 +168,8 @@ pub trait Catalog: Send + Sync {
     /// Leases the oldest runnable job of one of `kinds` for `lease` to `owner` (a process's
     /// lasting identity).
     async fn claim_job(&self, kinds: &[Kind], lease: Duration, owner: &str) -> Result<Option<Job>>;
-    /// Records the outcome and drops the job, in one transaction. `None` if the media is gone.
+    /// Records the outcome, drops the job and writes the `media.ready` / `media.failed` event,
+    /// in one transaction. `None` if the media is gone.
     async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>>;
     /// Puts a leased job back, runnable after `after`.
     async fn retry_job(&self, id: &MediaId, after: Duration) -> Result<()>;
@@ -143,4 +188,30 @@ pub trait Catalog: Send + Sync {
     /// process, whose previous run may have died holding them. Other owners' leases stay.
     async fn release_leases(&self, owner: &str) -> Result<u64>;
     async fn queue_depth(&self) -> Result<u64>;
+
+    /// Changes each time a transaction that wrote events commits (in this process): the
+    /// delivery loops wait on it, and poll for other nodes' events.
+    fn events_written(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Leases up to `limit` due events for `sink` to `owner`: per order key only the oldest
+    /// pending one, so one media's events go out in order and a dead one holds nothing back.
+    /// Nodes claiming at once get different rows.
+    async fn claim_events(
+        &self,
+        sink: Sink,
+        limit: u32,
+        lease: Duration,
+        owner: &str,
+    ) -> Result<Vec<OutboxEvent>>;
+    /// The sink has these rows (a confirm, a 2xx): they are removed.
+    async fn events_delivered(&self, seqs: &[i64]) -> Result<()>;
+    /// A delivery failed: counts the attempt and keeps `error`, then retries or gives up.
+    async fn event_failed(&self, seq: i64, error: &str, next: Redelivery) -> Result<()>;
+    /// Dead deliveries, oldest first.
+    async fn dead_events(&self, limit: u32) -> Result<Vec<DeadEvent>>;
+    /// Makes every dead delivery pending again, due now, its age counted afresh.
+    async fn retry_dead_events(&self) -> Result<u64>;
+    async fn event_counts(&self) -> Result<EventCounts>;
+    /// Makes the events leased to `owner` due again (its previous run died delivering them).
+    async fn release_event_leases(&self, owner: &str) -> Result<u64>;
 }

@@ -11,19 +11,20 @@ pub(super) fn now_ms() -> i64 {
     unix_ms(OffsetDateTime::now_utc())
 }
 
-/// The columns [`decode_media`] expects, in its order; `m` is media, `c` its chat.
-pub(super) const MEDIA_COLUMNS: &str = "m.id, m.chat_id, m.uploader, m.filename, m.kind, m.mime, \
+/// The media columns [`decode_media`] expects, in its order, followed by the chat's bucket;
+/// `m` is media.
+pub(super) const MEDIA_FIELDS: &str = "m.id, m.chat_id, m.uploader, m.filename, m.kind, m.mime, \
     m.size, m.sha256, m.created_at, m.expires_at, m.status, m.error_code, m.error_message, \
-    m.width, m.height, m.duration_ms, m.waveform, m.blurhash, m.thumbhash, c.bucket";
+    m.width, m.height, m.duration_ms, m.waveform, m.blurhash, m.thumbhash";
 
-/// The columns [`decode_variant`] expects, in its order.
+/// The columns [`decode_variant`] expects, in its order, from its `base` column on.
 pub(super) const VARIANT_COLUMNS: &str = "name, mime, size, width, height, duration_ms";
 
 fn bad(what: &str) -> CatalogError {
     CatalogError::Other(anyhow::anyhow!("corrupt catalog row: {what}"))
 }
 
-pub(super) fn decode_variant<R>(r: &R) -> (String, VariantInfo)
+pub(super) fn decode_variant<R>(r: &R, base: usize) -> (String, VariantInfo)
 where
     R: Row,
     usize: ColumnIndex<R>,
@@ -31,13 +32,13 @@ where
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     (
-        r.get::<String, _>(0),
+        r.get::<String, _>(base),
         VariantInfo {
-            mime: r.get(1),
-            size: r.get::<i64, _>(2) as u64,
-            width: r.get::<Option<i64>, _>(3).map(|v| v as u32),
-            height: r.get::<Option<i64>, _>(4).map(|v| v as u32),
-            duration_ms: r.get::<Option<i64>, _>(5).map(|v| v as u64),
+            mime: r.get(base + 1),
+            size: r.get::<i64, _>(base + 2) as u64,
+            width: r.get::<Option<i64>, _>(base + 3).map(|v| v as u32),
+            height: r.get::<Option<i64>, _>(base + 4).map(|v| v as u32),
+            duration_ms: r.get::<Option<i64>, _>(base + 5).map(|v| v as u64),
         },
     )
 }

@@ -8,14 +8,20 @@
 use super::engine::{classify as db, Engine};
 use super::rows::*;
 use super::*;
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use crate::domain::NewEvent;
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::watch;
 
+mod events;
 mod jobs;
 
 pub struct SqlCatalog {
     pool: AnyPool,
     engine: Engine,
+    /// Where every event goes: each gets one outbox row per sink.
+    sinks: Vec<Sink>,
+    /// Bumped after each commit that wrote events.
+    written: watch::Sender<u64>,
 }
 
 fn new_membership() -> String {
@@ -27,46 +33,110 @@ const INSERT_CHUNK: usize = 200;
 
 impl SqlCatalog {
     /// Opens the catalog named by `url` (`sqlite:...` or `postgres://...`) and migrates it;
-    /// `max_connections` sizes a PostgreSQL pool (SQLite's is fixed).
-    pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+    /// `max_connections` sizes a PostgreSQL pool (SQLite's is fixed). Every event is written
+    /// for each of `sinks` (none: no events are kept).
+    pub async fn open(url: &str, max_connections: u32, sinks: Vec<Sink>) -> anyhow::Result<Self> {
         let engine = Engine::of(url)?;
         let pool = engine.open(url, max_connections).await?;
-        Ok(Self { pool, engine })
-    }
-
-    async fn variants_of(&self, id: &str) -> Result<BTreeMap<String, VariantInfo>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {VARIANT_COLUMNS} FROM variants WHERE media_id = $1"
-        ))
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(rows.iter().map(decode_variant).collect())
-    }
-
-    async fn load(&self, row: AnyRow) -> Result<StoredMedia> {
-        let id: String = row.get(0);
-        let variants = self.variants_of(&id).await?;
-        decode_media(&row, variants)
+        Ok(Self {
+            pool,
+            engine,
+            sinks,
+            written: watch::Sender::new(0),
+        })
     }
 
     async fn fetch_media(&self, id: &str, only_live: bool) -> Result<Option<StoredMedia>> {
-        let row = sqlx::query(&format!(
-            "SELECT {MEDIA_COLUMNS} FROM media m JOIN chats c ON c.chat_id = m.chat_id \
-             WHERE m.id = $1 AND (NOT $2 OR m.expires_at IS NULL OR m.expires_at > $3)"
-        ))
-        .bind(id)
-        .bind(only_live)
-        .bind(OffsetDateTime::now_utc().unix_timestamp())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        match row {
-            Some(row) => Ok(Some(self.load(row).await?)),
-            None => Ok(None),
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        media_on(&mut conn, id, only_live).await
+    }
+
+    /// Writes `events` inside `tx` for every sink of this deployment.
+    async fn write_events(&self, conn: &mut AnyConnection, events: &[NewEvent]) -> Result<()> {
+        if self.sinks.is_empty() || events.is_empty() {
+            return Ok(());
+        }
+        events::write(conn, &self.sinks, events).await
+    }
+
+    /// After a commit that wrote events: wakes this process's delivery loops.
+    fn announce_events(&self) {
+        if !self.sinks.is_empty() {
+            self.written.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
+}
+
+async fn variants_on(conn: &mut AnyConnection, id: &str) -> Result<BTreeMap<String, VariantInfo>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {VARIANT_COLUMNS} FROM variants WHERE media_id = $1"
+    ))
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(rows.iter().map(|r| decode_variant(r, 0)).collect())
+}
+
+/// The media `id` read on `conn` (inside a transaction, it sees the transaction's writes);
+/// with `only_live`, not if it has expired.
+async fn media_on(
+    conn: &mut AnyConnection,
+    id: &str,
+    only_live: bool,
+) -> Result<Option<StoredMedia>> {
+    let row = sqlx::query(&format!(
+        "SELECT {MEDIA_FIELDS}, c.bucket FROM media m JOIN chats c ON c.chat_id = m.chat_id \
+         WHERE m.id = $1 AND (NOT $2 OR m.expires_at IS NULL OR m.expires_at > $3)"
+    ))
+    .bind(id)
+    .bind(only_live)
+    .bind(OffsetDateTime::now_utc().unix_timestamp())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    match row {
+        Some(row) => {
+            let variants = variants_on(conn, id).await?;
+            Ok(Some(decode_media(&row, variants)?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Every media of `chat` with its variants, read on `conn`, in id order.
+async fn chat_media_on(conn: &mut AnyConnection, chat: &ChatId) -> Result<Vec<Media>> {
+    let mut variants: std::collections::HashMap<String, BTreeMap<String, VariantInfo>> =
+        Default::default();
+    let rows = sqlx::query(&format!(
+        "SELECT media_id, {VARIANT_COLUMNS} FROM variants \
+         WHERE media_id IN (SELECT id FROM media WHERE chat_id = $1)"
+    ))
+    .bind(chat.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    for r in &rows {
+        let (name, info) = decode_variant(r, 1);
+        variants
+            .entry(r.get::<String, _>(0))
+            .or_default()
+            .insert(name, info);
+    }
+    // The chat row may be gone already (an erase deletes it first): no join.
+    let rows = sqlx::query(&format!(
+        "SELECT {MEDIA_FIELDS}, CAST('' AS TEXT) FROM media m WHERE m.chat_id = $1 ORDER BY m.id"
+    ))
+    .bind(chat.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            decode_media(r, variants.remove(&id).unwrap_or_default()).map(|s| s.media)
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -274,7 +344,13 @@ impl Catalog for SqlCatalog {
             .await
             .map_err(db)?;
         }
+        // A media that needs no processing is ready at once, and says so like any other.
+        let event = NewEvent::status(m);
+        self.write_events(&mut tx, event.as_slice()).await?;
         tx.commit().await.map_err(db)?;
+        if event.is_some() {
+            self.announce_events();
+        }
         Ok(Inserted::New)
     }
 
@@ -282,27 +358,39 @@ impl Catalog for SqlCatalog {
         self.fetch_media(&id.to_string(), true).await
     }
 
-    async fn delete_media(&self, id: &MediaId) -> Result<Option<StoredMedia>> {
-        let Some(stored) = self.fetch_media(&id.to_string(), false).await? else {
-            return Ok(None);
-        };
+    async fn delete_media(&self, id: &MediaId, reason: EraseReason) -> Result<Option<StoredMedia>> {
+        let key = id.to_string();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let deleted = sqlx::query("DELETE FROM media WHERE id = $1")
-            .bind(id.to_string())
+        // A write first, to hold the row (and SQLite's write lock) while we read it: a job
+        // finishing at the same moment either commits before (and the event below shows its
+        // outcome) or finds the media gone.
+        let held = sqlx::query("UPDATE media SET id = id WHERE id = $1")
+            .bind(&key)
             .execute(&mut *tx)
             .await
             .map_err(db)?
             .rows_affected();
-        if deleted == 0 {
+        if held == 0 {
             return Ok(None);
         }
+        let Some(stored) = media_on(&mut tx, &key, false).await? else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM media WHERE id = $1")
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         sqlx::query("INSERT INTO garbage (bucket, prefix) VALUES ($1, $2)")
             .bind(&stored.bucket)
             .bind(crate::storage::media_prefix(id))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        self.write_events(&mut tx, &[NewEvent::erased(&stored.media, reason)])
+            .await?;
         tx.commit().await.map_err(db)?;
+        self.announce_events();
         Ok(Some(stored))
     }
 
@@ -316,6 +404,13 @@ impl Catalog for SqlCatalog {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
+        let mut events = Vec::new();
+        if !self.sinks.is_empty() {
+            for media in chat_media_on(&mut tx, chat).await? {
+                events.push(NewEvent::erased(&media, EraseReason::ChatErased));
+            }
+            events.push(NewEvent::chat_erased(chat, OffsetDateTime::now_utc()));
+        }
         for sql in [
             "DELETE FROM members WHERE chat_id = $1",
             "DELETE FROM media WHERE chat_id = $1",
@@ -333,7 +428,10 @@ impl Catalog for SqlCatalog {
                 .await
                 .map_err(db)?;
         }
-        tx.commit().await.map_err(db)
+        self.write_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(db)?;
+        self.announce_events();
+        Ok(())
     }
 
     async fn expired_media(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<MediaId>> {
@@ -418,5 +516,45 @@ impl Catalog for SqlCatalog {
 
     async fn queue_depth(&self) -> Result<u64> {
         jobs::queue_depth(self).await
+    }
+
+    fn events_written(&self) -> watch::Receiver<u64> {
+        self.written.subscribe()
+    }
+
+    async fn claim_events(
+        &self,
+        sink: Sink,
+        limit: u32,
+        lease: Duration,
+        owner: &str,
+    ) -> Result<Vec<OutboxEvent>> {
+        events::claim(self, sink, limit, lease, owner).await
+    }
+
+    async fn events_delivered(&self, seqs: &[i64]) -> Result<()> {
+        events::delivered(self, seqs).await
+    }
+
+    async fn event_failed(&self, seq: i64, error: &str, next: Redelivery) -> Result<()> {
+        events::failed(self, seq, error, next).await
+    }
+
+    async fn dead_events(&self, limit: u32) -> Result<Vec<DeadEvent>> {
+        events::dead(self, limit).await
+    }
+
+    async fn retry_dead_events(&self) -> Result<u64> {
+        let n = events::retry_dead(self).await?;
+        self.announce_events();
+        Ok(n)
+    }
+
+    async fn event_counts(&self) -> Result<EventCounts> {
+        events::counts(self).await
+    }
+
+    async fn release_event_leases(&self, owner: &str) -> Result<u64> {
+        events::release_leases(self, owner).await
     }
 }

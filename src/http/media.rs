@@ -38,7 +38,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    match crate::usecase::erase::media(&state, &id)
+    match crate::usecase::erase::media(&state, &id, crate::domain::EraseReason::Unsent)
         .await
         .map_err(ApiError::Internal)?
     {

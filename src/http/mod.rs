@@ -2,6 +2,7 @@
 
 mod auth;
 mod body;
+mod events;
 mod extract;
 mod files;
 mod links;
@@ -53,6 +54,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/media/{id}", get(media::get).delete(media::delete))
         .route("/media/{id}/links", post(links::issue))
+        .route("/events/dead", get(events::dead))
+        .route("/events/dead/retry", post(events::retry))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi};
         super::members::list, super::members::erase_chat,
         super::upload::upload, super::media::get, super::media::delete,
         super::links::issue, super::files::download,
+        super::events::dead, super::events::retry,
         super::ops::healthz, super::ops::readyz, super::ops::metrics, super::ops::openapi,
     ),
     components(schemas(crate::domain::Media, crate::error::ErrorBody)),
@@ -39,17 +40,21 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The status events POSTed to `webhook_url` (OpenAPI 3.1 `webhooks`, which utoipa 5 has no
+/// The events POSTed to `webhook_url` (OpenAPI 3.1 `webhooks`, which utoipa 5 has no
 /// field for: it goes in as a top-level extension under its own name).
 struct Webhooks;
 
 impl Modify for Webhooks {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let event = serde_json::json!({"post": {
-            "summary": "A media's processing ended: media.ready or media.failed",
-            "description": "Sent to `webhook_url` after each status change made by processing; \
-                at-least-once (5 attempts, 10 s timeout each, redirects not followed), so \
-                deduplicate on `id` + `event`. Check `Satchel-Signature` before trusting the body.",
+            "summary": "Something changed: media.ready, media.failed, media.erased or chat.erased",
+            "description": "Every event is written to the catalog with the change it reports, \
+                then POSTed to `webhook_url` from that outbox: at-least-once (also across \
+                restarts and crashes), so deduplicate on `event_id`; in order per media. A \
+                delivery that fails (no 2xx within 10 s; redirects are not followed) is retried \
+                with backoff (1 s doubling, at most 5 min) for `webhook_max_age_seconds`, then \
+                marked dead: `GET /v1/events/dead` lists, `POST /v1/events/dead/retry` re-queues. \
+                Check `Satchel-Signature` before trusting the body.",
             "parameters": [{
                 "name": "Satchel-Signature",
                 "in": "header",
@@ -61,19 +66,40 @@ impl Modify for Webhooks {
                 "schema": {"type": "string", "pattern": "^t=[0-9]+(,v1=[0-9a-f]{64})+$"},
             }],
             "requestBody": {"required": true, "content": {"application/json": {"schema": {
-                "description": "The Media object plus `event`.",
-                "allOf": [
-                    {"$ref": "#/components/schemas/Media"},
-                    {"type": "object", "required": ["event"], "properties": {
-                        "event": {"type": "string", "enum": ["media.ready", "media.failed"]},
-                    }},
+                "oneOf": [
+                    {
+                        "description": "media.ready, media.failed, media.erased: the Media object \
+                            (for media.erased as it was, status unchanged) plus `event`, \
+                            `event_id` and, for media.erased, `reason`.",
+                        "allOf": [
+                            {"$ref": "#/components/schemas/Media"},
+                            {"type": "object", "required": ["event", "event_id"], "properties": {
+                                "event": {"type": "string",
+                                    "enum": ["media.ready", "media.failed", "media.erased"]},
+                                "event_id": {"type": "string", "description": "A ULID."},
+                                "reason": {"type": "string",
+                                    "enum": ["unsent", "expired", "chat_erased"]},
+                            }},
+                        ],
+                    },
+                    {
+                        "description": "chat.erased",
+                        "type": "object",
+                        "required": ["event", "event_id", "chat_id", "erased_at"],
+                        "properties": {
+                            "event": {"type": "string", "enum": ["chat.erased"]},
+                            "event_id": {"type": "string"},
+                            "chat_id": {"type": "string"},
+                            "erased_at": {"type": "string", "format": "date-time"},
+                        },
+                    },
                 ],
             }}}},
             "responses": {
                 "2XX": {"description": "Received. Any other answer, or none, is retried."},
             },
         }});
-        let webhooks = serde_json::json!({ "mediaStatus": event });
+        let webhooks = serde_json::json!({ "events": event });
         openapi
             .extensions
             .get_or_insert_with(Default::default)

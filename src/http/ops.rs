@@ -74,6 +74,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(depth) = state.queue.depth().await {
         state.metrics.queue_depth.set(depth as i64);
     }
+    if let Ok(counts) = state.catalog.event_counts().await {
+        state.metrics.event_counts(&counts);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -33,10 +33,8 @@ impl DeadLetters for GiveUp {
             .finish_job(id, JobResult::Failed(error))
             .await
         {
-            Ok(Some(media)) => {
-                tracing::warn!(media_id = %id, "job dead-lettered; media failed");
-                self.0.events.status_changed(&media);
-            }
+            // The catalog wrote its media.failed event in the same transaction.
+            Ok(Some(_)) => tracing::warn!(media_id = %id, "job dead-lettered; media failed"),
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(media_id = %id, error = %e, "cannot mark a dead-lettered media failed")

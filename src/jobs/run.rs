@@ -124,8 +124,7 @@ async fn record_failure(state: &AppState, job: &Job, error: MediaError) -> Outco
         .finish_job(&job.media_id, JobResult::Failed(error))
         .await
     {
-        Ok(Some(media)) => {
-            state.events.status_changed(&media);
+        Ok(Some(_)) => {
             let _ = state.queue.ack(job).await;
             Outcome::Failed(code)
         }
@@ -213,8 +212,7 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
         variants,
     };
     match state.catalog.finish_job(&job.media_id, result).await {
-        Ok(Some(media)) => {
-            state.events.status_changed(&media);
+        Ok(Some(_)) => {
             let _ = state.queue.ack(job).await;
             Ok(Outcome::Ready)
         }

@@ -28,11 +28,29 @@ pub trait DeadLetters: Send + Sync {
     async fn given_up(&self, id: &MediaId);
 }
 
-/// Publishes an event body under a routing key (the broker's `<prefix>.events` exchange),
-/// waiting for the broker's confirm.
+/// One event as the broker's exchange gets it.
+pub struct EventMessage<'a> {
+    /// `<event>.<chat_id>`.
+    pub routing_key: String,
+    /// The message's `message-id` property: consumers dedupe on it.
+    pub event_id: &'a str,
+    /// The message's `type` property: `media.ready`, ...
+    pub event: &'a str,
+    /// The `satchel-signature` header: as a webhook's, so a consumer can tell satchel's
+    /// events from anything else published to the exchange.
+    pub signature: String,
+    pub body: &'a [u8],
+}
+
+/// The broker's `<prefix>.events` topic exchange.
 #[async_trait]
 pub trait EventSink: Send + Sync {
-    async fn publish_event(&self, routing_key: &str, body: &[u8]) -> anyhow::Result<()>;
+    /// Declares the exchange (durable), so consumers can bind before the first event.
+    async fn declare(&self) -> anyhow::Result<()>;
+
+    /// Publishes every message persistently and waits for the broker's confirms: one result
+    /// per message, in order.
+    async fn publish_events(&self, messages: &[EventMessage<'_>]) -> Vec<anyhow::Result<()>>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,12 +3,12 @@
 //! fails to delete now stays recorded and the sweeper tries again.
 
 use crate::catalog::Garbage;
-use crate::domain::{ChatId, MediaId};
+use crate::domain::{ChatId, EraseReason, MediaId};
 use crate::state::AppState;
 
-/// Erases one media; `false` if there was none.
-pub async fn media(state: &AppState, id: &MediaId) -> anyhow::Result<bool> {
-    if state.catalog.delete_media(id).await?.is_none() {
+/// Erases one media (its `media.erased` event says why); `false` if there was none.
+pub async fn media(state: &AppState, id: &MediaId, reason: EraseReason) -> anyhow::Result<bool> {
+    if state.catalog.delete_media(id, reason).await?.is_none() {
         return Ok(false);
     }
     collect_garbage(state).await;

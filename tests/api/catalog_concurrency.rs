@@ -146,8 +146,8 @@ async fn two_catalogs() -> (
             (url, None)
         }
     };
-    let a = SqlCatalog::open(&url, 4).await.unwrap();
-    let b = SqlCatalog::open(&url, 4).await.unwrap();
+    let a = SqlCatalog::open(&url, 4, Vec::new()).await.unwrap();
+    let b = SqlCatalog::open(&url, 4, Vec::new()).await.unwrap();
     (Arc::new(a), Arc::new(b), (dir, db))
 }
 

@@ -196,6 +196,14 @@ pub struct TestBroker {
 }
 
 impl TestBroker {
+    /// The objects under `prefix` on the broker at `url`, deleted when this is dropped.
+    pub fn new(url: &str, prefix: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            prefix: prefix.to_owned(),
+        }
+    }
+
     pub fn of(config: &Config) -> Option<Self> {
         Some(Self {
             url: config.amqp_url.clone()?,

@@ -4,12 +4,14 @@
 mod helpers;
 
 mod auth;
+mod broker;
 mod catalog_concurrency;
 mod cli;
 mod cluster;
 mod codes;
 mod downloads;
 mod erase_races;
+mod events;
 mod hostile;
 mod links;
 mod media;

@@ -213,10 +213,29 @@ async fn the_openapi_document_has_both_upload_bodies_and_the_webhook() {
         header["schema"]["pattern"], "^t=[0-9]+(,v1=[0-9a-f]{64})+$",
         "{header}"
     );
-    let event = &post["requestBody"]["content"]["application/json"]["schema"]["allOf"];
-    assert_eq!(event[0]["$ref"], "#/components/schemas/Media", "{event}");
+    let bodies = &post["requestBody"]["content"]["application/json"]["schema"]["oneOf"];
+    let media = &bodies[0]["allOf"];
+    assert_eq!(media[0]["$ref"], "#/components/schemas/Media", "{bodies}");
     assert_eq!(
-        event[1]["properties"]["event"]["enum"],
-        serde_json::json!(["media.ready", "media.failed"])
+        media[1]["properties"]["event"]["enum"],
+        serde_json::json!(["media.ready", "media.failed", "media.erased"])
     );
+    assert_eq!(
+        media[1]["properties"]["reason"]["enum"],
+        serde_json::json!(["unsent", "expired", "chat_erased"])
+    );
+    assert_eq!(
+        bodies[1]["properties"]["event"]["enum"],
+        serde_json::json!(["chat.erased"])
+    );
+    for (path, method) in [
+        ("/v1/events/dead", "get"),
+        ("/v1/events/dead/retry", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method]["security"].is_array(),
+            "{path}: {}",
+            doc["paths"][path]
+        );
+    }
 }

@@ -114,8 +114,14 @@ pub(super) async fn finish_job(
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+    let media = super::media_on(&mut tx, &key, false)
+        .await?
+        .map(|stored| stored.media);
+    let event = media.as_ref().and_then(crate::domain::NewEvent::status);
+    c.write_events(&mut tx, event.as_slice()).await?;
     tx.commit().await.map_err(db)?;
-    Ok(c.fetch_media(&key, false).await?.map(|s| s.media))
+    c.announce_events();
+    Ok(media)
 }
 
 pub(super) async fn retry_job(c: &SqlCatalog, id: &MediaId, after: Duration) -> Result<()> {

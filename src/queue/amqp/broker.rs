@@ -286,8 +286,75 @@ impl Broker {
 
 #[async_trait::async_trait]
 impl crate::queue::EventSink for Broker {
-    async fn publish_event(&self, routing_key: &str, body: &[u8]) -> anyhow::Result<()> {
-        self.publish(&self.events_exchange(), routing_key, body)
-            .await
+    async fn declare(&self) -> anyhow::Result<()> {
+        // The publishing link declares every broker object when it opens.
+        self.publisher().await.map(|_| ())
+    }
+
+    /// Every publish goes out before the first confirm is awaited: one round trip for the
+    /// batch, not one per event.
+    async fn publish_events(
+        &self,
+        messages: &[crate::queue::EventMessage<'_>],
+    ) -> Vec<anyhow::Result<()>> {
+        let channel = match self.publisher().await {
+            Ok(channel) => channel,
+            Err(e) => {
+                let e = format!("{e:#}");
+                return messages
+                    .iter()
+                    .map(|_| Err(anyhow::anyhow!("{e}")))
+                    .collect();
+            }
+        };
+        let exchange = self.events_exchange();
+        let mut confirms = Vec::with_capacity(messages.len());
+        for m in messages {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                ShortString::from("satchel-signature"),
+                AMQPValue::LongString(LongString::from(m.signature.as_str())),
+            );
+            let properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_message_id(m.event_id.into())
+                .with_type(m.event.into())
+                .with_headers(headers);
+            confirms.push(
+                channel
+                    .basic_publish(
+                        &exchange,
+                        &m.routing_key,
+                        BasicPublishOptions::default(),
+                        m.body,
+                        properties,
+                    )
+                    .await,
+            );
+        }
+        let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+        let mut results = Vec::with_capacity(confirms.len());
+        let mut broken = false;
+        for confirm in confirms {
+            let result = match confirm {
+                Err(e) => Err(anyhow::Error::from(e)),
+                Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
+                    Ok(Ok(c)) if c.is_ack() => Ok(()),
+                    Ok(Ok(_)) => Err(anyhow::anyhow!("the broker refused the message")),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err(anyhow::anyhow!(
+                        "no publisher confirm within {CONFIRM_TIMEOUT:?}"
+                    )),
+                },
+            };
+            broken |= result.is_err();
+            results.push(result);
+        }
+        if broken {
+            // A nack or a lost link: the next batch opens a fresh one.
+            self.forget().await;
+        }
+        results
     }
 }
