@@ -218,6 +218,14 @@ impl Application {
 
         let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
         if let Some(sink) = queue.event_sink() {
+            // Before anything is served, so consumers can bind to the exchange before the
+            // first event; a broker that is down now gets it declared when the link opens.
+            if let Err(e) = sink.declare().await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot declare the event exchange yet"
+                );
+            }
             transports.push(Arc::new(crate::events::exchange::Exchange {
                 sink,
                 secrets: webhook_secrets.clone(),
@@ -294,16 +302,6 @@ impl Application {
                 released,
                 "events left undelivered at the last stop are due again"
             );
-        }
-        // Consumers may bind to the exchange before the first event; a broker that is down
-        // now gets it declared when the link opens later.
-        if let Some(exchange) = state.queue.event_sink() {
-            if let Err(e) = exchange.declare().await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "cannot declare the event exchange yet"
-                );
-            }
         }
         let pool = role.workers.as_ref().map(|(kinds, concurrency)| {
             WorkerPool::spawn(state.clone(), kinds.clone(), *concurrency)
