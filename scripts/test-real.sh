@@ -13,6 +13,8 @@ fi
 
 ./scripts/start-postgres.sh
 ./scripts/start-rabbitmq.sh
+./scripts/start-redis.sh
+export SATCHEL_TEST_REDIS_URL=redis://127.0.0.1:6379/0
 eval "$(./scripts/garage.sh env | grep '^export ')"
 export SATCHEL_TEST_BACKEND=real
 export SATCHEL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test

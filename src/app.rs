@@ -238,8 +238,24 @@ impl Application {
                 config.webhook_max_age,
             )?));
         }
+        let limits = &config.limits;
+        let rate_limits = crate::limits::Limits::new(
+            limits.rates.clone(),
+            limits
+                .redis_url
+                .as_deref()
+                .map(|url| (url, limits.redis_prefix.as_str())),
+            limits.on_error,
+            metrics.clone(),
+        )?;
+        let in_flight = crate::limits::InFlight::new(
+            limits.max_uploads_in_flight_per_user,
+            limits.max_uploads_in_flight,
+        );
         let role = Role::default_for(&config);
         let state = AppState {
+            limits: Arc::new(rate_limits),
+            in_flight: Arc::new(in_flight),
             budgets,
             readiness: Default::default(),
             config: Arc::new(config),
@@ -342,9 +358,12 @@ impl Application {
             true => crate::http::router(state.clone()),
             false => crate::http::ops_router(state.clone()),
         };
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         tracing::info!("no longer accepting requests; finishing jobs");
         housekeeping.token().cancel();
         if let Some(pool) = pool {

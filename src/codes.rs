@@ -48,6 +48,7 @@ pub mod api {
         GONE: "gone", GONE, "The media was erased (unsent, chat erased, TTL ran out); or the chat of an upload in flight was.";
         TOO_LARGE: "too_large", PAYLOAD_TOO_LARGE, "Over max_upload_bytes; nothing stored.";
         RANGE_NOT_SATISFIABLE: "range_not_satisfiable", RANGE_NOT_SATISFIABLE, "A Range outside the file.";
+        RATE_LIMITED: "rate_limited", TOO_MANY_REQUESTS, "A rate limit or an in-flight cap was hit; Retry-After, RateLimit-Policy and RateLimit say which and when.";
         INTERNAL_ERROR: "internal_error", INTERNAL_SERVER_ERROR, "A bug or catalog failure; details are in the log only.";
         BUCKET_TAKEN: "bucket_taken", INTERNAL_SERVER_ERROR, "The chat's bucket name belongs to another account of the object store; nothing stored. An operator must act (the log names the bucket).";
         STORAGE_UNAVAILABLE: "storage_unavailable", SERVICE_UNAVAILABLE, "The store did not answer; retry later.";

@@ -1,6 +1,8 @@
 //! Configuration: built-in defaults, then a TOML file (`--config`), then `SATCHEL_*` variables.
 //! Every key is documented in the README under "Configuration".
 
+use crate::limits::client_ip::Network;
+use crate::limits::{OnError, Rate, Rates};
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -32,7 +34,7 @@ pub enum PayloadSigning {
 /// `key: Type, "what the value must be, in words";` once per setting: the [`Layer`] of optional
 /// values a file or the environment gives, [`KEYS`], and how a layer takes each key.
 macro_rules! settings {
-    ($($key:ident: $ty:ty, $expected:literal;)+) => {
+    ($($key:ident: $ty:ty, $expected:expr;)+) => {
         /// Settings as read from a file or the environment, every one optional.
         #[derive(Debug, Default)]
         struct Layer { $($key: Option<$ty>,)+ }
@@ -101,7 +103,22 @@ settings! {
     s3_payload_signing: PayloadSigning, "auto, always or never";
     amqp_url: String, "an amqp:// or amqps:// URL";
     amqp_prefix: String, "a string";
+    rate_uploads_per_user: Rate, RATE;
+    rate_uploads_per_chat: Rate, RATE;
+    rate_upload_bytes_per_chat: Rate, RATE;
+    rate_links_per_user: Rate, RATE;
+    rate_downloads_per_user: Rate, RATE;
+    rate_downloads_per_ip: Rate, RATE;
+    max_uploads_in_flight_per_user: usize, "a whole number of uploads";
+    max_uploads_in_flight: usize, "a whole number of uploads";
+    redis_url: String, "a redis:// URL, e.g. redis://127.0.0.1:6379/0";
+    redis_prefix: String, "a string";
+    rate_limit_on_error: OnError, "open or closed";
+    trusted_proxies: Vec<Network>, "a list of IP addresses or networks, e.g. 10.0.0.0/8 (comma-separated in the environment)";
 }
+
+/// What a rate must look like, in words.
+const RATE: &str = "a rate, <count>/<period> with the period in ms, s, m, h or d, e.g. \"30/60s\"";
 
 /// One value as written: a `SATCHEL_*` variable's text, or a TOML value from the file.
 enum Raw {
@@ -132,8 +149,14 @@ macro_rules! setting {
         fn from_env(text: &str) -> Option<Self> { text.trim().parse().ok() }
     })+ };
 }
-setting! { String, PathBuf, SocketAddr, LinkMode, PayloadSigning, HttpUrl }
-setting! { u32, u64, usize, bool; parsed }
+setting! { String, PathBuf, SocketAddr, LinkMode, PayloadSigning, HttpUrl, OnError }
+setting! { u32, u64, usize, bool, Rate; parsed }
+impl Setting for Vec<Network> {
+    fn from_env(text: &str) -> Option<Self> {
+        let items = text.split(',').map(str::trim).filter(|t| !t.is_empty());
+        items.map(|t| t.parse().ok()).collect()
+    }
+}
 impl Setting for Vec<String> {
     fn from_env(text: &str) -> Option<Self> {
         let items = text.split(',').map(str::trim).filter(|t| !t.is_empty());
@@ -292,6 +315,22 @@ pub struct Config {
     pub amqp_url: Option<String>,
     /// Names the broker objects: `<prefix>.jobs.image`, `<prefix>.events`, ...
     pub amqp_prefix: String,
+    pub limits: LimitSettings,
+}
+
+/// Rate limits and caps (every one off unless set), and where the counters live.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    pub rates: Rates,
+    pub max_uploads_in_flight_per_user: Option<usize>,
+    pub max_uploads_in_flight: Option<usize>,
+    /// Counters shared by every node; `None`: in this process.
+    pub redis_url: Option<String>,
+    /// Prepended to the Redis keys (`<prefix>:rl:...`).
+    pub redis_prefix: String,
+    pub on_error: OnError,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` is believed for `rate_downloads_per_ip`.
+    pub trusted_proxies: Vec<Network>,
 }
 
 impl Config {
@@ -390,6 +429,22 @@ impl Config {
             s3,
             amqp_url: l.amqp_url,
             amqp_prefix: l.amqp_prefix.unwrap_or_else(|| "satchel".into()),
+            limits: LimitSettings {
+                rates: Rates {
+                    uploads_per_user: l.rate_uploads_per_user,
+                    uploads_per_chat: l.rate_uploads_per_chat,
+                    upload_bytes_per_chat: l.rate_upload_bytes_per_chat,
+                    links_per_user: l.rate_links_per_user,
+                    downloads_per_user: l.rate_downloads_per_user,
+                    downloads_per_ip: l.rate_downloads_per_ip,
+                },
+                max_uploads_in_flight_per_user: l.max_uploads_in_flight_per_user,
+                max_uploads_in_flight: l.max_uploads_in_flight,
+                redis_url: l.redis_url,
+                redis_prefix: l.redis_prefix.unwrap_or_else(|| "satchel".into()),
+                on_error: l.rate_limit_on_error.unwrap_or(OnError::Open),
+                trusted_proxies: l.trusted_proxies.unwrap_or_default(),
+            },
         })
     }
 }

@@ -52,6 +52,8 @@ pub enum ApiError {
         "this chat's bucket belongs to another account of the object store; an operator must act"
     )]
     BucketTaken(String),
+    #[error("{0}")]
+    RateLimited(#[from] crate::limits::Limited),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -108,6 +110,7 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => api::RANGE_NOT_SATISFIABLE,
             ApiError::StorageUnavailable(_) => api::STORAGE_UNAVAILABLE,
             ApiError::BucketTaken(_) => api::BUCKET_TAKEN,
+            ApiError::RateLimited(_) => api::RATE_LIMITED,
             ApiError::Internal(_) => api::INTERNAL_ERROR,
         }
     }
@@ -165,6 +168,18 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(axum::http::header::CONTENT_RANGE, v);
+            }
+        }
+        if let ApiError::RateLimited(limited) = &self {
+            let headers = response.headers_mut();
+            for (name, value) in [
+                ("retry-after", limited.retry_after_seconds().to_string()),
+                ("ratelimit-policy", limited.policy_header()),
+                ("ratelimit", limited.limit_header()),
+            ] {
+                if let Ok(v) = value.parse() {
+                    headers.insert(name, v);
+                }
             }
         }
         if let ApiError::Unauthorized = self {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod jobs;
+pub mod limits;
 pub mod links;
 pub mod metrics;
 pub mod queue;

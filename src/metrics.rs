@@ -25,6 +25,12 @@ pub struct TaskLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitOutcome {
+    pub limit: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SinkLabel {
     pub sink: String,
 }
@@ -52,6 +58,7 @@ pub struct Metrics {
     pub events_failed: Family<SinkLabel, Counter>,
     pub events_given_up: Family<SinkLabel, Counter>,
     pub event_delivery_seconds: Family<SinkLabel, Histogram>,
+    pub rate_limit_checks: Family<LimitOutcome, Counter>,
 }
 
 impl Default for Metrics {
@@ -149,6 +156,12 @@ impl Default for Metrics {
             "From the change's commit to the sink's confirm, by sink",
             event_delivery_seconds.clone(),
         );
+        let rate_limit_checks = Family::<LimitOutcome, Counter>::default();
+        registry.register(
+            "rate_limit_checks",
+            "Rate-limit and in-flight checks by limit and outcome (allowed, limited, error)",
+            rate_limit_checks.clone(),
+        );
         Self {
             registry,
             uploads,
@@ -167,6 +180,7 @@ impl Default for Metrics {
             events_failed,
             events_given_up,
             event_delivery_seconds,
+            rate_limit_checks,
         }
     }
 }
@@ -234,6 +248,15 @@ impl Metrics {
                 .get_or_create(&label)
                 .set(of(&counts.dead) as i64);
         }
+    }
+
+    pub fn rate_limit_check(&self, limit: &str, outcome: &str) {
+        self.rate_limit_checks
+            .get_or_create(&LimitOutcome {
+                limit: limit.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn background_error(&self, task: &str) {

@@ -21,6 +21,10 @@ pub struct AppState {
     /// `/readyz`'s last answer (the backend that failed and its code, if one did), reused for
     /// a second.
     pub readiness: Arc<Memo<Option<(&'static str, crate::codes::ApiCode)>>>,
+    /// Rate limits, in this process or in Redis.
+    pub limits: Arc<crate::limits::Limits>,
+    /// Uploads in flight on this node, against their caps.
+    pub in_flight: Arc<crate::limits::InFlight>,
     /// Each kind's job time budget.
     pub budgets: crate::jobs::budgets::Budgets,
     /// Base URL of the links this service signs, without a trailing slash.

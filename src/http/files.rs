@@ -1,7 +1,7 @@
 //! `GET /v1/files/{media}/{variant}`: signed downloads. The signature proves the link was
 //! issued; the catalog proves the media still exists and the user is still a member.
 
-use super::extract::{Path, Query};
+use super::extract::{Path, Peer, Query};
 use super::range::{self, Requested};
 use crate::domain::disposition::{disposition, variant_filename};
 use crate::domain::{MediaId, UserId};
@@ -39,13 +39,24 @@ pub struct Signed {
         (status = 403, description = "bad or expired signature, or the user is no longer a member", body = ErrorBody),
         (status = 404, description = "no such variant", body = ErrorBody),
         (status = 410, description = "the media was erased", body = ErrorBody),
-        (status = 416, description = "range_not_satisfiable", body = ErrorBody)))]
+        (status = 416, description = "range_not_satisfiable", body = ErrorBody),
+        (status = 429, description = "rate_limited: rate_downloads_per_ip or rate_downloads_per_user", body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     Path((id, variant)): Path<(String, String)>,
     Query(signed): Query<Signed>,
+    Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // Every attempt counts against its address, a forged one too.
+    if let Some(peer) = peer {
+        let trusted = &state.config.limits.trusted_proxies;
+        let client = crate::limits::client_ip::client_ip(peer, &headers, trusted);
+        state
+            .limits
+            .check(crate::limits::Name::DownloadsPerIp, &client.to_string(), 1)
+            .await?;
+    }
     let outcome = serve(&state, &id, variant, signed, &headers).await;
     state.metrics.link_check(match &outcome {
         Ok(_) => "served",
@@ -78,6 +89,15 @@ async fn serve(
     {
         return Err(ApiError::Forbidden);
     }
+    // Only a genuine link names its user.
+    state
+        .limits
+        .check(
+            crate::limits::Name::DownloadsPerUser,
+            grant.user.as_str(),
+            1,
+        )
+        .await?;
     // The link was genuine, so a media that is missing now was erased.
     let stored = state
         .catalog

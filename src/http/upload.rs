@@ -44,6 +44,7 @@ pub struct UploadParams {
         (status = 403, description = "not_a_member", body = ErrorBody),
         (status = 408, description = "upload_timeout", body = ErrorBody),
         (status = 413, description = "too_large", body = ErrorBody),
+        (status = 429, description = "rate_limited: a rate limit or an in-flight cap", body = ErrorBody),
         (status = 503, description = "storage_unavailable", body = ErrorBody)),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(chat_id = %chat))]
@@ -85,10 +86,6 @@ pub async fn upload(
             .and_then(|v| v.parse().ok()),
         framing,
     };
-    let receiving = match upload.begin(&state).await? {
-        Begun::Existing(media) => return Ok((StatusCode::OK, axum::Json(media)).into_response()),
-        Begun::Receiving(receiving) => receiving,
-    };
     let config = &state.config;
     let mut body = Guarded::new(
         request.into_body().into_data_stream(),
@@ -96,6 +93,18 @@ pub async fn upload(
         config.max_upload_bytes,
         config.upload_idle_timeout,
     );
+    let receiving = match upload.begin(&state).await {
+        Ok(Begun::Existing(media)) => {
+            return Ok((StatusCode::OK, axum::Json(media)).into_response())
+        }
+        Ok(Begun::Receiving(receiving)) => receiving,
+        Err(refused) => {
+            // Refused before a byte was read (not a member, too large, rate limited): the
+            // client may be sending still, and should read this answer, not a reset.
+            body.linger().await;
+            return Err(refused);
+        }
+    };
     let stored = match boundary {
         None => receiving.receive(&state, &mut body, None).await,
         Some(boundary) => {

@@ -48,6 +48,10 @@ pub async fn issue(
     let Some(membership) = state.catalog.membership(&media.chat_id, &user).await? else {
         return Err(ApiError::NotAMember);
     };
+    state
+        .limits
+        .check(crate::limits::Name::LinksPerUser, user.as_str(), 1)
+        .await?;
     for name in &names {
         if name != "original" && !media.variants.contains_key(name) {
             return Err(ApiError::VariantNotReady(name.clone()));

@@ -52,6 +52,8 @@ pub struct Receiving {
     ttl: Option<u64>,
     /// The chat as it was when the upload began.
     chat: ChatRecord,
+    /// Counts this upload against the in-flight caps until it is over.
+    _slot: crate::limits::inflight::Slot,
 }
 
 impl Upload {
@@ -90,6 +92,9 @@ impl Upload {
             state.metrics.upload("unknown", "too_large");
             return Err(ApiError::TooLarge(limit));
         }
+        let slot = self.limits(state).await.inspect_err(|_| {
+            state.metrics.upload("unknown", "rate_limited");
+        })?;
         // Used only if the chat is new (or was erased): a fresh generation, its own bucket.
         let generation = ulid::Ulid::new().to_string().to_lowercase();
         let candidate = ChatRecord {
@@ -102,7 +107,28 @@ impl Upload {
             upload: self,
             ttl,
             chat,
+            _slot: slot,
         }))
+    }
+
+    /// The in-flight caps, then the rates: per user, per chat and, when the length is
+    /// announced, the chat's bytes (an unannounced body is charged once its size is known).
+    async fn limits(&self, state: &AppState) -> Result<crate::limits::inflight::Slot, ApiError> {
+        use crate::limits::Name;
+        let slot = state.in_flight.enter(self.user.as_str())?;
+        let limits = &state.limits;
+        limits
+            .check(Name::UploadsPerUser, self.user.as_str(), 1)
+            .await?;
+        limits
+            .check(Name::UploadsPerChat, self.chat.as_str(), 1)
+            .await?;
+        if let Some(size) = self.declared_size {
+            limits
+                .check(Name::UploadBytesPerChat, self.chat.as_str(), size.max(1))
+                .await?;
+        }
+        Ok(slot)
     }
 }
 
@@ -119,7 +145,12 @@ impl Receiving {
     where
         S: Stream<Item = Result<Bytes, IngestError>>,
     {
-        let Receiving { upload, ttl, chat } = self;
+        let Receiving {
+            upload,
+            ttl,
+            chat,
+            _slot,
+        } = self;
         let bucket = chat.bucket;
         let limit = state.config.max_upload_bytes;
         let id = MediaId::generate();
@@ -130,6 +161,17 @@ impl Receiving {
         })?;
         if ingested.size == 0 {
             return Err(ApiError::EmptyFile);
+        }
+        if upload.declared_size.is_none() {
+            // Not checked up front: the next upload to the chat pays for these bytes.
+            state
+                .limits
+                .charge(
+                    crate::limits::Name::UploadBytesPerChat,
+                    upload.chat.as_str(),
+                    ingested.size,
+                )
+                .await;
         }
         if upload.digest.is_some_and(|d| d != ingested.sha256) {
             state.metrics.upload("unknown", "digest_mismatch");

@@ -13,6 +13,7 @@ mod downloads;
 mod erase_races;
 mod events;
 mod hostile;
+mod limits;
 mod links;
 mod media;
 mod members;
