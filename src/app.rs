@@ -98,7 +98,11 @@ fn open_queue(
     metrics: Arc<Metrics>,
 ) -> Arc<dyn JobQueue> {
     match &config.amqp_url {
-        None => Arc::new(EmbeddedQueue::new(catalog, node)),
+        None => Arc::new(EmbeddedQueue::new(
+            catalog,
+            node,
+            config.limits.max_jobs_in_flight_per_chat,
+        )),
         Some(url) => {
             let prefetch = u16::try_from(config.workers).unwrap_or(u16::MAX);
             Arc::new(AmqpQueue::start(url, config, catalog, prefetch, metrics))

@@ -111,6 +111,7 @@ settings! {
     rate_downloads_per_ip: Rate, RATE;
     max_uploads_in_flight_per_user: usize, "a whole number of uploads";
     max_uploads_in_flight: usize, "a whole number of uploads";
+    max_jobs_in_flight_per_chat: u32, "a whole number of jobs";
     redis_url: String, "a redis:// URL, e.g. redis://127.0.0.1:6379/0";
     redis_prefix: String, "a string";
     rate_limit_on_error: OnError, "open or closed";
@@ -324,6 +325,8 @@ pub struct LimitSettings {
     pub rates: Rates,
     pub max_uploads_in_flight_per_user: Option<usize>,
     pub max_uploads_in_flight: Option<usize>,
+    /// Jobs of one chat running at once (embedded queue); `None`: no cap, only fair order.
+    pub max_jobs_in_flight_per_chat: Option<u32>,
     /// Counters shared by every node; `None`: in this process.
     pub redis_url: Option<String>,
     /// Prepended to the Redis keys (`<prefix>:rl:...`).
@@ -440,6 +443,7 @@ impl Config {
                 },
                 max_uploads_in_flight_per_user: l.max_uploads_in_flight_per_user,
                 max_uploads_in_flight: l.max_uploads_in_flight,
+                max_jobs_in_flight_per_chat: l.max_jobs_in_flight_per_chat.map(|n| n.max(1)),
                 redis_url: l.redis_url,
                 redis_prefix: l.redis_prefix.unwrap_or_else(|| "satchel".into()),
                 on_error: l.rate_limit_on_error.unwrap_or(OnError::Open),

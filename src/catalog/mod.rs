@@ -165,9 +165,16 @@ pub trait Catalog: Send + Sync {
     /// The row's deletion failed again: counts the attempt, due again after `after`.
     async fn garbage_failed(&self, id: i64, after: Duration) -> Result<()>;
 
-    /// Leases the oldest runnable job of one of `kinds` for `lease` to `owner` (a process's
-    /// lasting identity).
-    async fn claim_job(&self, kinds: &[Kind], lease: Duration, owner: &str) -> Result<Option<Job>>;
+    /// Leases a runnable job of one of `kinds` for `lease` to `owner` (a process's lasting
+    /// identity), fairly across chats: of the chats with the fewest jobs running, the oldest
+    /// job; none of a chat that runs `per_chat` already.
+    async fn claim_job(
+        &self,
+        kinds: &[Kind],
+        lease: Duration,
+        owner: &str,
+        per_chat: Option<u32>,
+    ) -> Result<Option<Job>>;
     /// Records the outcome, drops the job and writes the `media.ready` / `media.failed` event,
     /// in one transaction. `None` if the media is gone.
     async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>>;

@@ -334,10 +334,11 @@ impl Catalog for SqlCatalog {
         }
         if m.status == crate::domain::Status::Processing {
             sqlx::query(
-                "INSERT INTO jobs (media_id, kind, state, available_at) \
-                 VALUES ($1, $2, 'queued', $3)",
+                "INSERT INTO jobs (media_id, chat_id, kind, state, available_at) \
+                 VALUES ($1, $2, $3, 'queued', $4)",
             )
             .bind(m.id.to_string())
+            .bind(m.chat_id.as_str())
             .bind(m.kind.as_str())
             .bind(now_ms())
             .execute(&mut *tx)
@@ -486,8 +487,14 @@ impl Catalog for SqlCatalog {
         Ok(())
     }
 
-    async fn claim_job(&self, kinds: &[Kind], lease: Duration, owner: &str) -> Result<Option<Job>> {
-        jobs::claim_job(self, kinds, lease, owner).await
+    async fn claim_job(
+        &self,
+        kinds: &[Kind],
+        lease: Duration,
+        owner: &str,
+        per_chat: Option<u32>,
+    ) -> Result<Option<Job>> {
+        jobs::claim_job(self, kinds, lease, owner, per_chat).await
     }
 
     async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>> {

@@ -17,14 +17,17 @@ pub struct EmbeddedQueue {
     wake: Notify,
     /// This process's lasting identity (kept in its data directory): the owner of its leases.
     node: String,
+    /// `max_jobs_in_flight_per_chat`: how many jobs of one chat may run at once.
+    per_chat: Option<u32>,
 }
 
 impl EmbeddedQueue {
-    pub fn new(catalog: Arc<dyn Catalog>, node: String) -> Self {
+    pub fn new(catalog: Arc<dyn Catalog>, node: String, per_chat: Option<u32>) -> Self {
         Self {
             catalog,
             wake: Notify::new(),
             node,
+            per_chat,
         }
     }
 }
@@ -47,7 +50,11 @@ impl JobQueue for EmbeddedQueue {
         loop {
             // Registered before looking, so a notify between the look and the wait is not lost.
             let woken = self.wake.notified();
-            match self.catalog.claim_job(kinds, lease, &self.node).await {
+            match self
+                .catalog
+                .claim_job(kinds, lease, &self.node, self.per_chat)
+                .await
+            {
                 Ok(Some(job)) => return Ok(job),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot claim a job; will look again"),

@@ -188,7 +188,7 @@ async fn two_processes_never_lease_the_same_job() {
             tokio::spawn(async move {
                 let mut claimed = Vec::new();
                 while let Some(job) = catalog
-                    .claim_job(&[Kind::Image], Duration::from_secs(60), node)
+                    .claim_job(&[Kind::Image], Duration::from_secs(60), node, None)
                     .await
                     .unwrap()
                 {
@@ -214,18 +214,27 @@ async fn a_restarting_node_releases_its_own_leases_and_no_one_elses() {
     let (a, b, _keep) = two_catalogs().await;
     queue_images(a.as_ref(), 2).await;
     let lease = Duration::from_secs(60);
-    let held_by_a = a.claim_job(&[Kind::Image], lease, "node-a").await.unwrap();
-    let held_by_b = b.claim_job(&[Kind::Image], lease, "node-b").await.unwrap();
+    let held_by_a = a
+        .claim_job(&[Kind::Image], lease, "node-a", None)
+        .await
+        .unwrap();
+    let held_by_b = b
+        .claim_job(&[Kind::Image], lease, "node-b", None)
+        .await
+        .unwrap();
     let (held_by_a, held_by_b) = (held_by_a.unwrap(), held_by_b.unwrap());
 
     // node-b starts again: only the job it held is runnable again, and only once.
     assert_eq!(b.release_leases("node-b").await.unwrap(), 1);
-    let again = b.claim_job(&[Kind::Image], lease, "node-b").await.unwrap();
+    let again = b
+        .claim_job(&[Kind::Image], lease, "node-b", None)
+        .await
+        .unwrap();
     let again = again.expect("node-b's job is runnable again");
     assert_eq!(again.media_id, held_by_b.media_id);
     assert_eq!(again.attempt, 2);
     assert!(
-        b.claim_job(&[Kind::Image], lease, "node-b")
+        b.claim_job(&[Kind::Image], lease, "node-b", None)
             .await
             .unwrap()
             .is_none(),
@@ -233,6 +242,9 @@ async fn a_restarting_node_releases_its_own_leases_and_no_one_elses() {
     );
 
     assert_eq!(a.release_leases("node-a").await.unwrap(), 1);
-    let again = a.claim_job(&[Kind::Image], lease, "node-a").await.unwrap();
+    let again = a
+        .claim_job(&[Kind::Image], lease, "node-a", None)
+        .await
+        .unwrap();
     assert_eq!(again.unwrap().media_id, held_by_a.media_id);
 }

@@ -12,6 +12,7 @@ mod codes;
 mod downloads;
 mod erase_races;
 mod events;
+mod fairness;
 mod hostile;
 mod limits;
 mod links;

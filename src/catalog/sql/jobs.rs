@@ -11,27 +11,33 @@ pub(super) async fn claim_job(
     kinds: &[Kind],
     lease: Duration,
     owner: &str,
+    per_chat: Option<u32>,
 ) -> Result<Option<Job>> {
     if kinds.is_empty() {
         return Ok(None);
     }
     let now = now_ms();
-    let kind_list: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 4)).collect();
+    let kind_list: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 5)).collect();
+    // A chat's jobs running now (a lease that ran out is no longer running).
+    let running = "(SELECT COUNT(*) FROM jobs r WHERE r.chat_id = j.chat_id \
+                   AND r.state = 'running' AND r.lease_until >= $3)";
     let sql = format!(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1, \
          lease_owner = $2 \
-         WHERE media_id = (SELECT media_id FROM jobs WHERE kind IN ({}) AND \
-           ((state IN ('queued', 'published') AND available_at <= $3) \
-             OR (state = 'running' AND lease_until < $3)) \
-           ORDER BY available_at, media_id LIMIT 1{}) \
+         WHERE media_id = (SELECT j.media_id FROM jobs j WHERE j.kind IN ({kinds}) AND \
+           ((j.state IN ('queued', 'published') AND j.available_at <= $3) \
+             OR (j.state = 'running' AND j.lease_until < $3)) \
+           AND {running} < $4 \
+           ORDER BY {running}, j.available_at, j.media_id LIMIT 1{lock}) \
          RETURNING media_id, kind, attempts",
-        kind_list.join(", "),
-        c.engine.claim_lock()
+        kinds = kind_list.join(", "),
+        lock = c.engine.claim_lock()
     );
     let mut claim = sqlx::query(&sql)
         .bind(now + lease.as_millis() as i64)
         .bind(owner)
-        .bind(now);
+        .bind(now)
+        .bind(per_chat.map_or(i64::MAX, i64::from));
     for kind in kinds {
         claim = claim.bind(kind.as_str());
     }
