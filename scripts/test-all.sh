@@ -32,10 +32,10 @@ hash -r
 check "cargo fmt" cargo fmt --all -- --check
 check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 check "hadolint" hadolint Dockerfile
-# The crates have no doctests, which nextest does not run. The S3 and cluster tests need the
-# real services: they run in the next step, not here.
+# The crates have no doctests, which nextest does not run. The S3, cluster and TLS-to-backend
+# tests need the real services: they run in the next step, not here.
 check "cargo nextest (embedded backends)" cargo nextest run --workspace --no-fail-fast \
-  -E 'not (binary(api) & test(/^(s3|cluster)::/))'
+  -E 'not (binary(api) & test(/^(s3|cluster|tls_backends)::/))'
 # The whole API suite again on Garage (S3), PostgreSQL and RabbitMQ, started here if they are
 # down, then the multi-process fault tests.
 check "cargo nextest (real backends)" ./scripts/test-real.sh

@@ -100,6 +100,9 @@ settings! {
     s3_payload_signing: PayloadSigning, "auto, always or never";
     amqp_url: String, "an amqp:// or amqps:// URL";
     amqp_prefix: String, "a string";
+    tls_cert_file: PathBuf, "a path";
+    tls_key_file: PathBuf, "a path";
+    tls_ca_file: PathBuf, "a path";
 }
 
 /// One value as written: a `SATCHEL_*` variable's text, or a TOML value from the file.
@@ -289,6 +292,17 @@ pub struct Config {
     pub amqp_url: Option<String>,
     /// Names the broker objects: `<prefix>.jobs.image`, `<prefix>.events`, ...
     pub amqp_prefix: String,
+    /// satchel's own HTTPS: the certificate chain and key files (PEM), re-read on SIGHUP.
+    pub tls: Option<ServerTls>,
+    /// Certificates (PEM) every verified client connection trusts besides the system roots.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// `tls_cert_file` and `tls_key_file`, always both.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Config {
@@ -344,6 +358,20 @@ impl Config {
         if workers == 0 {
             return Err("workers must be at least 1".into());
         }
+        let tls = match (l.tls_cert_file, l.tls_key_file) {
+            (None, None) => None,
+            (Some(cert_file), Some(key_file)) => Some(ServerTls {
+                cert_file,
+                key_file,
+            }),
+            _ => {
+                return Err(
+                    "set both tls_cert_file and tls_key_file (SATCHEL_TLS_CERT_FILE, \
+                     SATCHEL_TLS_KEY_FILE) for HTTPS, or neither"
+                        .into(),
+                )
+            }
+        };
         Ok(Config {
             listen: l.listen.unwrap_or(([127, 0, 0, 1], 8080).into()),
             public_url: l.public_url.map(|u| u.0.trim_end_matches('/').to_owned()),
@@ -384,6 +412,8 @@ impl Config {
             s3,
             amqp_url: l.amqp_url,
             amqp_prefix: l.amqp_prefix.unwrap_or_else(|| "satchel".into()),
+            tls,
+            tls_ca_file: l.tls_ca_file,
         })
     }
 }
@@ -483,6 +513,24 @@ mod tests {
         assert_eq!(tokens, ["a", "b"]);
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.link_max_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn https_needs_both_the_certificate_and_its_key() {
+        let cert = ("SATCHEL_TLS_CERT_FILE", "/cert.pem");
+        let key = ("SATCHEL_TLS_KEY_FILE", "/key.pem");
+        for one in [cert, key] {
+            let e = Config::load_from(None, env(&[one])).unwrap_err();
+            assert!(
+                e.contains("tls_cert_file") && e.contains("tls_key_file"),
+                "{e}"
+            );
+        }
+        let c = Config::load_from(None, env(&[cert, key])).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("/cert.pem"));
+        assert_eq!(tls.key_file, PathBuf::from("/key.pem"));
+        assert!(Config::load_from(None, env(&[])).unwrap().tls.is_none());
     }
 
     #[test]

@@ -63,20 +63,25 @@ struct Webhook {
 }
 
 impl Events {
-    /// `secrets` sign every delivery, each giving one `v1=` of the header.
-    pub fn new(webhook_url: Option<String>, secrets: Vec<SecretString>) -> Self {
-        let webhook = webhook_url.map(|url| {
-            Arc::new(Webhook {
+    /// `secrets` sign every delivery, each giving one `v1=` of the header; an `https://`
+    /// receiver is verified against `trust`.
+    pub fn new(
+        webhook_url: Option<String>,
+        secrets: Vec<SecretString>,
+        trust: &crate::tls::Trust,
+    ) -> anyhow::Result<Self> {
+        let webhook = match webhook_url {
+            None => None,
+            Some(url) => Some(Arc::new(Webhook {
                 url,
                 secrets,
-                client: reqwest::Client::builder()
+                client: crate::tls::http_client(trust)?
                     .timeout(Duration::from_secs(10))
                     .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .expect("a plain reqwest client builds"),
-            })
-        });
-        Self { webhook }
+                    .build()?,
+            })),
+        };
+        Ok(Self { webhook })
     }
 
     /// Publishes the media's new status in the background; a webhook that fails is retried
