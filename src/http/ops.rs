@@ -56,16 +56,33 @@ const FRESH_FOR: Duration = Duration::from_secs(1);
 async fn check_backends(state: &AppState) -> Option<Failing> {
     state.metrics.readiness_checks.inc();
     let (what, code, cause) = if let Err(e) = state.store.check().await {
-        ("storage", ready::STORAGE_UNAVAILABLE, format!("{e:#}"))
+        ("storage", ready::STORAGE_UNAVAILABLE, causes(&e))
     } else if let Err(e) = state.catalog.ping().await {
-        ("catalog", ready::CATALOG_UNAVAILABLE, format!("{e:#}"))
+        ("catalog", ready::CATALOG_UNAVAILABLE, causes(&e))
     } else if let Err(e) = state.queue.check().await {
-        ("queue", ready::QUEUE_UNAVAILABLE, format!("{e:#}"))
+        ("queue", ready::QUEUE_UNAVAILABLE, causes(&e))
     } else {
         return None;
     };
     tracing::warn!(backend = what, error = %cause, "not ready");
     Some((what, code))
+}
+
+/// An error and its causes, `: `-separated, each said once: a message that already ends with
+/// its cause's (`"queue unavailable: {0}"`) does not repeat it. A TLS failure's reason (an
+/// unknown issuer, an expired certificate) is the last cause.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let message = e.to_string();
+        if !text.ends_with(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// Prometheus metrics (OpenMetrics text).

@@ -10,6 +10,9 @@
 //!   mode given with it is an error);
 //! - satchel: a verifying mode trusts `tls_ca_file` too.
 //!
+//! One difference remains, on the safe side: sqlx 0.8.6's `verify-ca` checks the host name
+//! too (sqlx issue 3793: its verifier misses rustls's `NotValidForNameContext`).
+//!
 //! `PGSSLMODE` and `PGSSLROOTCERT` stand in for parameters the URL lacks, as with libpq.
 
 use super::Trust;

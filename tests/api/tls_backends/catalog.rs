@@ -139,14 +139,14 @@ async fn a_wrong_ca_an_expired_certificate_or_another_host_name_refuses_start_up
         let e = refused(dir.path(), &url, &[]).await;
         assert!(e.contains(reason), "{what}: {e}");
         if what == "host name" {
-            // verify-ca checks the chain only, as libpq's does.
+            // libpq's verify-ca checks the chain only; sqlx 0.8.6's checks the name too (its
+            // NoHostnameTlsVerifier misses rustls's NotValidForNameContext: sqlx issue 3793,
+            // fixed by pull request 3861 after 0.8.6). Stricter, never weaker: when an upgrade
+            // makes this connect, the README's `database_url` row must change with it.
             let query = format!("sslmode=verify-ca&sslrootcert={ca_file}");
-            opens(
-                dir.path(),
-                &url_via(&db, "localhost", proxy.addr.port(), &query),
-                &[],
-            )
-            .await;
+            let url = url_via(&db, "localhost", proxy.addr.port(), &query);
+            let e = refused(dir.path(), &url, &[]).await;
+            assert!(e.contains(reason), "verify-ca: {e}");
         }
     }
 }
