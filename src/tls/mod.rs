@@ -100,3 +100,20 @@ pub fn certificates(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> 
     anyhow::ensure!(!certs.is_empty(), "holds no PEM certificate");
     Ok(certs)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_process_has_a_provider_once_installed_and_configurations_build() {
+        super::install_provider();
+        super::install_provider();
+        let provider = rustls::crypto::CryptoProvider::get_default().expect("a provider");
+        assert!(!provider.cipher_suites.is_empty());
+        // What lapin does for amqps://: it panics in a process without a default provider
+        // when rustls is built with both ring and aws-lc-rs, as satchel's is.
+        let _ = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        super::Trust::default().client_config().unwrap();
+    }
+}

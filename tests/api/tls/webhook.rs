@@ -9,8 +9,12 @@ use tokio::sync::mpsc;
 
 const SECRET: &str = "hook-secret-0123456789abcdefghijkl";
 
-/// An HTTPS webhook endpoint presenting `leaf`, handing every delivery's body to the test.
-async fn https_receiver(dir: &Path, leaf: &Leaf) -> (String, mpsc::UnboundedReceiver<Bytes>) {
+/// An HTTPS webhook endpoint presenting `leaf` (a plaintext one with `None`, still named by
+/// an `https://` URL), handing every delivery's body to the test.
+async fn https_receiver(
+    dir: &Path,
+    leaf: Option<&Leaf>,
+) -> (String, mpsc::UnboundedReceiver<Bytes>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = axum::Router::new().route(
         "/hook",
@@ -22,13 +26,20 @@ async fn https_receiver(dir: &Path, leaf: &Leaf) -> (String, mpsc::UnboundedRece
             }
         }),
     );
-    let (cert, key) = leaf.write(dir, "receiver");
-    let certificates = satchel::tls::server::Certificates::load(&cert, &key).unwrap();
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = tcp.local_addr().unwrap().port();
-    let listener =
-        satchel::tls::server::TlsListener::new(tcp, certificates.acceptor().unwrap()).unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    match leaf {
+        Some(leaf) => {
+            let (cert, key) = leaf.write(dir, "receiver");
+            let certificates = satchel::tls::server::Certificates::load(&cert, &key).unwrap();
+            let acceptor = certificates.acceptor().unwrap();
+            let listener = satchel::tls::server::TlsListener::new(tcp, acceptor).unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await });
+        }
+        None => {
+            tokio::spawn(async move { axum::serve(tcp, app).await });
+        }
+    }
     (format!("https://localhost:{port}/hook"), rx)
 }
 
@@ -51,7 +62,7 @@ async fn upload_with_webhook(url: &str, ca_file: &Path) -> TestApp {
 async fn webhooks_reach_an_https_receiver_whose_ca_is_tls_ca_file() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("receiver CA");
-    let (url, mut deliveries) = https_receiver(dir.path(), &ca.issue(LOCAL)).await;
+    let (url, mut deliveries) = https_receiver(dir.path(), Some(&ca.issue(LOCAL))).await;
     let _app = upload_with_webhook(&url, &ca.write(dir.path(), "ca.pem")).await;
     let body = tokio::time::timeout(Duration::from_secs(30), deliveries.recv())
         .await
@@ -62,18 +73,19 @@ async fn webhooks_reach_an_https_receiver_whose_ca_is_tls_ca_file() {
 }
 
 #[tokio::test]
-async fn a_receiver_with_a_wrong_ca_an_expired_or_a_mismatched_certificate_gets_nothing() {
+async fn a_receiver_with_a_wrong_ca_an_expired_or_mismatched_certificate_or_no_tls_gets_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (trusted, stranger) = (Ca::new("trusted CA"), Ca::new("stranger CA"));
     let ca_file = trusted.write(dir.path(), "ca.pem");
     let cases = [
-        ("wrong CA", stranger.issue(LOCAL)),
-        ("expired", trusted.issue_expired(LOCAL)),
-        ("host name mismatch", trusted.issue(&["chat.example"])),
+        ("wrong CA", Some(stranger.issue(LOCAL))),
+        ("expired", Some(trusted.issue_expired(LOCAL))),
+        ("host name mismatch", Some(trusted.issue(&["chat.example"]))),
+        ("plaintext receiver", None),
     ];
     for (what, leaf) in cases {
         let case_dir = tempfile::tempdir().unwrap();
-        let (url, mut deliveries) = https_receiver(case_dir.path(), &leaf).await;
+        let (url, mut deliveries) = https_receiver(case_dir.path(), leaf.as_ref()).await;
         let _app = upload_with_webhook(&url, &ca_file).await;
         // The first attempt is made when the job ends; a refused handshake delivers nothing.
         let got = tokio::time::timeout(Duration::from_secs(3), deliveries.recv()).await;

@@ -158,9 +158,27 @@ async fn amqps_refuses_a_wrong_ca_an_expired_certificate_or_another_host_name() 
             "not valid for name",
         ),
     ];
-    for (what, leaf, reason) in cases {
+    let (plain, broker) = server_of("SATCHEL_TEST_AMQP_URL");
+    // The broker's plaintext port named by an amqps:// URL: a downgrade attempt.
+    let downgrade = format!(
+        "amqps://{}:{}@localhost:{}{}",
+        plain.username(),
+        plain.password().unwrap_or_default(),
+        broker.port(),
+        plain.path()
+    );
+    let cases = cases
+        .into_iter()
+        .map(|(what, leaf, reason)| (what, Some(leaf), reason));
+    for (what, leaf, reason) in cases.chain([("plaintext server", None, "")]) {
         let case = tempfile::tempdir().unwrap();
-        let (_proxy, url) = amqps(&leaf).await;
+        let (_proxy, url) = match &leaf {
+            Some(leaf) => {
+                let (proxy, url) = amqps(leaf).await;
+                (Some(proxy), url)
+            }
+            None => (None, downgrade.clone()),
+        };
         let prefix = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
         let log = case.path().join("satchel.log");
         let env = [

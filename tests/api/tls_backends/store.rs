@@ -46,8 +46,18 @@ async fn s3_with_a_wrong_ca_an_expired_certificate_or_another_host_name_is_not_r
         ("expired", ca.issue_expired(LOCAL)),
         ("host name", ca.issue(&["s3.example"])),
     ];
-    for (what, leaf) in cases {
-        let (_proxy, endpoint) = https_s3(&leaf).await;
+    let (_, garage) = server_of("SATCHEL_TEST_S3_ENDPOINT");
+    // The plaintext server named by an https:// endpoint: a downgrade attempt.
+    let downgrade = format!("https://localhost:{}", garage.port());
+    let cases = cases.into_iter().map(|(what, leaf)| (what, Some(leaf)));
+    for (what, leaf) in cases.chain([("plaintext server", None)]) {
+        let (_proxy, endpoint) = match &leaf {
+            Some(leaf) => {
+                let (proxy, endpoint) = https_s3(leaf).await;
+                (Some(proxy), endpoint)
+            }
+            None => (None, downgrade.clone()),
+        };
         let app = spawn_app_with(&[
             ("SATCHEL_S3_ENDPOINT", endpoint.as_str()),
             ("SATCHEL_TLS_CA_FILE", ca_file.as_str()),
