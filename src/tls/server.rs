@@ -25,7 +25,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKES_IN_FLIGHT: usize = 256;
 
 /// The server's certificate and key, as last read from their files.
-#[derive(Debug)]
 pub struct Certificates {
     cert_file: PathBuf,
     key_file: PathBuf,
@@ -59,6 +58,16 @@ impl Certificates {
         // axum is built with HTTP/1 only.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// The files only: nothing of the key reaches a log.
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificates")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish_non_exhaustive()
     }
 }
 

@@ -286,3 +286,85 @@ fn https_refuses_to_start_without_both_files_or_with_a_key_of_another_certificat
     );
     assert!(e.contains("tls_cert_file: cannot read"), "{e}");
 }
+
+#[tokio::test]
+async fn silent_or_plaintext_clients_hold_up_no_handshake_and_a_stop_lets_requests_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("satchel test CA");
+    let (cert, key) = ca.issue(LOCAL).write(dir.path(), "server");
+    let app = satchel::Application::build(https_config(&dir.path().join("data"), &cert, &key))
+        .await
+        .expect("the app builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+
+    // Clients that connect and say nothing, or speak plaintext HTTP, while others are served.
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let client = client_trusting(&ca);
+    let base = format!("https://{addr}");
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get(format!("{base}/healthz")).send(),
+    )
+    .await
+    .expect("served beside silent clients")
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a plaintext client is not hung up on");
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plaintext got an HTTP answer"
+    );
+
+    // An upload in flight over TLS when the stop comes still finishes.
+    let r = client
+        .put(format!("{base}/v1/chats/c1/members/u1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (parts, body) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let body = tokio_stream_of(body);
+    let upload = tokio::spawn(
+        client
+            .post(format!("{base}/v1/chats/c1/media?user=u1&filename=a.txt"))
+            .bearer_auth(TOKEN)
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    parts.send(Ok(b"first half, ".to_vec())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop.send(());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    parts.send(Ok(b"second half".to_vec())).await.unwrap();
+    drop(parts);
+    let r = upload.await.unwrap().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the HTTPS server stops")
+        .unwrap()
+        .expect("it stops cleanly");
+    drop(silent);
+}
+
+/// A stream of what `rx` receives.
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
