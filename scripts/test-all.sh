@@ -32,13 +32,13 @@ hash -r
 check "cargo fmt" cargo fmt --all -- --check
 check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 check "hadolint" hadolint Dockerfile
-# The crates have no doctests, which nextest does not run. The S3, broker and cluster tests
-# need the real services: they run in the next step, not here. The rate-limit tests use the
-# machine's Redis in both passes.
+# The crates have no doctests, which nextest does not run. The S3, broker, cluster and
+# TLS-to-backend tests need the real services: they run in the next step, not here. The
+# rate-limit tests use the machine's Redis in both passes.
 ./scripts/start-redis.sh
 export SATCHEL_TEST_REDIS_URL=redis://127.0.0.1:6379/0
 check "cargo nextest (embedded backends)" cargo nextest run --workspace --no-fail-fast \
-  -E 'not (binary(api) & test(/^(s3|cluster|broker)::/))'
+  -E 'not (binary(api) & test(/^(s3|cluster|broker|tls_backends)::/))'
 # The whole API suite again on Garage (S3), PostgreSQL and RabbitMQ, started here if they are
 # down, then the multi-process fault tests.
 check "cargo nextest (real backends)" ./scripts/test-real.sh

@@ -5,6 +5,7 @@ use crate::catalog::{Catalog, SqlCatalog};
 use crate::config::Config;
 use crate::domain::Kind;
 use crate::events::delivery::{Delivery, Transport};
+use crate::http::PeerAddr;
 use crate::jobs::WorkerPool;
 use crate::links::LinkSigner;
 use crate::metrics::Metrics;
@@ -12,6 +13,8 @@ use crate::queue::{AmqpQueue, EmbeddedQueue, JobQueue};
 use crate::state::AppState;
 use crate::storage::{BlobStore, FsStore, PartPlan, S3Store};
 use crate::sweeper::Sweeper;
+use crate::tls::server::{Certificates, TlsListener};
+use crate::tls::Trust;
 use anyhow::Context;
 use satchel_workers::Presets;
 use secrecy::ExposeSecret;
@@ -23,7 +26,11 @@ use tokio::net::TcpListener;
 
 /// The object store named by the config: S3 when an endpoint or key is set, else the
 /// filesystem under the data directory.
-async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn BlobStore>> {
+async fn open_store(
+    config: &Config,
+    data_dir: &Path,
+    trust: &Trust,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
     match &config.s3 {
         None => Ok(Arc::new(FsStore::open(data_dir)?)),
         Some(s3) => {
@@ -43,15 +50,24 @@ async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn 
                 s3,
                 PartPlan::of(s3),
                 key.as_bytes(),
+                trust,
             )?))
         }
     }
 }
 
-/// The catalog named by `database_url`: SQLite in the data directory by default. It keeps
-/// every event for each sink of the deployment.
-async fn open_catalog(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn Catalog>> {
+/// The catalog named by `database_url`: SQLite in the data directory by default. A
+/// PostgreSQL URL's `sslmode` and `sslrootcert` mean what they mean to libpq
+/// ([`crate::tls::postgres`]). It keeps every event for each sink of the deployment.
+async fn open_catalog(
+    config: &Config,
+    data_dir: &Path,
+    trust: &Trust,
+) -> anyhow::Result<Arc<dyn Catalog>> {
     let url = match config.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres") => {
+            crate::tls::postgres::catalog_url(url, trust, data_dir)?
+        }
         Some(url) => url.to_owned(),
         None => {
             // Created 0600 before SQLite opens it; its WAL and shared-memory files take the
@@ -61,14 +77,14 @@ async fn open_catalog(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dy
             format!("sqlite://{}", path.display())
         }
     };
-    Ok(Arc::new(
-        SqlCatalog::open(
-            &url,
-            config.database_max_connections,
-            crate::events::sinks(config),
-        )
-        .await?,
-    ))
+    let catalog = SqlCatalog::open(
+        &url,
+        config.database_max_connections,
+        crate::events::sinks(config),
+    )
+    .await
+    .context("cannot open the catalog (database_url)")?;
+    Ok(Arc::new(catalog))
 }
 
 fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
@@ -96,6 +112,7 @@ fn open_queue(
     catalog: Arc<dyn Catalog>,
     node: String,
     metrics: Arc<Metrics>,
+    trust: &Trust,
 ) -> Arc<dyn JobQueue> {
     match &config.amqp_url {
         None => Arc::new(EmbeddedQueue::new(
@@ -105,7 +122,8 @@ fn open_queue(
         )),
         Some(url) => {
             let prefetch = u16::try_from(config.workers).unwrap_or(u16::MAX);
-            Arc::new(AmqpQueue::start(url, config, catalog, prefetch, metrics))
+            let queue = AmqpQueue::start(url, config, catalog, prefetch, metrics, trust);
+            Arc::new(queue)
         }
     }
 }
@@ -146,6 +164,8 @@ impl Role {
 
 pub struct Application {
     listener: TcpListener,
+    /// With `tls_cert_file` and `tls_key_file`: HTTPS with these, re-read on SIGHUP.
+    https: Option<Arc<Certificates>>,
     state: AppState,
     role: Role,
     /// This node's lasting identity (the owner of its leases).
@@ -162,13 +182,25 @@ impl Application {
         let data_dir = config.data_dir.canonicalize()?;
         // It holds the secrets, the catalog and (embedded) every chat's media.
         restrict(&data_dir, 0o700)?;
+        crate::tls::install_provider();
+        let trust = Trust::load(config.tls_ca_file.as_deref())?;
+        let https = match &config.tls {
+            Some(tls) => Some(Certificates::load(&tls.cert_file, &tls.key_file)?),
+            None => None,
+        };
 
-        let store = open_store(&config, &data_dir).await?;
-        let catalog = open_catalog(&config, &data_dir).await?;
+        let store = open_store(&config, &data_dir, &trust).await?;
+        let catalog = open_catalog(&config, &data_dir, &trust).await?;
         // Lasting across restarts with the data directory: the owner of this node's leases.
         let node = crate::secrets::load_or_create(&data_dir, "node-id")?.0;
         let metrics = Arc::new(Metrics::default());
-        let queue = open_queue(&config, catalog.clone(), node.clone(), metrics.clone());
+        let queue = open_queue(
+            &config,
+            catalog.clone(),
+            node.clone(),
+            metrics.clone(),
+            &trust,
+        );
 
         // Jobs read the presets in their transform child; a bad file is refused here, at start.
         let presets = match &config.presets {
@@ -210,10 +242,14 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local = listener.local_addr()?;
+        let scheme = match https {
+            Some(_) => "https",
+            None => "http",
+        };
         let public_url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{local}"));
+            .unwrap_or_else(|| format!("{scheme}://{local}"));
         let work_dir = data_dir.join("work");
         if work_dir.exists() {
             std::fs::remove_dir_all(&work_dir)?;
@@ -240,6 +276,7 @@ impl Application {
                 url.clone(),
                 webhook_secrets,
                 config.webhook_max_age,
+                &trust,
             )?));
         }
         let limits = &config.limits;
@@ -274,6 +311,7 @@ impl Application {
         };
         Ok(Self {
             listener,
+            https,
             state,
             role,
             node,
@@ -304,6 +342,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            https,
             state,
             role,
             node,
@@ -351,6 +390,7 @@ impl Application {
         };
         tracing::info!(
             addr = %listener.local_addr()?,
+            https = https.is_some(),
             api = role.api,
             workers = role.workers_label().as_str(),
             queue = state.queue.name(),
@@ -362,12 +402,27 @@ impl Application {
             true => crate::http::router(state.clone()),
             false => crate::http::ops_router(state.clone()),
         };
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        match https {
+            None => {
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await?
+            }
+            Some(certificates) => {
+                let reloads = crate::tls::server::reload_on_hangup(certificates.clone())?;
+                let listener = TlsListener::new(listener, certificates.acceptor()?)?;
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await?;
+                reloads.abort();
+            }
+        }
         tracing::info!("no longer accepting requests; finishing jobs");
         housekeeping.token().cancel();
         if let Some(pool) = pool {
@@ -382,12 +437,14 @@ impl Application {
 }
 
 /// What each satchel binary (`satchel`, `satchel-bench`) does first, before any other thread
-/// exists: bound the heap, then log to stderr as `SATCHEL_LOG` says.
+/// exists: bound the heap, make ring rustls's provider ([`crate::tls::install_provider`]), then
+/// log to stderr as `SATCHEL_LOG` says.
 /// `SATCHEL_LOG_FORMAT=json` gives one JSON object per line; plain text has colours only on a
 /// terminal.
 pub fn init_process() -> anyhow::Result<()> {
     use std::io::IsTerminal;
     bound_the_heap();
+    crate::tls::install_provider();
     // With RUST_BACKTRACE=1 (common in containers) anyhow would capture a backtrace with every
     // error, and the first one logged would resolve it: 310 MiB of RSS, kept for good. Errors
     // are logged with their causes instead; panics still print their backtrace.

@@ -103,6 +103,9 @@ settings! {
     s3_payload_signing: PayloadSigning, "auto, always or never";
     amqp_url: String, "an amqp:// or amqps:// URL";
     amqp_prefix: String, "a string";
+    tls_cert_file: PathBuf, "a path";
+    tls_key_file: PathBuf, "a path";
+    tls_ca_file: PathBuf, "a path";
     rate_uploads_per_user: Rate, RATE;
     rate_uploads_per_chat: Rate, RATE;
     rate_upload_bytes_per_chat: Rate, RATE;
@@ -317,6 +320,17 @@ pub struct Config {
     /// Names the broker objects: `<prefix>.jobs.image`, `<prefix>.events`, ...
     pub amqp_prefix: String,
     pub limits: LimitSettings,
+    /// satchel's own HTTPS: the certificate chain and key files (PEM), re-read on SIGHUP.
+    pub tls: Option<ServerTls>,
+    /// Certificates (PEM) every verified client connection trusts besides the system roots.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// `tls_cert_file` and `tls_key_file`, always both.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// Rate limits and caps (every one off unless set), and where the counters live.
@@ -389,6 +403,20 @@ impl Config {
         if workers == 0 {
             return Err("workers must be at least 1".into());
         }
+        let tls = match (l.tls_cert_file, l.tls_key_file) {
+            (None, None) => None,
+            (Some(cert_file), Some(key_file)) => Some(ServerTls {
+                cert_file,
+                key_file,
+            }),
+            _ => {
+                return Err(
+                    "set both tls_cert_file and tls_key_file (SATCHEL_TLS_CERT_FILE, \
+                     SATCHEL_TLS_KEY_FILE) for HTTPS, or neither"
+                        .into(),
+                )
+            }
+        };
         Ok(Config {
             listen: l.listen.unwrap_or(([127, 0, 0, 1], 8080).into()),
             public_url: l.public_url.map(|u| u.0.trim_end_matches('/').to_owned()),
@@ -449,6 +477,8 @@ impl Config {
                 on_error: l.rate_limit_on_error.unwrap_or(OnError::Open),
                 trusted_proxies: l.trusted_proxies.unwrap_or_default(),
             },
+            tls,
+            tls_ca_file: l.tls_ca_file,
         })
     }
 }
@@ -548,6 +578,24 @@ mod tests {
         assert_eq!(tokens, ["a", "b"]);
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.link_max_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn https_needs_both_the_certificate_and_its_key() {
+        let cert = ("SATCHEL_TLS_CERT_FILE", "/cert.pem");
+        let key = ("SATCHEL_TLS_KEY_FILE", "/key.pem");
+        for one in [cert, key] {
+            let e = Config::load_from(None, env(&[one])).unwrap_err();
+            assert!(
+                e.contains("tls_cert_file") && e.contains("tls_key_file"),
+                "{e}"
+            );
+        }
+        let c = Config::load_from(None, env(&[cert, key])).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("/cert.pem"));
+        assert_eq!(tls.key_file, PathBuf::from("/key.pem"));
+        assert!(Config::load_from(None, env(&[])).unwrap().tls.is_none());
     }
 
     #[test]

@@ -191,3 +191,20 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// An error and its causes, `: `-separated, each said once: a message that already ends with
+/// its cause's (`"queue unavailable: {0}"`) does not repeat it. A TLS failure's reason (an
+/// unknown issuer, an expired certificate) is the last cause.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let message = e.to_string();
+        if !text.ends_with(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = e.source();
+    }
+    text
+}

@@ -18,6 +18,7 @@ pub mod secrets;
 pub mod state;
 pub mod storage;
 pub mod sweeper;
+pub mod tls;
 pub mod usecase;
 
 pub use app::Application;

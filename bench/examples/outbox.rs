@@ -101,8 +101,16 @@ async fn main() -> anyhow::Result<()> {
     let plain = SqlCatalog::open(&database, 10, Vec::new()).await?;
     let with_events = Arc::new(SqlCatalog::open(&database, 10, vec![Sink::Amqp]).await?);
     let metrics = Arc::new(satchel::metrics::Metrics::default());
-    let queue =
-        satchel::queue::AmqpQueue::start(&amqp, &config, with_events.clone(), 1, metrics.clone());
+    satchel::tls::install_provider();
+    let trust = satchel::tls::Trust::load(None)?;
+    let queue = satchel::queue::AmqpQueue::start(
+        &amqp,
+        &config,
+        with_events.clone(),
+        1,
+        metrics.clone(),
+        &trust,
+    );
     let sink = queue
         .event_sink()
         .expect("a broker queue has an event sink");

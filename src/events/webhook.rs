@@ -24,9 +24,15 @@ pub struct Webhook {
 
 impl Webhook {
     /// `secrets` sign every attempt, each giving one `v1=` of the header; a failing event is
-    /// retried for `max_age`, then marked dead.
-    pub fn new(url: String, secrets: Vec<SecretString>, max_age: Duration) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+    /// retried for `max_age`, then marked dead. An `https://` receiver is verified against
+    /// `trust` (the system's roots and `tls_ca_file`).
+    pub fn new(
+        url: String,
+        secrets: Vec<SecretString>,
+        max_age: Duration,
+        trust: &crate::tls::Trust,
+    ) -> anyhow::Result<Self> {
+        let client = crate::tls::http_client(trust)?
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
@@ -51,7 +57,10 @@ impl Webhook {
         match sent {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!("the webhook answered {}", r.status())),
-            Err(e) => Err(format!("the webhook is unreachable: {}", e.without_url())),
+            Err(e) => Err(format!(
+                "the webhook is unreachable: {}",
+                crate::error::causes(&e.without_url())
+            )),
         }
     }
 }

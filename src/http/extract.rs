@@ -45,6 +45,32 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     }
 }
 
+/// A connection's peer address, as the server records it for every request, plain HTTP or
+/// HTTPS (`into_make_service_with_connect_info::<PeerAddr>`).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, crate::tls::server::TlsListener>,
+    > for PeerAddr
+{
+    fn connect_info(
+        stream: axum::serve::IncomingStream<'_, crate::tls::server::TlsListener>,
+    ) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
 /// The address of the connection's peer, when the server records it (it always does; a router
 /// driven without a listener, as in unit tests, has none).
 pub struct Peer(pub Option<std::net::IpAddr>);
@@ -56,8 +82,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
         Ok(Peer(
             parts
                 .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
+                .get::<axum::extract::ConnectInfo<PeerAddr>>()
+                .map(|c| c.0 .0.ip()),
         ))
     }
 }

@@ -15,6 +15,7 @@ mod range;
 mod upload;
 
 pub use auth::token_hash;
+pub use extract::PeerAddr;
 pub use openapi::document as openapi_document;
 
 use crate::error::ApiError;

@@ -56,11 +56,19 @@ const FRESH_FOR: Duration = Duration::from_secs(1);
 async fn check_backends(state: &AppState) -> Option<Failing> {
     state.metrics.readiness_checks.inc();
     let (what, code, cause) = if let Err(e) = state.store.check().await {
-        ("storage", ready::STORAGE_UNAVAILABLE, e.to_string())
+        (
+            "storage",
+            ready::STORAGE_UNAVAILABLE,
+            crate::error::causes(&e),
+        )
     } else if let Err(e) = state.catalog.ping().await {
-        ("catalog", ready::CATALOG_UNAVAILABLE, e.to_string())
+        (
+            "catalog",
+            ready::CATALOG_UNAVAILABLE,
+            crate::error::causes(&e),
+        )
     } else if let Err(e) = state.queue.check().await {
-        ("queue", ready::QUEUE_UNAVAILABLE, e.to_string())
+        ("queue", ready::QUEUE_UNAVAILABLE, crate::error::causes(&e))
     } else {
         return None;
     };

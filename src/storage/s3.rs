@@ -93,8 +93,14 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// `bucket_key` is `s3_bucket_key`, configured or generated.
-    pub fn new(settings: &S3Settings, plan: PartPlan, bucket_key: &[u8]) -> anyhow::Result<Self> {
+    /// `bucket_key` is `s3_bucket_key`, configured or generated; an `https://` endpoint is
+    /// verified against `trust` (the system roots plus `tls_ca_file`).
+    pub fn new(
+        settings: &S3Settings,
+        plan: PartPlan,
+        bucket_key: &[u8],
+        trust: &crate::tls::Trust,
+    ) -> anyhow::Result<Self> {
         check_prefix(&settings.bucket_prefix)?;
         anyhow::ensure!(
             plan.part_size >= MIN_PART_SIZE,
@@ -136,6 +142,9 @@ impl S3Store {
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Some(endpoint) = &settings.endpoint {
             config = config.endpoint_url(endpoint);
+        }
+        if let Some(pem) = trust.pem() {
+            config = config.http_client(https_client(pem)?);
         }
         Ok(Self {
             client: Client::from_conf(config.build()),
@@ -445,4 +454,18 @@ impl BlobStore for S3Store {
             .map_err(other)?;
         Ok(Some(request.uri().to_owned()))
     }
+}
+
+/// The SDK's own HTTPS client (rustls, aws-lc-rs) trusting the system roots plus `pem`.
+fn https_client(pem: &str) -> anyhow::Result<aws_sdk_s3::config::SharedHttpClient> {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let trust = TrustStore::default().with_pem_certificate(pem.as_bytes());
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| anyhow::anyhow!("tls_ca_file for S3: {e}"))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https())
 }

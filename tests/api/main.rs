@@ -23,5 +23,7 @@ mod process_lifecycle;
 mod processes;
 mod s3;
 mod sandbox;
+mod tls;
+mod tls_backends;
 mod uploads;
 mod webhooks;

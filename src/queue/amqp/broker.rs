@@ -35,6 +35,9 @@ pub struct JobMessage {
 
 pub struct Broker {
     url: String,
+    /// `tls_ca_file`'s certificates: an `amqps://` broker is verified against the system roots
+    /// plus these.
+    ca_pem: Option<String>,
     prefix: String,
     delivery_limit: u32,
     /// The publishing link, opened on first use and again after a failure.
@@ -61,9 +64,16 @@ pub async fn hang_up(connection: Connection, reason: &str) {
 }
 
 impl Broker {
-    pub fn new(url: String, prefix: String, delivery_limit: u32, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        url: String,
+        ca_pem: Option<String>,
+        prefix: String,
+        delivery_limit: u32,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             url,
+            ca_pem,
             prefix,
             delivery_limit,
             link: Mutex::new(None),
@@ -92,13 +102,19 @@ impl Broker {
             .with_connection_name("satchel".into())
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio);
+        // Only an `amqps://` URL uses the TLS configuration; lapin's rustls adds these roots to
+        // the system's and checks the host name of the URL.
+        let tls = lapin::tcp::OwnedTLSConfig {
+            identity: None,
+            cert_chain: self.ca_pem.clone(),
+        };
         let connection = tokio::time::timeout(
             Duration::from_secs(5),
-            Connection::connect(&self.url, properties),
+            Connection::connect_with_config(&self.url, properties, tls),
         )
         .await
-        .context("connecting to RabbitMQ timed out")?
-        .context("cannot connect to RabbitMQ")?;
+        .context("queue: connecting to RabbitMQ timed out")?
+        .context("queue: cannot connect to RabbitMQ")?;
         Ok(connection)
     }
 

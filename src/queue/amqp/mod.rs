@@ -40,9 +40,11 @@ impl AmqpQueue {
         catalog: Arc<dyn Catalog>,
         prefetch: u16,
         metrics: Arc<crate::metrics::Metrics>,
+        trust: &crate::tls::Trust,
     ) -> Self {
         let broker = Arc::new(Broker::new(
             url.to_owned(),
+            trust.pem().map(str::to_owned),
             config.amqp_prefix.clone(),
             config.job_max_attempts,
             metrics,
