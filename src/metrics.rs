@@ -34,6 +34,11 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    pub scope: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub uploads: Family<KindOutcome, Counter>,
@@ -52,6 +57,7 @@ pub struct Metrics {
     pub events_failed: Family<SinkLabel, Counter>,
     pub events_given_up: Family<SinkLabel, Counter>,
     pub event_delivery_seconds: Family<SinkLabel, Histogram>,
+    pub quota_refusals: Family<ScopeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -149,6 +155,12 @@ impl Default for Metrics {
             "From the change's commit to the sink's confirm, by sink",
             event_delivery_seconds.clone(),
         );
+        let quota_refusals = Family::<ScopeLabel, Counter>::default();
+        registry.register(
+            "quota_refusals",
+            "Uploads refused for a storage quota, by scope (chat or user)",
+            quota_refusals.clone(),
+        );
         Self {
             registry,
             uploads,
@@ -167,6 +179,7 @@ impl Default for Metrics {
             events_failed,
             events_given_up,
             event_delivery_seconds,
+            quota_refusals,
         }
     }
 }
@@ -179,6 +192,16 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    /// An upload refused for the quota of `scope` (also counted in `uploads`).
+    pub fn quota_refused(&self, kind: &str, scope: crate::catalog::QuotaScope) {
+        self.quota_refusals
+            .get_or_create(&ScopeLabel {
+                scope: scope.as_str().into(),
+            })
+            .inc();
+        self.upload(kind, "quota_exceeded");
     }
 
     pub fn job(&self, kind: &str, outcome: &str, seconds: f64) {

@@ -43,7 +43,7 @@ pub struct UploadParams {
         (status = 401, body = ErrorBody),
         (status = 403, description = "not_a_member", body = ErrorBody),
         (status = 408, description = "upload_timeout", body = ErrorBody),
-        (status = 413, description = "too_large", body = ErrorBody),
+        (status = 413, description = "too_large, quota_exceeded", body = ErrorBody),
         (status = 503, description = "storage_unavailable", body = ErrorBody)),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(chat_id = %chat))]
@@ -85,11 +85,28 @@ pub async fn upload(
             .and_then(|v| v.parse().ok()),
         framing,
     };
-    let receiving = match upload.begin(&state).await? {
-        Begun::Existing(media) => return Ok((StatusCode::OK, axum::Json(media)).into_response()),
-        Begun::Receiving(receiving) => receiving,
-    };
+    // A client waiting for `100 Continue` has sent nothing: an early refusal reads nothing.
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let config = &state.config;
+    let receiving = match upload.begin(&state).await {
+        Ok(Begun::Existing(media)) => {
+            return Ok((StatusCode::OK, axum::Json(media)).into_response())
+        }
+        Ok(Begun::Receiving(receiving)) => receiving,
+        Err(e) => {
+            // Refused from the announced length: the body may be on its way already.
+            if matches!(e, ApiError::TooLarge(_) | ApiError::QuotaExceeded(_)) && !expects_continue
+            {
+                let body = request.into_body().into_data_stream();
+                Guarded::new(body, 0, 0, config.upload_idle_timeout)
+                    .linger()
+                    .await;
+            }
+            return Err(e);
+        }
+    };
     let mut body = Guarded::new(
         request.into_body().into_data_stream(),
         config.max_upload_bytes.saturating_add(framing),

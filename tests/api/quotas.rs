@@ -208,7 +208,10 @@ async fn variants_may_take_a_chat_past_its_quota_and_then_it_takes_nothing_more(
     let done = app.wait_processed(media["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "ready", "{done}");
     let (bytes, _) = usage(&app, "c1").await;
-    assert!(bytes > photo.len() as u64 + 10, "the variants count: {bytes}");
+    assert!(
+        bytes > photo.len() as u64 + 10,
+        "the variants count: {bytes}"
+    );
     let r = app.upload("c1", "u1", "b.bin", blob(1)).await;
     assert_error(r, StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded").await;
 }
@@ -322,7 +325,10 @@ async fn usage_written_before_quotas_existed_is_counted_when_the_catalog_is_migr
 
     // The upgrade counts what is there, per chat and per uploader.
     let app = app
-        .restart_with(&[("SATCHEL_MAX_USER_BYTES", &(photo.len() as u64 + variants + 2500).to_string())])
+        .restart_with(&[(
+            "SATCHEL_MAX_USER_BYTES",
+            &(photo.len() as u64 + variants + 2500).to_string(),
+        )])
         .await;
     assert_eq!((usage(&app, "c1").await, usage(&app, "c2").await), before);
     let r = app.upload("c2", "u1", "c.bin", blob(501)).await;
