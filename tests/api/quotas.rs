@@ -398,3 +398,99 @@ async fn a_large_refused_stream_leaves_the_server_s_memory_flat() {
     let stored = walk(&dir.path().join("objects"));
     assert!(stored.is_empty(), "stored: {stored:?}");
 }
+
+/// A job that runs again (a lease that ran out, a redelivery) writes the same variants again:
+/// the usage counts what they take now, never twice. On the catalog itself, since over HTTP a
+/// second run cannot be provoked on demand.
+#[tokio::test]
+async fn a_job_that_runs_again_counts_its_variants_once() {
+    use satchel::catalog::{Catalog, ChatRecord, Inserted, JobResult, NewMedia, SqlCatalog};
+    use satchel::domain::{
+        ChatId, Kind, Media, MediaId, MediaMetadata, Status, UserId, VariantInfo,
+    };
+    use std::collections::BTreeMap;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _db) = match real_backend() {
+        true => {
+            let db = TestDatabase::create().await;
+            (db.url.clone(), Some(db))
+        }
+        false => (
+            format!("sqlite://{}", dir.path().join("catalog.db").display()),
+            None,
+        ),
+    };
+    let catalog = SqlCatalog::open(&url, 4, Vec::new()).await.unwrap();
+    let chat = ChatId::parse("c").unwrap();
+    let user = UserId::parse("u").unwrap();
+    let record = ChatRecord {
+        bucket: "chat-c".into(),
+        generation: "g1".into(),
+    };
+    catalog.ensure_chat(&chat, &record).await.unwrap();
+    let media = Media {
+        id: MediaId::generate(),
+        chat_id: chat.clone(),
+        uploader: user.clone(),
+        filename: "p.jpg".into(),
+        kind: Kind::Image,
+        mime: "image/jpeg".into(),
+        size: 1000,
+        sha256: "00".repeat(32),
+        created_at: time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap(),
+        expires_at: None,
+        status: Status::Processing,
+        error: None,
+        metadata: MediaMetadata::default(),
+        placeholder: None,
+        variants: BTreeMap::new(),
+    };
+    let inserted = catalog
+        .insert_media(NewMedia {
+            media: media.clone(),
+            bucket: record.bucket.clone(),
+            generation: record.generation.clone(),
+            idempotency_key: None,
+            quota: Default::default(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(inserted, Inserted::New));
+    let variant = |size: u64| VariantInfo {
+        mime: "image/webp".into(),
+        size,
+        width: Some(1),
+        height: Some(1),
+        duration_ms: None,
+    };
+    let ready = |sizes: &[(&str, u64)]| JobResult::Ready {
+        metadata: MediaMetadata::default(),
+        placeholder: None,
+        variants: sizes
+            .iter()
+            .map(|(name, size)| (name.to_string(), variant(*size)))
+            .collect(),
+    };
+    let both = [("thumbnail", 100), ("preview", 300)];
+    let bytes = |u: satchel::catalog::Usage| (u.bytes, u.media);
+    catalog.finish_job(&media.id, ready(&both)).await.unwrap();
+    assert_eq!(bytes(catalog.chat_usage(&chat).await.unwrap()), (1400, 1));
+    catalog.finish_job(&media.id, ready(&both)).await.unwrap();
+    assert_eq!(bytes(catalog.chat_usage(&chat).await.unwrap()), (1400, 1));
+    // A run that makes a variant of another size counts the difference.
+    catalog
+        .finish_job(&media.id, ready(&[("thumbnail", 50), ("preview", 300)]))
+        .await
+        .unwrap();
+    assert_eq!(bytes(catalog.chat_usage(&chat).await.unwrap()), (1350, 1));
+    assert_eq!(bytes(catalog.user_usage(&user).await.unwrap()), (1350, 1));
+    catalog
+        .delete_media(&media.id, satchel::domain::EraseReason::Unsent)
+        .await
+        .unwrap();
+    assert_eq!(bytes(catalog.chat_usage(&chat).await.unwrap()), (0, 0));
+    assert_eq!(bytes(catalog.user_usage(&user).await.unwrap()), (0, 0));
+}
