@@ -47,6 +47,7 @@ pub mod api {
         IDEMPOTENCY_CONFLICT: "idempotency_conflict", CONFLICT, "An Idempotency-Key already used in the chat by another uploader or for other bytes; nothing stored.";
         GONE: "gone", GONE, "The media was erased (unsent, chat erased, TTL ran out); or the chat of an upload in flight was.";
         TOO_LARGE: "too_large", PAYLOAD_TOO_LARGE, "Over max_upload_bytes; nothing stored.";
+        QUOTA_EXCEEDED: "quota_exceeded", PAYLOAD_TOO_LARGE, "The upload would take the chat (max_chat_bytes) or the uploader (max_user_bytes) over its storage quota; nothing stored.";
         RANGE_NOT_SATISFIABLE: "range_not_satisfiable", RANGE_NOT_SATISFIABLE, "A Range outside the file.";
         RATE_LIMITED: "rate_limited", TOO_MANY_REQUESTS, "A rate limit or an in-flight cap was hit; Retry-After, RateLimit-Policy and RateLimit say which and when.";
         INTERNAL_ERROR: "internal_error", INTERNAL_SERVER_ERROR, "A bug or catalog failure; details are in the log only.";

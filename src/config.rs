@@ -68,6 +68,8 @@ settings! {
     data_dir: PathBuf, "a path";
     api_tokens: Vec<String>, "a list of tokens (comma-separated in the environment)";
     max_upload_bytes: u64, "a whole number of bytes";
+    max_chat_bytes: u64, "a whole number of bytes";
+    max_user_bytes: u64, "a whole number of bytes";
     upload_idle_timeout_seconds: u64, "a whole number of seconds";
     multipart_max_header_bytes: usize, "a whole number of bytes";
     multipart_max_field_bytes: usize, "a whole number of bytes";
@@ -289,6 +291,8 @@ pub struct Config {
     /// Empty means "generate one on first start and keep it in the data directory".
     pub api_tokens: Vec<SecretString>,
     pub max_upload_bytes: u64,
+    /// Storage quotas (originals and variants) per chat and per uploader; `None`: off.
+    pub quota: crate::catalog::Quota,
     /// An upload body that sends nothing for this long is refused (slow-client defence).
     pub upload_idle_timeout: Duration,
     pub multipart: MultipartLimits,
@@ -428,6 +432,10 @@ impl Config {
                 .map(Into::into)
                 .collect(),
             max_upload_bytes: l.max_upload_bytes.unwrap_or(2 << 30),
+            quota: crate::catalog::Quota {
+                chat_bytes: l.max_chat_bytes,
+                user_bytes: l.max_user_bytes,
+            },
             upload_idle_timeout: Duration::from_secs(
                 l.upload_idle_timeout_seconds.unwrap_or(30).max(1),
             ),

@@ -33,6 +33,8 @@ pub enum ApiError {
     Forbidden,
     #[error("the body is larger than the limit of {0} bytes")]
     TooLarge(u64),
+    #[error("{}", quota_message(*.0))]
+    QuotaExceeded(crate::catalog::QuotaScope),
     #[error("the body stalled for longer than {0} seconds")]
     UploadTimeout(u64),
     #[error("the body is empty")]
@@ -56,6 +58,17 @@ pub enum ApiError {
     RateLimited(#[from] crate::limits::Limited),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+fn quota_message(scope: crate::catalog::QuotaScope) -> &'static str {
+    match scope {
+        crate::catalog::QuotaScope::Chat => {
+            "the upload would take the chat over its storage quota (max_chat_bytes)"
+        }
+        crate::catalog::QuotaScope::User => {
+            "the upload would take the uploader over their storage quota (max_user_bytes)"
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -102,6 +115,7 @@ impl ApiError {
             ApiError::IdempotencyConflict => api::IDEMPOTENCY_CONFLICT,
             ApiError::Forbidden => api::FORBIDDEN,
             ApiError::TooLarge(_) => api::TOO_LARGE,
+            ApiError::QuotaExceeded(_) => api::QUOTA_EXCEEDED,
             ApiError::UploadTimeout(_) => api::UPLOAD_TIMEOUT,
             ApiError::EmptyFile => api::EMPTY_FILE,
             ApiError::DigestMismatch => api::DIGEST_MISMATCH,

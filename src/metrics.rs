@@ -40,6 +40,11 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    pub scope: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub uploads: Family<KindOutcome, Counter>,
@@ -59,6 +64,7 @@ pub struct Metrics {
     pub events_given_up: Family<SinkLabel, Counter>,
     pub event_delivery_seconds: Family<SinkLabel, Histogram>,
     pub rate_limit_checks: Family<LimitOutcome, Counter>,
+    pub quota_refusals: Family<ScopeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -162,6 +168,12 @@ impl Default for Metrics {
             "Rate-limit and in-flight checks by limit and outcome (allowed, limited, error)",
             rate_limit_checks.clone(),
         );
+        let quota_refusals = Family::<ScopeLabel, Counter>::default();
+        registry.register(
+            "quota_refusals",
+            "Uploads refused for a storage quota, by scope (chat or user)",
+            quota_refusals.clone(),
+        );
         Self {
             registry,
             uploads,
@@ -181,6 +193,7 @@ impl Default for Metrics {
             events_given_up,
             event_delivery_seconds,
             rate_limit_checks,
+            quota_refusals,
         }
     }
 }
@@ -193,6 +206,16 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    /// An upload refused for the quota of `scope` (also counted in `uploads`).
+    pub fn quota_refused(&self, kind: &str, scope: crate::catalog::QuotaScope) {
+        self.quota_refusals
+            .get_or_create(&ScopeLabel {
+                scope: scope.as_str().into(),
+            })
+            .inc();
+        self.upload(kind, "quota_exceeded");
     }
 
     pub fn job(&self, kind: &str, outcome: &str, seconds: f64) {

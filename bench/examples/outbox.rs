@@ -67,6 +67,7 @@ async fn inserts(catalog: &SqlCatalog, chat: &str, n: usize) -> anyhow::Result<D
                 bucket: record.bucket.clone(),
                 generation: record.generation.clone(),
                 idempotency_key: None,
+                quota: Default::default(),
             })
             .await?;
     }

@@ -41,6 +41,40 @@ pub struct NewMedia {
     /// The chat generation the upload began in: recorded only while it is still the chat's.
     pub generation: String,
     pub idempotency_key: Option<String>,
+    /// The storage quotas the insert must keep (checked in its transaction).
+    pub quota: Quota,
+}
+
+/// Storage quotas in bytes (originals and variants); `None`: no quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub chat_bytes: Option<u64>,
+    pub user_bytes: Option<u64>,
+}
+
+/// Whose quota an upload would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaScope {
+    Chat,
+    User,
+}
+
+impl QuotaScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaScope::Chat => "chat",
+            QuotaScope::User => "user",
+        }
+    }
+}
+
+/// What a chat or an uploader keeps in storage: bytes of originals and variants, and media.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Usage {
+    /// Originals and variants, in bytes.
+    pub bytes: u64,
+    /// Media stored.
+    pub media: u64,
 }
 
 pub enum Inserted {
@@ -50,6 +84,8 @@ pub enum Inserted {
     /// The chat was erased after the upload began (it may exist again, as a new
     /// generation); nothing was written.
     ChatErased,
+    /// The media would take the chat or its uploader over the quota; nothing was written.
+    OverQuota(QuotaScope),
 }
 
 /// A chat's recorded bucket and generation.
@@ -148,15 +184,22 @@ pub trait Catalog: Send + Sync {
     async fn membership(&self, chat: &ChatId, user: &UserId) -> Result<Option<String>>;
 
     async fn media_by_idempotency_key(&self, chat: &ChatId, key: &str) -> Result<Option<Media>>;
-    /// Inserts the media and, while it is `processing`, its job, in one transaction.
+    /// Inserts the media and, while it is `processing`, its job, and adds its original to
+    /// the chat's and the uploader's usage, in one transaction; refused (nothing written) if
+    /// that would exceed `new.quota`.
     async fn insert_media(&self, new: NewMedia) -> Result<Inserted>;
+    /// What the chat keeps in storage now (zeros for a chat with nothing).
+    async fn chat_usage(&self, chat: &ChatId) -> Result<Usage>;
+    /// What the user has uploaded that is still stored, over every chat.
+    async fn user_usage(&self, user: &UserId) -> Result<Usage>;
     /// A media that exists and has not expired.
     async fn get_media(&self, id: &MediaId) -> Result<Option<StoredMedia>>;
-    /// Removes the media's rows, records its objects as garbage and writes its
-    /// `media.erased` event, in one transaction.
+    /// Removes the media's rows, gives its bytes back to the chat's and the uploader's usage,
+    /// records its objects as garbage and writes its `media.erased` event, in one transaction.
     async fn delete_media(&self, id: &MediaId, reason: EraseReason) -> Result<Option<StoredMedia>>;
-    /// Removes the chat, its members and media, records its bucket as garbage, and writes a
-    /// `media.erased` event per media and then `chat.erased`, in one transaction.
+    /// Removes the chat, its members, media and usage (giving each uploader's bytes back),
+    /// records its bucket as garbage, and writes a `media.erased` event per media and then
+    /// `chat.erased`, in one transaction.
     async fn erase_chat(&self, chat: &ChatId) -> Result<()>;
     async fn expired_media(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<MediaId>>;
     /// Garbage rows that are due, the longest waiting first.
@@ -175,8 +218,9 @@ pub trait Catalog: Send + Sync {
         owner: &str,
         per_chat: Option<u32>,
     ) -> Result<Option<Job>>;
-    /// Records the outcome, drops the job and writes the `media.ready` / `media.failed` event,
-    /// in one transaction. `None` if the media is gone.
+    /// Records the outcome, drops the job, adds the variants' bytes to the usage (a re-run
+    /// counts only what changed) and writes the `media.ready` / `media.failed` event, in one
+    /// transaction. `None` if the media is gone.
     async fn finish_job(&self, id: &MediaId, result: JobResult) -> Result<Option<Media>>;
     /// Puts a leased job back, runnable after `after`.
     async fn retry_job(&self, id: &MediaId, after: Duration) -> Result<()>;

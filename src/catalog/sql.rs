@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 mod events;
 mod jobs;
+mod usage;
 
 pub struct SqlCatalog {
     pool: AnyPool,
@@ -287,8 +288,8 @@ impl Catalog for SqlCatalog {
         // nothing; so the winner's row is committed and visible when we fetch it below.
         let inserted = sqlx::query(
             "INSERT INTO media (id, chat_id, uploader, filename, kind, mime, size, sha256, \
-             created_at, expires_at, status, idempotency_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             created_at, expires_at, status, idempotency_key, stored_bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $7) \
              ON CONFLICT (chat_id, idempotency_key) DO NOTHING",
         )
         .bind(m.id.to_string())
@@ -332,6 +333,12 @@ impl Catalog for SqlCatalog {
             // Dropping the transaction rolls the insert back.
             return Ok(Inserted::ChatErased);
         }
+        // After the chat row, which an erase takes first: the usage rows are always taken in
+        // the order chat, then user.
+        if let Some(scope) = usage::add_original(&mut tx, m, new.quota).await? {
+            // Dropping the transaction rolls the insert back.
+            return Ok(Inserted::OverQuota(scope));
+        }
         if m.status == crate::domain::Status::Processing {
             sqlx::query(
                 "INSERT INTO jobs (media_id, chat_id, kind, state, available_at) \
@@ -353,6 +360,14 @@ impl Catalog for SqlCatalog {
             self.announce_events();
         }
         Ok(Inserted::New)
+    }
+
+    async fn chat_usage(&self, chat: &ChatId) -> Result<Usage> {
+        usage::of(&self.pool, "chat_usage", "chat_id", chat.as_str()).await
+    }
+
+    async fn user_usage(&self, user: &UserId) -> Result<Usage> {
+        usage::of(&self.pool, "user_usage", "user_id", user.as_str()).await
     }
 
     async fn get_media(&self, id: &MediaId) -> Result<Option<StoredMedia>> {
@@ -377,11 +392,20 @@ impl Catalog for SqlCatalog {
         let Some(stored) = media_on(&mut tx, &key, false).await? else {
             return Ok(None);
         };
-        sqlx::query("DELETE FROM media WHERE id = $1")
-            .bind(&key)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        let bytes: i64 =
+            sqlx::query_scalar("DELETE FROM media WHERE id = $1 RETURNING stored_bytes")
+                .bind(&key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        usage::add(
+            &mut tx,
+            &stored.media.chat_id,
+            &stored.media.uploader,
+            -bytes,
+            -1,
+        )
+        .await?;
         sqlx::query("INSERT INTO garbage (bucket, prefix) VALUES ($1, $2)")
             .bind(&stored.bucket)
             .bind(crate::storage::media_prefix(id))
@@ -412,16 +436,36 @@ impl Catalog for SqlCatalog {
             }
             events.push(NewEvent::chat_erased(chat, OffsetDateTime::now_utc()));
         }
-        for sql in [
-            "DELETE FROM members WHERE chat_id = $1",
-            "DELETE FROM media WHERE chat_id = $1",
-        ] {
-            sqlx::query(sql)
+        sqlx::query("DELETE FROM members WHERE chat_id = $1")
+            .bind(chat.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        // Each media as it is when deleted (a job finishing meanwhile has committed its
+        // variants' bytes by then): what goes back to each uploader.
+        let erased =
+            sqlx::query("DELETE FROM media WHERE chat_id = $1 RETURNING uploader, stored_bytes")
                 .bind(chat.as_str())
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
+        let mut by_uploader: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for row in &erased {
+            let total = by_uploader.entry(row.get(0)).or_default();
+            total.0 += row.get::<i64, _>(1);
+            total.1 += 1;
         }
+        let by_uploader: Vec<(String, i64, i64)> = by_uploader
+            .into_iter()
+            .map(|(user, (bytes, media))| (user, bytes, media))
+            .collect();
+        // A chat used again starts from zero.
+        sqlx::query("DELETE FROM chat_usage WHERE chat_id = $1")
+            .bind(chat.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        usage::give_back_users(&mut tx, &by_uploader).await?;
         if let Some(bucket) = bucket {
             sqlx::query("INSERT INTO garbage (bucket, prefix) VALUES ($1, NULL)")
                 .bind(bucket)

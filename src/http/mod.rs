@@ -13,6 +13,7 @@ mod openapi;
 mod ops;
 mod range;
 mod upload;
+mod usage;
 
 pub use auth::token_hash;
 pub use extract::PeerAddr;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
             put(members::add).delete(members::remove),
         )
         .route("/chats/{chat}", axum::routing::delete(members::erase_chat))
+        .route("/chats/{chat}/usage", get(usage::get))
         .route(
             "/chats/{chat}/media",
             // The upload streams with its own limit; the default would stop multipart at 2 MB.

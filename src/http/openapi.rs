@@ -8,13 +8,13 @@ use utoipa::{Modify, OpenApi};
     info(title = "satchel", description = "Media processing for chat backends: uploads, per-chat private storage, processing, signed member-only downloads. Contract: API.md, version 1."),
     paths(
         super::members::add, super::members::remove, super::members::replace,
-        super::members::list, super::members::erase_chat,
+        super::members::list, super::members::erase_chat, super::usage::get,
         super::upload::upload, super::media::get, super::media::delete,
         super::links::issue, super::files::download,
         super::events::dead, super::events::retry,
         super::ops::healthz, super::ops::readyz, super::ops::metrics, super::ops::openapi,
     ),
-    components(schemas(crate::domain::Media, crate::error::ErrorBody)),
+    components(schemas(crate::domain::Media, crate::error::ErrorBody, crate::catalog::Usage)),
     modifiers(&BearerAuth, &Webhooks),
 )]
 struct ApiDoc;

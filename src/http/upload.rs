@@ -43,7 +43,7 @@ pub struct UploadParams {
         (status = 401, body = ErrorBody),
         (status = 403, description = "not_a_member", body = ErrorBody),
         (status = 408, description = "upload_timeout", body = ErrorBody),
-        (status = 413, description = "too_large", body = ErrorBody),
+        (status = 413, description = "too_large, quota_exceeded", body = ErrorBody),
         (status = 429, description = "rate_limited: a rate limit or an in-flight cap", body = ErrorBody),
         (status = 503, description = "storage_unavailable", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -86,6 +86,10 @@ pub async fn upload(
             .and_then(|v| v.parse().ok()),
         framing,
     };
+    // A client waiting for `100 Continue` has sent nothing: an early refusal reads nothing.
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let config = &state.config;
     let mut body = Guarded::new(
         request.into_body().into_data_stream(),
@@ -99,9 +103,12 @@ pub async fn upload(
         }
         Ok(Begun::Receiving(receiving)) => receiving,
         Err(refused) => {
-            // Refused before a byte was read (not a member, too large, rate limited): the
-            // client may be sending still, and should read this answer, not a reset.
-            body.linger().await;
+            // Refused before a byte was read (not a member, too large, over quota, rate
+            // limited): the client may be sending still, and should read this answer, not a
+            // reset. One waiting for `100 Continue` has sent nothing.
+            if !expects_continue {
+                body.linger().await;
+            }
             return Err(refused);
         }
     };

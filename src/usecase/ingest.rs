@@ -3,6 +3,7 @@
 //! The transport's own bounds (the idle timeout, the cap on the whole request, lingering after
 //! a refusal) are the HTTP edge's: [`crate::http::body`].
 
+use crate::catalog::QuotaScope;
 use crate::domain::sniff::SNIFF_BYTES;
 use crate::storage::{PutSink, StorageError};
 use bytes::Bytes;
@@ -24,6 +25,8 @@ pub enum IngestError {
     TooLarge {
         limit: u64,
     },
+    /// Over what was left of the chat's or the uploader's storage quota.
+    OverQuota(QuotaScope),
     /// The client stopped sending (disconnect), or its framing is broken.
     Body(String),
     /// No bytes arrived for this long.
@@ -31,8 +34,20 @@ pub enum IngestError {
     Storage(StorageError),
 }
 
-/// Streams `body` into `sink`, refusing it once it is over `limit` bytes.
-pub async fn ingest<S>(body: S, sink: &mut dyn PutSink, limit: u64) -> Result<Ingested, IngestError>
+/// What is left of the tightest storage quota when an upload begins, and whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    pub left: u64,
+    pub scope: QuotaScope,
+}
+
+/// Streams `body` into `sink`, refusing it once it is over `limit` bytes or over `room`.
+pub async fn ingest<S>(
+    body: S,
+    sink: &mut dyn PutSink,
+    limit: u64,
+    room: Option<Room>,
+) -> Result<Ingested, IngestError>
 where
     S: Stream<Item = Result<Bytes, IngestError>>,
 {
@@ -45,6 +60,9 @@ where
         size += chunk.len() as u64;
         if size > limit {
             return Err(IngestError::TooLarge { limit });
+        }
+        if let Some(room) = room.filter(|r| size > r.left) {
+            return Err(IngestError::OverQuota(room.scope));
         }
         hasher.update(&chunk);
         if head.len() < SNIFF_BYTES {

@@ -1,8 +1,8 @@
 //! Storing an upload: checks before a byte is stored, the body streamed into the chat's
 //! bucket, then the media (and its job) recorded in one transaction.
 
-use super::ingest::{ingest, IngestError};
-use crate::catalog::{ChatRecord, Inserted, NewMedia};
+use super::ingest::{ingest, IngestError, Room};
+use crate::catalog::{ChatRecord, Inserted, NewMedia, QuotaScope};
 use crate::domain::{sniff, ChatId, Kind, Media, MediaId, MediaMetadata, Status, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -54,11 +54,14 @@ pub struct Receiving {
     chat: ChatRecord,
     /// Counts this upload against the in-flight caps until it is over.
     _slot: crate::limits::inflight::Slot,
+    /// What was left of the storage quotas then: the stream is cut past it.
+    room: Option<Room>,
 }
 
 impl Upload {
     /// Everything that is refused before a byte is stored: the TTL, membership, a known
-    /// idempotency key, an announced length over the limit. Records the chat's bucket.
+    /// idempotency key, an announced length over the limit or over what is left of the
+    /// storage quotas. Records the chat's bucket.
     pub async fn begin(self, state: &AppState) -> Result<Begun, ApiError> {
         let ttl = match self.ttl_seconds {
             Some(0) => {
@@ -92,6 +95,15 @@ impl Upload {
             state.metrics.upload("unknown", "too_large");
             return Err(ApiError::TooLarge(limit));
         }
+        let room = room(state, &self.chat, &self.user).await?;
+        if let Some(room) = room {
+            // Nothing fits, or the announced length cannot (framing aside).
+            let announced = self.declared_size.map(|n| n.saturating_sub(self.framing));
+            if room.left == 0 || announced.is_some_and(|n| n > room.left) {
+                state.metrics.quota_refused("unknown", room.scope);
+                return Err(ApiError::QuotaExceeded(room.scope));
+            }
+        }
         let slot = self.limits(state).await.inspect_err(|_| {
             state.metrics.upload("unknown", "rate_limited");
         })?;
@@ -108,6 +120,7 @@ impl Upload {
             ttl,
             chat,
             _slot: slot,
+            room,
         }))
     }
 
@@ -150,15 +163,21 @@ impl Receiving {
             ttl,
             chat,
             _slot,
+            room,
         } = self;
         let bucket = chat.bucket;
         let limit = state.config.max_upload_bytes;
         let id = MediaId::generate();
         let mut sink = state.store.begin_put(&bucket, &original_key(&id)).await?;
-        let ingested = ingest(body, sink.as_mut(), limit).await.map_err(|e| {
-            state.metrics.upload("unknown", e.code());
-            ApiError::from(e)
-        })?;
+        let ingested = ingest(body, sink.as_mut(), limit, room)
+            .await
+            .map_err(|e| {
+                match e {
+                    IngestError::OverQuota(scope) => state.metrics.quota_refused("unknown", scope),
+                    _ => state.metrics.upload("unknown", e.code()),
+                }
+                ApiError::from(e)
+            })?;
         if ingested.size == 0 {
             return Err(ApiError::EmptyFile);
         }
@@ -210,6 +229,7 @@ impl Receiving {
                 bucket: bucket.clone(),
                 generation: chat.generation,
                 idempotency_key: upload.idempotency_key,
+                quota: state.config.quota,
             })
             .await;
         match inserted {
@@ -235,12 +255,47 @@ impl Receiving {
                     .await?;
                 Err(ApiError::Gone)
             }
+            Ok(Inserted::OverQuota(scope)) => {
+                // Another upload took the room while this one streamed: nothing of it stays.
+                state.metrics.quota_refused(media.kind.as_str(), scope);
+                state
+                    .store
+                    .delete_prefix(&bucket, &media_prefix(&id))
+                    .await?;
+                Err(ApiError::QuotaExceeded(scope))
+            }
             Err(e) => {
                 let _ = state.store.delete_prefix(&bucket, &media_prefix(&id)).await;
                 Err(e.into())
             }
         }
     }
+}
+
+/// What is left of the tightest storage quota for an upload into `chat` by `user`, and whose
+/// it is; `None` when no quota is configured. The catalog checks again, atomically, when the
+/// media is recorded.
+async fn room(state: &AppState, chat: &ChatId, user: &UserId) -> Result<Option<Room>, ApiError> {
+    let quota = state.config.quota;
+    let mut room: Option<Room> = None;
+    if let Some(max) = quota.chat_bytes {
+        let used = state.catalog.chat_usage(chat).await?.bytes;
+        room = Some(Room {
+            left: max.saturating_sub(used),
+            scope: QuotaScope::Chat,
+        });
+    }
+    if let Some(max) = quota.user_bytes {
+        let used = state.catalog.user_usage(user).await?.bytes;
+        let left = max.saturating_sub(used);
+        if room.is_none_or(|r| left < r.left) {
+            room = Some(Room {
+                left,
+                scope: QuotaScope::User,
+            });
+        }
+    }
+    Ok(room)
 }
 
 /// An idempotency key names one upload: the earlier media answers only a retry of it, by the
@@ -257,6 +312,7 @@ impl IngestError {
     pub fn code(&self) -> &'static str {
         match self {
             IngestError::TooLarge { .. } => "too_large",
+            IngestError::OverQuota(_) => "quota_exceeded",
             IngestError::Body(_) => "client_gone",
             IngestError::Idle(_) => "upload_timeout",
             IngestError::Storage(_) => "storage_error",
@@ -268,6 +324,7 @@ impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
             IngestError::TooLarge { limit } => ApiError::TooLarge(limit),
+            IngestError::OverQuota(scope) => ApiError::QuotaExceeded(scope),
             IngestError::Body(cause) => {
                 ApiError::BadRequest(format!("the upload was cut short: {cause}"))
             }

@@ -168,6 +168,7 @@ async fn queue_images(catalog: &dyn Catalog, n: usize) {
             bucket: "chat-c".into(),
             generation: "g1".into(),
             idempotency_key: None,
+            quota: Default::default(),
         };
         assert!(matches!(catalog.insert_media(new).await, Ok(Inserted::New)));
     }

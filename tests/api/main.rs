@@ -21,6 +21,7 @@ mod members;
 mod ops;
 mod process_lifecycle;
 mod processes;
+mod quotas;
 mod s3;
 mod sandbox;
 mod tls;

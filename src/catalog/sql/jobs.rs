@@ -54,6 +54,9 @@ pub(super) async fn finish_job(
     let mut tx = c.pool.begin().await.map_err(db)?;
     // The media row first, then its job: the order an unsend's or erase's DELETE of the media
     // (cascading to the job) takes them in, so the two never deadlock on PostgreSQL.
+    // What the variants take in storage now minus before: a re-run that writes the same
+    // variants again counts only the difference.
+    let mut variant_bytes = 0i64;
     let updated = match &result {
         JobResult::Ready {
             metadata,
@@ -78,6 +81,7 @@ pub(super) async fn finish_job(
             .rows_affected();
             // With the media gone, the variant rows would break the foreign key.
             if n > 0 {
+                variant_bytes -= variant_sum(&mut tx, &key).await?;
                 for (name, v) in variants {
                     sqlx::query(
                         "INSERT INTO variants (media_id, name, mime, size, width, height, \
@@ -97,6 +101,7 @@ pub(super) async fn finish_job(
                     .await
                     .map_err(db)?;
                 }
+                variant_bytes += variant_sum(&mut tx, &key).await?;
             }
             n
         }
@@ -123,11 +128,31 @@ pub(super) async fn finish_job(
     let media = super::media_on(&mut tx, &key, false)
         .await?
         .map(|stored| stored.media);
+    if let (Some(m), true) = (&media, variant_bytes != 0) {
+        sqlx::query("UPDATE media SET stored_bytes = stored_bytes + $1 WHERE id = $2")
+            .bind(variant_bytes)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        super::usage::add(&mut tx, &m.chat_id, &m.uploader, variant_bytes, 0).await?;
+    }
     let event = media.as_ref().and_then(crate::domain::NewEvent::status);
     c.write_events(&mut tx, event.as_slice()).await?;
     tx.commit().await.map_err(db)?;
     c.announce_events();
     Ok(media)
+}
+
+/// The bytes of the media's variant rows, read on `conn`.
+async fn variant_sum(conn: &mut sqlx::AnyConnection, key: &str) -> Result<i64> {
+    sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM variants WHERE media_id = $1",
+    )
+    .bind(key)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)
 }
 
 pub(super) async fn retry_job(c: &SqlCatalog, id: &MediaId, after: Duration) -> Result<()> {
