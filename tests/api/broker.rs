@@ -8,7 +8,7 @@
 
 use crate::events::{kill, receiver, verifies, SECRET};
 use crate::helpers::*;
-use crate::processes::{start_node, Node};
+use crate::processes::start_node;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -225,32 +225,6 @@ fn node_env<'a>(
     ]
 }
 
-async fn upload_files(node: &Node, n: usize) -> Vec<String> {
-    let client = reqwest::Client::new();
-    node.add_member("c1", "u1").await;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let r = client
-            .post(format!(
-                "{}/v1/chats/c1/media?user=u1&filename={i}.txt",
-                node.base
-            ))
-            .bearer_auth(TOKEN)
-            .body(fixture("not-an-image.txt"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
-        ids.push(
-            r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    ids
-}
-
 #[tokio::test]
 async fn a_node_killed_mid_burst_delivers_every_event_to_the_exchange_and_the_webhook_after_restart(
 ) {
@@ -263,7 +237,7 @@ async fn a_node_killed_mid_burst_delivers_every_event_to_the_exchange_and_the_we
     let dir = tempfile::tempdir().unwrap();
     let mut node = start_node(&["serve"], dir.path(), env.clone()).await;
     let mut consumer = Consumer::bind(&prefix).await;
-    let ids = upload_files(&node, 40).await;
+    let ids = crate::processes::upload_many(&node, 40, "not-an-image.txt", "txt").await;
     kill(&mut node);
 
     let _node = start_node(&["serve"], dir.path(), env).await;
@@ -299,7 +273,7 @@ async fn two_nodes_on_one_outbox_send_each_event_once() {
     let a = start_node(&["serve"], dir_a.path(), env.clone()).await;
     let _b = start_node(&["serve"], dir_b.path(), env).await;
     let mut consumer = Consumer::bind(&prefix).await;
-    let ids = upload_files(&a, 60).await;
+    let ids = crate::processes::upload_many(&a, 60, "not-an-image.txt", "txt").await;
     let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let messages = consumer
         .until(Duration::from_secs(60), |seen| {

@@ -353,15 +353,7 @@ async fn a_receiver_that_fails_for_a_while_gets_every_event_once_it_recovers() {
         assert!(!accepted);
         refused += 1;
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("satchel_events_pending{sink=\"webhook\"} 3"),
         "{metrics}"
@@ -377,15 +369,7 @@ async fn a_receiver_that_fails_for_a_while_gets_every_event_once_it_recovers() {
     assert!(events.iter().all(|e| e["event"] == "media.ready"));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics().await;
         if metrics.contains("satchel_events_pending{sink=\"webhook\"} 0") {
             assert!(
                 metrics.contains("satchel_events_delivered_total{sink=\"webhook\"} 3"),
@@ -443,15 +427,7 @@ async fn a_delivery_that_keeps_failing_goes_dead_without_holding_back_and_can_be
     assert!(d["last_error"].as_str().unwrap().contains("500"), "{d}");
     assert_eq!(d["body"]["id"], id);
     assert_ulid(&d["event_id"]);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("satchel_events_dead{sink=\"webhook\"} 1"),
         "{metrics}"
@@ -510,34 +486,6 @@ async fn the_dead_list_needs_the_token() {
     assert!(dead_list(&app).await.is_empty());
 }
 
-/// Uploads `n` plain files through `node` (each ready at once, each an event) and returns
-/// their ids.
-async fn upload_files(node: &Node, n: usize) -> Vec<String> {
-    let client = reqwest::Client::new();
-    node.add_member("c1", "u1").await;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let r = client
-            .post(format!(
-                "{}/v1/chats/c1/media?user=u1&filename={i}.txt",
-                node.base
-            ))
-            .bearer_auth(TOKEN)
-            .body(fixture("not-an-image.txt"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
-        ids.push(
-            r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    ids
-}
-
 /// Kills the node with SIGKILL and waits for it to be gone.
 pub fn kill(node: &mut Node) {
     signal(node, "KILL");
@@ -556,7 +504,7 @@ async fn events_written_before_a_kill_are_delivered_after_the_restart() {
         ("SATCHEL_WEBHOOK_SECRET", SECRET),
     ];
     let mut node = start_node(&["serve"], dir.path(), env).await;
-    let ids = upload_files(&node, 40).await;
+    let ids = crate::processes::upload_many(&node, 40, "not-an-image.txt", "txt").await;
     kill(&mut node);
     let before: Vec<Value> = std::iter::from_fn(|| hook.deliveries.try_recv().ok())
         .filter(|(_, accepted)| *accepted)

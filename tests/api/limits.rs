@@ -104,15 +104,7 @@ async fn a_burst_gets_exactly_the_limit_through_and_the_rest_an_exact_retry_afte
         StatusCode::CREATED
     );
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             "satchel_rate_limit_checks_total{limit=\"uploads_per_user\",outcome=\"limited\"} 6"
@@ -324,17 +316,6 @@ async fn timed_upload(app: &TestApp) -> (StatusCode, Duration) {
     (status, started.elapsed())
 }
 
-async fn scrape(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn redis_that_stops_answering_fails_open_or_closed_as_configured_and_never_hangs() {
     for (policy, refused) in [("open", false), ("closed", true)] {
@@ -365,7 +346,7 @@ async fn redis_that_stops_answering_fails_open_or_closed_as_configured_and_never
                 "{policy}: took {took:?}"
             );
         }
-        let metrics = scrape(&app).await;
+        let metrics = app.metrics().await;
         assert!(
             metrics.contains(
                 "satchel_rate_limit_checks_total{limit=\"uploads_per_user\",outcome=\"error\"} 3"
@@ -377,7 +358,8 @@ async fn redis_that_stops_answering_fails_open_or_closed_as_configured_and_never
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (status, _) = timed_upload(&app).await;
-            if status == StatusCode::CREATED && !scrape(&app).await.contains("outcome=\"error\"} 4")
+            if status == StatusCode::CREATED
+                && !app.metrics().await.contains("outcome=\"error\"} 4")
             {
                 break;
             }

@@ -3,7 +3,6 @@
 
 use crate::helpers::*;
 use crate::processes::{signal, start_node, terminate, Node};
-use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,29 +17,7 @@ async fn start(dir: &Path) -> Node {
 }
 
 pub async fn upload_photos(server: &Node, n: usize) -> Vec<String> {
-    let client = reqwest::Client::new();
-    server.add_member("c1", "u1").await;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let r = client
-            .post(format!(
-                "{}/v1/chats/c1/media?user=u1&filename={i}.jpg",
-                server.base
-            ))
-            .bearer_auth(TOKEN)
-            .body(fixture("photo.jpg"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-        ids.push(
-            r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    ids
+    crate::processes::upload_many(server, n, "photo.jpg", "jpg").await
 }
 
 pub async fn assert_all_ready(server: &Node, ids: &[String]) {

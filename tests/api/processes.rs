@@ -33,6 +33,31 @@ impl Node {
     }
 }
 
+/// Uploads `n` copies of fixture `name` as `<i>.<ext>` to chat `c1` as `u1` (made a member
+/// first) through `node`; their ids.
+pub async fn upload_many(node: &Node, n: usize, name: &str, ext: &str) -> Vec<String> {
+    let client = reqwest::Client::new();
+    node.add_member("c1", "u1").await;
+    let body = crate::helpers::fixture(name);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = client
+            .post(format!(
+                "{}/v1/chats/c1/media?user=u1&filename={i}.{ext}",
+                node.base
+            ))
+            .bearer_auth(crate::helpers::TOKEN)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let media: serde_json::Value = r.json().await.unwrap();
+        ids.push(media["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -32,15 +32,7 @@ async fn usage(app: &TestApp, chat: &str) -> (u64, u64) {
 
 /// The refusals counted in `satchel_quota_refusals_total{scope}`.
 async fn refusals(app: &TestApp, scope: &str) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let prefix = format!("satchel_quota_refusals_total{{scope=\"{scope}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
