@@ -5,7 +5,7 @@ use crate::catalog::{Catalog, SqlCatalog};
 use crate::config::Config;
 use crate::domain::Kind;
 use crate::events::delivery::{Delivery, Transport};
-use crate::http::PeerAddr;
+use crate::http::conn::{serve, Plain, Slots};
 use crate::jobs::WorkerPool;
 use crate::links::LinkSigner;
 use crate::metrics::Metrics;
@@ -402,24 +402,22 @@ impl Application {
             true => crate::http::router(state.clone()),
             false => crate::http::ops_router(state.clone()),
         };
+        let limits = &state.config.limits;
+        let slots = Slots::new(limits.max_connections, state.metrics.clone());
+        let connection_limits = crate::http::conn::Limits {
+            header_read_timeout: limits.header_read_timeout,
+            download_stall: limits.download_stall,
+        };
+        let metrics = state.metrics.clone();
         match https {
             None => {
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<PeerAddr>(),
-                )
-                .with_graceful_shutdown(shutdown)
-                .await?
+                let listener = Plain::new(listener, slots);
+                serve(listener, router, connection_limits, metrics, shutdown).await
             }
             Some(certificates) => {
                 let reloads = crate::tls::server::reload_on_hangup(certificates.clone())?;
-                let listener = TlsListener::new(listener, certificates.acceptor()?)?;
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<PeerAddr>(),
-                )
-                .with_graceful_shutdown(shutdown)
-                .await?;
+                let listener = TlsListener::with_slots(listener, certificates.acceptor()?, slots)?;
+                serve(listener, router, connection_limits, metrics, shutdown).await;
                 reloads.abort();
             }
         }

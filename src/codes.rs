@@ -42,7 +42,7 @@ pub mod api {
         FORBIDDEN: "forbidden", FORBIDDEN, "Download with a bad or expired signature, or by a user no longer a member.";
         NOT_FOUND: "not_found", NOT_FOUND, "Unknown media id, unknown route, or a variant the media does not have.";
         METHOD_NOT_ALLOWED: "method_not_allowed", METHOD_NOT_ALLOWED, "Known route, wrong method.";
-        UPLOAD_TIMEOUT: "upload_timeout", REQUEST_TIMEOUT, "The upload body sent nothing for upload_idle_timeout_seconds (30 s by default); nothing stored.";
+        UPLOAD_TIMEOUT: "upload_timeout", REQUEST_TIMEOUT, "The upload body sent nothing for upload_idle_timeout_seconds (30 s by default), or less than upload_min_bytes_per_second over a window of upload_rate_window_seconds (1024 B/s over 30 s by default); nothing stored.";
         VARIANT_NOT_READY: "variant_not_ready", CONFLICT, "A variant that does not exist (yet): still processing, or processing failed.";
         IDEMPOTENCY_CONFLICT: "idempotency_conflict", CONFLICT, "An Idempotency-Key already used in the chat by another uploader or for other bytes; nothing stored.";
         GONE: "gone", GONE, "The media was erased (unsent, chat erased, TTL ran out); or the chat of an upload in flight was.";

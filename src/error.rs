@@ -37,6 +37,10 @@ pub enum ApiError {
     QuotaExceeded(crate::catalog::QuotaScope),
     #[error("the body stalled for longer than {0} seconds")]
     UploadTimeout(u64),
+    #[error(
+        "the body arrived slower than {bytes_per_second} bytes per second over {window} seconds"
+    )]
+    UploadTooSlow { bytes_per_second: u64, window: u64 },
     #[error("the body is empty")]
     EmptyFile,
     #[error("the body does not match its Content-Digest")]
@@ -116,7 +120,7 @@ impl ApiError {
             ApiError::Forbidden => api::FORBIDDEN,
             ApiError::TooLarge(_) => api::TOO_LARGE,
             ApiError::QuotaExceeded(_) => api::QUOTA_EXCEEDED,
-            ApiError::UploadTimeout(_) => api::UPLOAD_TIMEOUT,
+            ApiError::UploadTimeout(_) | ApiError::UploadTooSlow { .. } => api::UPLOAD_TIMEOUT,
             ApiError::EmptyFile => api::EMPTY_FILE,
             ApiError::DigestMismatch => api::DIGEST_MISMATCH,
             ApiError::UnknownVariant(_) => api::UNKNOWN_VARIANT,

@@ -45,6 +45,11 @@ pub struct ScopeLabel {
     pub scope: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub uploads: Family<KindOutcome, Counter>,
@@ -65,6 +70,9 @@ pub struct Metrics {
     pub event_delivery_seconds: Family<SinkLabel, Histogram>,
     pub rate_limit_checks: Family<LimitOutcome, Counter>,
     pub quota_refusals: Family<ScopeLabel, Counter>,
+    pub connections_open: Gauge,
+    pub connection_waits: Counter,
+    pub connections_closed: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -174,6 +182,25 @@ impl Default for Metrics {
             "Uploads refused for a storage quota, by scope (chat or user)",
             quota_refusals.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections open now (at most max_connections)",
+            connections_open.clone(),
+        );
+        let connection_waits = Counter::default();
+        registry.register(
+            "connection_waits",
+            "Times accepting waited for a slot because max_connections were open",
+            connection_waits.clone(),
+        );
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections closed by a slow-client limit, by reason (header_timeout, \
+             download_stall)",
+            connections_closed.clone(),
+        );
         Self {
             registry,
             uploads,
@@ -194,6 +221,9 @@ impl Default for Metrics {
             event_delivery_seconds,
             rate_limit_checks,
             quota_refusals,
+            connections_open,
+            connection_waits,
+            connections_closed,
         }
     }
 }
@@ -228,6 +258,15 @@ impl Metrics {
         self.job_seconds
             .get_or_create(&KindLabel { kind: kind.into() })
             .observe(seconds);
+    }
+
+    /// A connection closed by a slow-client limit: `header_timeout` or `download_stall`.
+    pub fn connection_closed(&self, reason: &str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn link_check(&self, outcome: &str) {

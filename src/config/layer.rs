@@ -48,6 +48,11 @@ settings! {
     max_chat_bytes: u64, "a whole number of bytes";
     max_user_bytes: u64, "a whole number of bytes";
     upload_idle_timeout_seconds: u64, "a whole number of seconds";
+    upload_min_bytes_per_second: u64, "a whole number of bytes per second (0: off)";
+    upload_rate_window_seconds: u64, "a whole number of seconds";
+    header_read_timeout_seconds: u64, "a whole number of seconds";
+    max_connections: usize, "a whole number of connections";
+    download_stall_seconds: u64, "a whole number of seconds";
     multipart_max_header_bytes: usize, "a whole number of bytes";
     multipart_max_field_bytes: usize, "a whole number of bytes";
     link_mode: LinkMode, "service or presigned";

@@ -147,6 +147,22 @@ pub struct LimitSettings {
     pub on_error: OnError,
     /// Peers whose `Forwarded` / `X-Forwarded-For` is believed for `rate_downloads_per_ip`.
     pub trusted_proxies: Vec<Network>,
+    /// An upload body slower than this over a window is cut; `None`: off (rate 0).
+    pub upload_min_rate: Option<MinRate>,
+    /// A connection that has not sent a request's whole header block this long after it
+    /// began waiting for one (new, or idle between requests) is closed.
+    pub header_read_timeout: Duration,
+    /// Open connections per node; past it, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A response that the client reads nothing of for this long is dropped.
+    pub download_stall: Duration,
+}
+
+/// `upload_min_bytes_per_second` over `upload_rate_window_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes_per_second: u64,
+    pub window: Duration,
 }
 
 impl Config {
@@ -279,6 +295,23 @@ impl Config {
                 redis_prefix: l.redis_prefix.unwrap_or_else(|| "satchel".into()),
                 on_error: l.rate_limit_on_error.unwrap_or(OnError::Open),
                 trusted_proxies: l.trusted_proxies.unwrap_or_default(),
+                upload_min_rate: match l.upload_min_bytes_per_second.unwrap_or(1024) {
+                    0 => None,
+                    bytes_per_second => Some(MinRate {
+                        bytes_per_second,
+                        window: Duration::from_secs(
+                            l.upload_rate_window_seconds.unwrap_or(30).max(1),
+                        ),
+                    }),
+                },
+                header_read_timeout: Duration::from_secs(
+                    l.header_read_timeout_seconds.unwrap_or(10).max(1),
+                ),
+                max_connections: l
+                    .max_connections
+                    .unwrap_or(10_000)
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+                download_stall: Duration::from_secs(l.download_stall_seconds.unwrap_or(60).max(1)),
             },
             tls,
             tls_ca_file: l.tls_ca_file,

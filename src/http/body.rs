@@ -1,6 +1,7 @@
-//! An upload's request body as it arrives, raw or multipart: the idle timeout and the cap on
-//! its total size apply here, to every byte of it, framing included.
+//! An upload's request body as it arrives, raw or multipart: the idle timeout, the minimum
+//! rate and the cap on its total size apply here, to every byte of it, framing included.
 
+use crate::config::MinRate;
 use crate::usecase::ingest::IngestError;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -16,8 +17,8 @@ use tokio::time::{Instant, Sleep};
 const LINGER_BYTES: u64 = 16 << 20;
 const LINGER_TIME: Duration = Duration::from_secs(5);
 
-/// A body that fails once it is over `cap` bytes or sends nothing for `idle`; after its first
-/// error it ends.
+/// A body that fails once it is over `cap` bytes, sends nothing for `idle`, or (with a
+/// [`MinRate`]) sends less than the rate asks over a window; after its first error it ends.
 pub struct Guarded<S> {
     inner: S,
     received: u64,
@@ -27,7 +28,86 @@ pub struct Guarded<S> {
     limit: u64,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
+    rate: Option<Pace>,
     failed: bool,
+}
+
+/// The minimum rate's bookkeeping. The clock of a window runs only while the body is awaited
+/// (the consumer polled and nothing had arrived): time the server spends elsewhere, storing a
+/// chunk under backpressure, is not charged to the client.
+struct Pace {
+    rate: MinRate,
+    /// What one window must bring.
+    need: u64,
+    /// Bytes received in the current window.
+    got: u64,
+    /// Time awaited in the current window before the current wait.
+    waited: Duration,
+    /// When the current wait began, if the body is being awaited.
+    since: Option<Instant>,
+    /// The end of the current window, if the wait goes on.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Pace {
+    fn new(rate: MinRate) -> Self {
+        Self {
+            rate,
+            need: rate
+                .bytes_per_second
+                .saturating_mul(rate.window.as_secs().max(1)),
+            got: 0,
+            waited: Duration::ZERO,
+            since: None,
+            timer: Box::pin(tokio::time::sleep(rate.window)),
+        }
+    }
+
+    fn too_slow(&self) -> IngestError {
+        IngestError::TooSlow {
+            bytes_per_second: self.rate.bytes_per_second,
+            window: self.rate.window,
+        }
+    }
+
+    /// A chunk of `len` bytes arrived: it counts in the window it ends.
+    fn arrived(&mut self, len: usize) -> Result<(), IngestError> {
+        if let Some(since) = self.since.take() {
+            self.waited += since.elapsed();
+        }
+        self.got = self.got.saturating_add(len as u64);
+        if self.waited >= self.rate.window {
+            if self.got < self.need {
+                return Err(self.too_slow());
+            }
+            self.got = 0;
+            self.waited = Duration::ZERO;
+        }
+        Ok(())
+    }
+
+    /// Nothing has arrived: wait until the window's awaited time runs out.
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<IngestError> {
+        loop {
+            if self.since.is_none() {
+                let now = Instant::now();
+                self.since = Some(now);
+                let left = self.rate.window.saturating_sub(self.waited);
+                self.timer.as_mut().reset(now + left);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // A whole window awaited: it either brought enough, and the next one begins now,
+            // or the upload is too slow.
+            if self.got < self.need {
+                return Poll::Ready(self.too_slow());
+            }
+            self.got = 0;
+            self.waited = Duration::ZERO;
+            self.since = None;
+        }
+    }
 }
 
 impl<S> Guarded<S> {
@@ -39,8 +119,15 @@ impl<S> Guarded<S> {
             limit,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            rate: None,
             failed: false,
         }
+    }
+
+    /// Also fails a body that averages less than `rate` over a window (`None`: no minimum).
+    pub fn with_min_rate(mut self, rate: Option<MinRate>) -> Self {
+        self.rate = rate.map(Pace::new);
+        self
     }
 }
 
@@ -79,17 +166,27 @@ where
         let failure = match this.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.received += chunk.len() as u64;
-                if this.received <= this.cap {
-                    this.timer.as_mut().reset(Instant::now() + this.idle);
-                    return Poll::Ready(Some(Ok(chunk)));
+                let paced = match &mut this.rate {
+                    Some(pace) => pace.arrived(chunk.len()),
+                    None => Ok(()),
+                };
+                match paced {
+                    Err(slow) => slow,
+                    Ok(()) if this.received <= this.cap => {
+                        this.timer.as_mut().reset(Instant::now() + this.idle);
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                    Ok(()) => IngestError::TooLarge { limit: this.limit },
                 }
-                IngestError::TooLarge { limit: this.limit }
             }
             Poll::Ready(Some(Err(e))) => IngestError::Body(e.to_string()),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => match this.timer.as_mut().poll(cx) {
                 Poll::Ready(()) => IngestError::Idle(this.idle),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => match this.rate.as_mut().map(|pace| pace.poll_waiting(cx)) {
+                    Some(Poll::Ready(slow)) => slow,
+                    None | Some(Poll::Pending) => return Poll::Pending,
+                },
             },
         };
         this.failed = true;

@@ -46,30 +46,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
 }
 
 /// A connection's peer address, as the server records it for every request, plain HTTP or
-/// HTTPS (`into_make_service_with_connect_info::<PeerAddr>`).
+/// HTTPS (as `ConnectInfo<PeerAddr>`, see [`super::conn::serve`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
-
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-impl
-    axum::extract::connect_info::Connected<
-        axum::serve::IncomingStream<'_, crate::tls::server::TlsListener>,
-    > for PeerAddr
-{
-    fn connect_info(
-        stream: axum::serve::IncomingStream<'_, crate::tls::server::TlsListener>,
-    ) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
 
 /// The address of the connection's peer, when the server records it (it always does; a router
 /// driven without a listener, as in unit tests, has none).

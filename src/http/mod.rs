@@ -2,6 +2,7 @@
 
 mod auth;
 mod body;
+pub mod conn;
 mod events;
 mod extract;
 mod files;

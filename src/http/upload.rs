@@ -96,7 +96,8 @@ pub async fn upload(
         config.max_upload_bytes.saturating_add(framing),
         config.max_upload_bytes,
         config.upload_idle_timeout,
-    );
+    )
+    .with_min_rate(config.limits.upload_min_rate);
     let receiving = match upload.begin(&state).await {
         Ok(Begun::Existing(media)) => {
             return Ok((StatusCode::OK, axum::Json(media)).into_response())
@@ -159,9 +160,13 @@ where
 
 /// Whether to read what the client still sends before answering `stored`: a refused body may
 /// be mid-flight, and a client that is still writing would see a reset instead of the answer.
-/// Not after an idle timeout: that client is not sending.
+/// Not after an idle timeout or a cut for the minimum rate: that client is not sending, or
+/// too slowly to deserve more time.
 fn lingers(stored: &Result<Stored, ApiError>) -> bool {
-    matches!(stored, Err(e) if !matches!(e, ApiError::UploadTimeout(_)))
+    matches!(
+        stored,
+        Err(e) if !matches!(e, ApiError::UploadTimeout(_) | ApiError::UploadTooSlow { .. })
+    )
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -1,5 +1,6 @@
 //! satchel's own HTTPS: `tls_cert_file` (the chain, PEM) and `tls_key_file` (its key, PEM),
-//! served with rustls through axum's own server (its graceful shutdown unchanged).
+//! served with rustls by [`crate::http::conn::serve`] (the same limits and graceful shutdown as
+//! plain HTTP).
 //!
 //! [`Certificates::reload`] (on SIGHUP) swaps the certificate for the handshakes that follow;
 //! connections already established keep theirs and go on. A file that cannot be read or does
@@ -18,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::http::conn::{Slots, Slotted};
 
 /// A client that has not finished its handshake after this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,20 +102,32 @@ fn read(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
     Ok(certified)
 }
 
+type Accepted = (Slotted<TlsStream<TcpStream>>, SocketAddr);
+
 /// A listener whose connections are TLS streams: a task accepts TCP connections and runs each
 /// handshake in a task of its own (a slow client holds up no other), handing the finished
-/// ones to axum. Dropped, it stops accepting.
+/// ones to the server. Each connection takes one of `slots` before it is accepted and holds
+/// it through its handshake and for as long as it is open. Dropped, it stops accepting.
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<Accepted>,
     local: SocketAddr,
     accepting: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
+    /// No limit on open connections.
     pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+        Self::with_slots(listener, acceptor, Slots::unbounded())
+    }
+
+    pub fn with_slots(
+        listener: TcpListener,
+        acceptor: TlsAcceptor,
+        slots: Slots,
+    ) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (done, ready) = mpsc::channel(64);
-        let accepting = tokio::spawn(accept(listener, acceptor, done));
+        let accepting = tokio::spawn(accept(listener, acceptor, slots, done));
         Ok(Self {
             ready,
             local,
@@ -130,11 +145,13 @@ impl Drop for TlsListener {
 async fn accept(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    done: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    connections: Slots,
+    done: mpsc::Sender<Accepted>,
 ) {
-    let slots = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT));
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+        let connection = connections.take().await;
+        let Ok(slot) = handshakes.clone().acquire_owned().await else {
             return;
         };
         let (tcp, peer) = match listener.accept().await {
@@ -152,7 +169,7 @@ async fn accept(
             drop(slot);
             match handshake {
                 Ok(Ok(stream)) => {
-                    let _ = done.send((stream, peer)).await;
+                    let _ = done.send((Slotted::new(stream, connection), peer)).await;
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -162,7 +179,7 @@ async fn accept(
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Slotted<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -31,6 +31,11 @@ pub enum IngestError {
     Body(String),
     /// No bytes arrived for this long.
     Idle(Duration),
+    /// Less than `bytes_per_second` on average over a `window` of waiting for the body.
+    TooSlow {
+        bytes_per_second: u64,
+        window: Duration,
+    },
     Storage(StorageError),
 }
 

@@ -315,6 +315,7 @@ impl IngestError {
             IngestError::OverQuota(_) => "quota_exceeded",
             IngestError::Body(_) => "client_gone",
             IngestError::Idle(_) => "upload_timeout",
+            IngestError::TooSlow { .. } => "too_slow",
             IngestError::Storage(_) => "storage_error",
         }
     }
@@ -329,6 +330,13 @@ impl From<IngestError> for ApiError {
                 ApiError::BadRequest(format!("the upload was cut short: {cause}"))
             }
             IngestError::Idle(after) => ApiError::UploadTimeout(after.as_secs()),
+            IngestError::TooSlow {
+                bytes_per_second,
+                window,
+            } => ApiError::UploadTooSlow {
+                bytes_per_second,
+                window: window.as_secs(),
+            },
             IngestError::Storage(e) => e.into(),
         }
     }

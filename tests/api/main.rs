@@ -24,6 +24,7 @@ mod processes;
 mod quotas;
 mod s3;
 mod sandbox;
+mod slow_clients;
 mod tls;
 mod tls_backends;
 mod uploads;
