@@ -229,8 +229,10 @@ pub trait Catalog: Send + Sync {
     /// delivery is the lease: a job is redelivered only when its consumer died.
     async fn begin_job(&self, id: &MediaId, lease: Duration) -> Result<Option<Job>>;
 
-    /// Jobs written but not yet handed to the broker (the outbox), oldest first.
-    async fn outbox(&self, limit: u32) -> Result<Vec<Job>>;
+    /// Jobs written but not yet handed to the broker (the outbox) that may go now: of each
+    /// chat and kind, only as many as keep its jobs in the broker or running at `per_chat`,
+    /// the oldest first, the chats taking turns.
+    async fn outbox(&self, limit: u32, per_chat: u32) -> Result<Vec<Job>>;
 
     /// The broker confirmed the job: the relay must not publish it again.
     async fn mark_published(&self, id: &MediaId) -> Result<()>;

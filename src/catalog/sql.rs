@@ -483,8 +483,8 @@ impl Catalog for SqlCatalog {
         jobs::begin_job(self, id, lease).await
     }
 
-    async fn outbox(&self, limit: u32) -> Result<Vec<Job>> {
-        jobs::outbox(self, limit).await
+    async fn outbox(&self, limit: u32, per_chat: u32) -> Result<Vec<Job>> {
+        jobs::outbox(self, limit, per_chat).await
     }
 
     async fn mark_published(&self, id: &MediaId) -> Result<()> {

@@ -1,5 +1,7 @@
 //! Fair scheduling across chats (issue 14, part 3): one chat's flood of photos must not make
-//! another chat's voice note wait for the whole flood.
+//! another chat's voice note, or its photo, wait for the whole flood. Every test runs on both
+//! passes: the embedded queue's fair claim, and RabbitMQ's relay, which admits a chat's jobs
+//! into the broker a few at a time.
 
 use crate::helpers::*;
 use reqwest::StatusCode;
@@ -58,10 +60,6 @@ async fn a_flood_in_one_chat_delays_another_chats_voice_note_by_at_most_a_round_
     );
 }
 
-/// The embedded queue on every pass (the broker's queues are FIFO per kind: same-kind fairness
-/// there is not built yet, see the README's Limits).
-const EMBEDDED_QUEUE: (&str, &str) = ("SATCHEL_AMQP_URL", UNSET);
-
 /// The most transform children seen at once while `ids` are processed.
 async fn most_at_once(app: &TestApp, ids: &[String]) -> usize {
     let mut most = 0;
@@ -94,7 +92,7 @@ async fn flood(app: &TestApp, chat: &str, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn a_photo_of_a_quiet_chat_overtakes_another_chats_flood_of_photos() {
-    let app = spawn_app_with(&[("SATCHEL_WORKERS", "2"), EMBEDDED_QUEUE]).await;
+    let app = spawn_app_with(&[("SATCHEL_WORKERS", "2")]).await;
     let flood = flood(&app, "flood", 24).await;
     let quiet = app
         .upload_ok("quiet", "u2", "q.jpg", fixture("photo.jpg"))
@@ -111,7 +109,7 @@ async fn a_photo_of_a_quiet_chat_overtakes_another_chats_flood_of_photos() {
 
 #[tokio::test]
 async fn max_jobs_in_flight_per_chat_caps_what_one_chat_runs_at_once() {
-    let app = spawn_app_with(&[("SATCHEL_WORKERS", "2"), EMBEDDED_QUEUE]).await;
+    let app = spawn_app_with(&[("SATCHEL_WORKERS", "2")]).await;
     let ids = flood(&app, "c1", 8).await;
     assert_eq!(
         most_at_once(&app, &ids).await,
@@ -122,7 +120,6 @@ async fn max_jobs_in_flight_per_chat_caps_what_one_chat_runs_at_once() {
     let app = spawn_app_with(&[
         ("SATCHEL_WORKERS", "2"),
         ("SATCHEL_MAX_JOBS_IN_FLIGHT_PER_CHAT", "1"),
-        EMBEDDED_QUEUE,
     ])
     .await;
     let ids = flood(&app, "c1", 8).await;

@@ -185,12 +185,23 @@ pub(super) async fn begin_job(
     row.as_ref().map(decode_job).transpose()
 }
 
-pub(super) async fn outbox(c: &SqlCatalog, limit: u32) -> Result<Vec<Job>> {
+pub(super) async fn outbox(c: &SqlCatalog, limit: u32, per_chat: u32) -> Result<Vec<Job>> {
+    // Admission, fair across chats: each chat and kind may have `per_chat` jobs in the broker
+    // or running (`published`, `running`); of its queued jobs, the oldest fill what is left of
+    // that, and the chats take turns (every chat's first admitted job before any chat's second).
     let rows = sqlx::query(
-        "SELECT media_id, kind, attempts FROM jobs WHERE state = 'queued' \
-         AND available_at <= $1 ORDER BY available_at, media_id LIMIT $2",
+        "SELECT media_id, kind, attempts FROM (\
+           SELECT j.media_id, j.kind, j.attempts, j.available_at, \
+             ROW_NUMBER() OVER (PARTITION BY j.chat_id, j.kind \
+               ORDER BY j.available_at, j.media_id) AS turn, \
+             (SELECT COUNT(*) FROM jobs b WHERE b.chat_id = j.chat_id AND b.kind = j.kind \
+               AND b.state IN ('published', 'running')) AS busy \
+           FROM jobs j WHERE j.state = 'queued' AND j.available_at <= $1) q \
+         WHERE q.busy + q.turn <= $2 \
+         ORDER BY q.turn, q.available_at, q.media_id LIMIT $3",
     )
     .bind(now_ms())
+    .bind(i64::from(per_chat))
     .bind(i64::from(limit))
     .fetch_all(&c.pool)
     .await

@@ -21,6 +21,11 @@ use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex, Notify, OnceCell};
 
+/// Without `max_jobs_in_flight_per_chat`: how many jobs of one chat and kind the relay lets
+/// into the broker (or running) at once, so that another chat's job never has more than this
+/// many of one chat's ahead of it in a queue.
+pub const BROKER_WINDOW_PER_CHAT: u32 = 4;
+
 pub struct AmqpQueue {
     broker: Arc<Broker>,
     catalog: Arc<dyn Catalog>,
@@ -54,6 +59,10 @@ impl AmqpQueue {
             broker: broker.clone(),
             catalog: catalog.clone(),
             wake: relay_wake.clone(),
+            per_chat: config
+                .limits
+                .max_jobs_in_flight_per_chat
+                .unwrap_or(BROKER_WINDOW_PER_CHAT),
         });
         Self {
             broker,
@@ -141,6 +150,8 @@ impl JobQueue for AmqpQueue {
     }
 
     async fn ack(&self, job: &Job) -> Result<()> {
+        // The job's row is gone or queued again: its chat may send the next.
+        self.relay_wake.notify_one();
         match self.take_acker(&job.media_id) {
             Some(acker) => acker
                 .ack(BasicAckOptions::default())

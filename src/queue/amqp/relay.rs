@@ -1,6 +1,11 @@
 //! The outbox relay: publishes catalog job rows to the broker until each is confirmed.
 //! Every process with a broker runs one; two relays may publish a row twice, which the
 //! consumers tolerate (a job is idempotent and a finished job's duplicate is dropped).
+//!
+//! The broker's queues are first come, first served, so fairness across chats is decided
+//! here, before a job enters one: a chat has at most `per_chat` jobs of a kind in the broker
+//! or running, and the rest wait in the catalog, where the chats take turns. One chat's
+//! 500 photos thus put at most `per_chat` of them ahead of another chat's photo.
 
 use super::Broker;
 use crate::background::{Step, Task};
@@ -17,8 +22,11 @@ const POLL: Duration = Duration::from_secs(1);
 pub struct Relay {
     pub broker: Arc<Broker>,
     pub catalog: Arc<dyn Catalog>,
-    /// Nudged when a transaction that added jobs commits.
+    /// Nudged when a transaction that added jobs commits, and when a job ends (its chat may
+    /// send the next).
     pub wake: Arc<Notify>,
+    /// Jobs of one chat and kind in the broker or running at most.
+    pub per_chat: u32,
 }
 
 #[async_trait]
@@ -31,7 +39,7 @@ impl Task for Relay {
     /// backoff ends the pause that follows (new uploads must not turn it into a busy loop).
     async fn step(&mut self, _stop: &CancellationToken) -> anyhow::Result<Step> {
         loop {
-            let batch = self.catalog.outbox(100).await?;
+            let batch = self.catalog.outbox(100, self.per_chat).await?;
             if batch.is_empty() {
                 return Ok(Step::Idle);
             }
