@@ -29,8 +29,9 @@ BUILD_PACKAGES=(
   libavfilter-dev libavdevice-dev ffmpeg
 )
 # ImageMagick and python3 regenerate the image fixtures (fixtures/make-images.sh,
-# fixtures/make-bench.sh); vips is the reference the image benchmarks compare against.
-TEST_PACKAGES=(imagemagick libvips-tools python3 curl)
+# fixtures/make-bench.sh); vips is the reference the image benchmarks compare against;
+# Chromium and its chromedriver are the web client of tests/api/browser.rs.
+TEST_PACKAGES=(imagemagick libvips-tools python3 curl chromium chromium-driver)
 
 say() { printf '==> %s\n' "$*"; }
 

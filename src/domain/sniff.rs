@@ -19,9 +19,9 @@ pub fn sniff(head: &[u8]) -> Sniffed {
     let (kind, mime) = match t.mime_type() {
         m @ ("image/jpeg" | "image/png" | "image/gif" | "image/webp" | "image/heif"
         | "image/avif") => (Kind::Image, m),
-        m @ ("audio/mpeg" | "audio/aac" | "audio/ogg" | "audio/opus" | "audio/x-flac") => {
-            (Kind::Audio, m)
-        }
+        m @ ("audio/mpeg" | "audio/aac" | "audio/ogg" | "audio/x-flac") => (Kind::Audio, m),
+        // An Ogg stream of Opus is `audio/ogg` (RFC 7845); `audio/opus` names bare RTP payloads.
+        "audio/opus" => (Kind::Audio, "audio/ogg"),
         "audio/x-wav" => (Kind::Audio, "audio/wav"),
         "audio/m4a" | "audio/x-m4a" => (Kind::Audio, "audio/mp4"),
         m @ ("video/mp4" | "video/quicktime" | "video/webm" | "video/x-matroska") => {
@@ -42,6 +42,16 @@ fn file() -> Sniffed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ogg_opus_is_audio_ogg() {
+        let mut head = b"OggS\0\x02".to_vec();
+        head.resize(28, 0);
+        head.extend_from_slice(b"OpusHead\x01\x01");
+        head.resize(64, 0);
+        assert_eq!(infer::get(&head).map(|t| t.mime_type()), Some("audio/opus"));
+        assert_eq!(sniff(&head).mime, "audio/ogg");
+    }
 
     #[test]
     fn html_named_png_is_a_file() {

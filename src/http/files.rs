@@ -1,5 +1,9 @@
 //! `GET /v1/files/{media}/{variant}`: signed downloads. The signature proves the link was
 //! issued; the catalog proves the media still exists and the user is still a member.
+//!
+//! A signed link is a capability (no cookie, no credential), so its answers, errors
+//! included, are readable from any origin ([`cors`]) and its preflight is answered
+//! ([`preflight`]); the bearer-token endpoints answer no CORS at all.
 
 use super::extract::{Path, Peer, Query};
 use super::range::{self, Requested};
@@ -17,6 +21,49 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use tokio_util::io::ReaderStream;
 use utoipa::IntoParams;
+
+/// Response headers a web client may read on a download.
+const EXPOSED: &str = "Content-Range, Content-Length, Content-Disposition, ETag, Accept-Ranges";
+
+/// Every answer of the download route, errors included: any origin may read it (without
+/// credentials, which `*` never allows) and embed it (`Cross-Origin-Resource-Policy`).
+pub async fn cors(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSED),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("cross-origin"),
+    );
+    response
+}
+
+/// The CORS preflight of a download (a `fetch` with `Range`, say): `204`, with what a
+/// download allows. It proves nothing and reveals nothing, so it checks no signature.
+#[utoipa::path(options, path = "/v1/files/{id}/{variant}", tag = "links",
+    params(("id" = String, Path), ("variant" = String, Path)),
+    responses((status = 204, description = "CORS preflight: GET and HEAD from any origin, \
+        with Range, If-None-Match and If-Range")))]
+pub async fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Range, If-None-Match, If-Range",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    )
+        .into_response()
+}
 
 #[derive(Deserialize, IntoParams)]
 pub struct Signed {

@@ -66,7 +66,12 @@ pub fn router(state: AppState) -> Router {
             auth::require_token,
         ))
         // Signed downloads carry their own proof instead of a bearer token.
-        .route("/files/{id}/{variant}", get(files::download));
+        .route(
+            "/files/{id}/{variant}",
+            get(files::download)
+                .options(files::preflight)
+                .layer(axum::middleware::map_response(files::cors)),
+        );
 
     Router::new()
         .nest("/v1", api)

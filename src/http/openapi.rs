@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
         super::members::add, super::members::remove, super::members::replace,
         super::members::list, super::members::erase_chat, super::usage::get,
         super::upload::upload, super::media::get, super::media::delete,
-        super::links::issue, super::files::download,
+        super::links::issue, super::files::download, super::files::preflight,
         super::events::dead, super::events::retry,
         super::ops::healthz, super::ops::readyz, super::ops::metrics, super::ops::openapi,
     ),

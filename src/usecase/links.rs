@@ -30,6 +30,11 @@ pub async fn issue(
     variants: Vec<String>,
     ttl_seconds: Option<u64>,
 ) -> Result<Issued, ApiError> {
+    if ttl_seconds == Some(0) {
+        return Err(ApiError::BadRequest(
+            "ttl_seconds must be at least 1 (a link that is born expired is no link)".into(),
+        ));
+    }
     let stored = state
         .catalog
         .get_media(id)

@@ -245,3 +245,76 @@ async fn a_member_who_leaves_and_comes_back_does_not_revive_old_links() {
         StatusCode::OK
     );
 }
+
+/// Signed downloads answer CORS for any origin, errors too, and their preflight; the
+/// bearer-token endpoints answer none (their preflight is refused).
+#[tokio::test]
+async fn signed_downloads_answer_cors_and_the_api_does_not() {
+    let app = spawn_app().await;
+    let media = app.upload_ok("c1", "u1", "a.bin", b"data".to_vec()).await;
+    let id = media["id"].as_str().unwrap();
+    let link = app.link(id, "u1", "original").await;
+    let cors = |r: &reqwest::Response| {
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], "*");
+        assert_eq!(
+            h["access-control-expose-headers"],
+            "Content-Range, Content-Length, Content-Disposition, ETag, Accept-Ranges"
+        );
+        assert_eq!(h["cross-origin-resource-policy"], "cross-origin");
+        assert!(h.get("access-control-allow-credentials").is_none());
+    };
+    let r = app
+        .client
+        .get(&link)
+        .header("Origin", "https://chat.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    cors(&r);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+
+    let r = app
+        .client
+        .request(reqwest::Method::OPTIONS, &link)
+        .header("Origin", "https://chat.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "range")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    cors(&r);
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-methods"], "GET, HEAD");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "Range, If-None-Match, If-Range"
+    );
+    assert_eq!(h["access-control-max-age"], "86400");
+
+    // A refusal is readable across origins too.
+    let tampered = link.replace("sig=", "sig=0");
+    let r = app.client.get(&tampered).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    cors(&r);
+
+    // The API: no CORS headers, and no preflight.
+    let r = app.media(id).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            app.url(&format!("/v1/media/{id}")),
+        )
+        .header("Origin", "https://chat.example")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), StatusCode::NO_CONTENT);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}

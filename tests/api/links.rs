@@ -99,3 +99,59 @@ async fn links_for_several_variants_come_in_one_call() {
         assert_eq!(r.status(), StatusCode::OK, "{name}");
     }
 }
+
+/// A link that would be born expired is a mistake of the caller: `400`, not a dead link.
+#[tokio::test]
+async fn a_link_with_ttl_seconds_zero_is_a_bad_request() {
+    let app = spawn_app().await;
+    let media = app.upload_ok("c1", "u1", "a.bin", b"data".to_vec()).await;
+    let id = media["id"].as_str().unwrap();
+    let r = app
+        .links(
+            id,
+            json!({"user": "u1", "variants": ["original"], "ttl_seconds": 0}),
+        )
+        .await;
+    assert_error(r, StatusCode::BAD_REQUEST, "bad_request").await;
+    let r = app
+        .links(
+            id,
+            json!({"user": "u1", "variants": ["original"], "ttl_seconds": 1}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Query parameters a link does not know are ignored, and never change what its signature
+/// covers: adding `user=` a second time, another `variant`, or junk does not open anything
+/// the link was not issued for.
+#[tokio::test]
+async fn unknown_query_parameters_on_a_link_are_ignored_but_buy_nothing() {
+    let app = spawn_app().await;
+    app.add_member("c1", "u2").await;
+    let media = app.upload_ok("c1", "u1", "a.bin", b"data".to_vec()).await;
+    let id = media["id"].as_str().unwrap();
+    let link = app.link(id, "u1", "original").await;
+    let r = app
+        .client
+        .get(format!("{link}&utm_source=chat&x=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"data");
+    // The signed parameters themselves cannot be swapped: another user (a member too), a
+    // later expiry, both rejected.
+    let other_user = link.replace("user=u1", "user=u2");
+    assert_ne!(other_user, link);
+    let r = app.client.get(&other_user).send().await.unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let (before, expires) = link.split_once("expires=").unwrap();
+    let (secs, after) = expires.split_once('&').unwrap();
+    let later = format!(
+        "{before}expires={}&{after}",
+        secs.parse::<i64>().unwrap() + 3600
+    );
+    let r = app.client.get(&later).send().await.unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+}

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod broker;
+mod browser;
 mod catalog_concurrency;
 mod cli;
 mod cluster;

@@ -315,3 +315,20 @@ async fn a_reused_idempotency_key_for_another_upload_is_a_conflict() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(app.stored_originals(), 1);
 }
+
+/// An Ogg Opus voice note is `audio/ogg` (RFC 7845), as Media object and as download.
+#[tokio::test]
+async fn an_ogg_opus_voice_note_is_audio_ogg() {
+    let app = spawn_app().await;
+    let media = app
+        .upload_ok("c1", "u1", "note.opus", fixture("voice.opus"))
+        .await;
+    assert_eq!(media["kind"], "audio");
+    assert_eq!(media["mime"], "audio/ogg");
+    let link = app
+        .link(media["id"].as_str().unwrap(), "u1", "original")
+        .await;
+    let r = app.client.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "audio/ogg");
+}
