@@ -266,7 +266,7 @@ async fn plays(browser: &Browser, link: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_video_or_voice_link_opened_in_a_tab_plays() {
+async fn a_video_or_voice_link_opened_in_a_tab_plays_and_an_html_file_is_not_rendered() {
     let app = spawn_app().await;
     let video = app
         .upload_ok("c1", "u1", "clip.mp4", fixture("clip.mp4"))
@@ -289,5 +289,28 @@ async fn a_video_or_voice_link_opened_in_a_tab_plays() {
         assert_eq!(got["tag"], tag, "{variant}: {got}");
         assert!(got["duration"].as_f64().unwrap() > 0.5, "{variant}: {got}");
     }
+    // An HTML file is an attachment: the tab does not render it, and no script of it runs.
+    let html = app
+        .upload_ok(
+            "c1",
+            "u1",
+            "page.html",
+            b"<!doctype html><title>rendered</title><script>document.title = 'ran'</script>"
+                .to_vec(),
+        )
+        .await;
+    let link = app
+        .link(html["id"].as_str().unwrap(), "u1", "original")
+        .await;
+    browser.goto(&link).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = browser
+        .command(
+            "execute/sync",
+            json!({"script": "return {title: document.title, url: location.href};", "args": []}),
+        )
+        .await;
+    assert_ne!(got["title"], "ran", "a script of the upload ran: {got}");
+    assert_ne!(got["title"], "rendered", "the upload was rendered: {got}");
     browser.quit().await;
 }

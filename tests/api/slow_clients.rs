@@ -323,3 +323,55 @@ async fn a_download_nobody_reads_is_dropped_after_the_stall_timeout() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.bytes().await.unwrap().len(), size);
 }
+
+/// A kept-alive connection idle for longer than `header_read_timeout_seconds` is still open:
+/// the next request on it is served (a client or proxy reusing it never races a close). Its
+/// headers get the timeout from their first byte.
+#[tokio::test]
+async fn an_idle_kept_alive_connection_outlives_the_header_read_timeout() {
+    let app = spawn_app_with(&[("SATCHEL_HEADER_READ_TIMEOUT_SECONDS", "2")]).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut buf = vec![0u8; 4096];
+    stream.write_all(request).await.unwrap();
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stream.write_all(request).await.unwrap();
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "the kept-alive connection was closed: {:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Half a head on the same connection is cut 2 s after its first byte.
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    assert!(closed, "not closed within 10 s");
+    assert!(!String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "closed after {took:?}, the timeout is 2 s"
+    );
+}
+
+/// A connection that never sends a byte is closed after `header_read_timeout_seconds`, not
+/// kept as long as an idle kept-alive one.
+#[tokio::test]
+async fn a_silent_new_connection_is_closed_after_the_header_read_timeout() {
+    let app = spawn_app_with(&[("SATCHEL_HEADER_READ_TIMEOUT_SECONDS", "2")]).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    assert!(closed, "not closed within 10 s");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "closed after {took:?}, the timeout is 2 s"
+    );
+}
