@@ -2,6 +2,7 @@
 //! and how a TOML file or the `SATCHEL_*` variables fill a [`Layer`] of optional values.
 
 use super::{LinkMode, PayloadSigning};
+use crate::strip::OriginalMetadata;
 use crate::limits::client_ip::Network;
 use crate::limits::{OnError, Rate};
 use serde::Deserialize;
@@ -55,6 +56,7 @@ settings! {
     download_stall_seconds: u64, "a whole number of seconds";
     multipart_max_header_bytes: usize, "a whole number of bytes";
     multipart_max_field_bytes: usize, "a whole number of bytes";
+    original_metadata: OriginalMetadata, "strip_location, strip_all or keep";
     link_mode: LinkMode, "service or presigned";
     link_max_ttl_seconds: u64, "a whole number of seconds";
     link_secret: String, "a string";
@@ -137,7 +139,7 @@ macro_rules! setting {
         fn from_env(text: &str) -> Option<Self> { text.trim().parse().ok() }
     })+ };
 }
-setting! { String, PathBuf, SocketAddr, LinkMode, PayloadSigning, HttpUrl, OnError }
+setting! { String, PathBuf, SocketAddr, LinkMode, PayloadSigning, HttpUrl, OnError, OriginalMetadata }
 setting! { u32, u64, usize, bool, Rate; parsed }
 impl Setting for Vec<Network> {
     fn from_env(text: &str) -> Option<Self> {

@@ -18,6 +18,7 @@ mod limits;
 mod links;
 mod media;
 mod members;
+mod originals;
 mod ops;
 mod process_lifecycle;
 mod processes;
