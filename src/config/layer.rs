@@ -2,9 +2,9 @@
 //! and how a TOML file or the `SATCHEL_*` variables fill a [`Layer`] of optional values.
 
 use super::{LinkMode, PayloadSigning};
-use crate::strip::OriginalMetadata;
 use crate::limits::client_ip::Network;
 use crate::limits::{OnError, Rate};
+use crate::strip::OriginalMetadata;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -221,7 +221,10 @@ mod tests {
         assert_eq!(zero_gps(&mut t), Ok(true));
         assert_eq!(t.len(), before.len());
         assert_eq!(t[..50], before[..50], "IFD0 untouched");
-        assert!(t[50..].iter().all(|&b| b == 0), "GPS IFD and its values zeroed");
+        assert!(
+            t[50..].iter().all(|&b| b == 0),
+            "GPS IFD and its values zeroed"
+        );
         assert_eq!(orientation(&t), Some(6));
     }
 
@@ -236,7 +239,10 @@ mod tests {
     #[test]
     fn garbage_and_truncations_never_panic() {
         assert_eq!(zero_gps(&mut []), Err(Malformed));
-        assert_eq!(zero_gps(&mut b"MM\0*\xff\xff\xff\xff".to_vec()), Err(Malformed));
+        assert_eq!(
+            zero_gps(&mut b"MM\0*\xff\xff\xff\xff".to_vec()),
+            Err(Malformed)
+        );
         let full = sample();
         for cut in 0..full.len() {
             let mut t = full[..cut].to_vec();

@@ -28,7 +28,11 @@ enum State {
     /// Between segments: a marker must come (`ff`: its 0xFF has been read).
     Marker { ff: bool },
     /// The two length bytes of `marker`'s segment.
-    Length { marker: u8, got: usize, len: [u8; 2] },
+    Length {
+        marker: u8,
+        got: usize,
+        len: [u8; 2],
+    },
     /// The rest of a segment passed through; then entropy-coded data after SOS.
     Copy { left: usize, entropy: bool },
     /// An APPn or COM segment held until it is whole (`want`: its payload's length).
@@ -157,9 +161,9 @@ impl Jpeg {
 
     pub(super) fn finish(&mut self, out: &mut Vec<u8>) {
         match std::mem::replace(&mut self.state, State::Drop) {
-            State::Marker { ff: true } | State::Entropy { ff: true } | State::AfterEoi { ff: true } => {
-                out.push(0xFF)
-            }
+            State::Marker { ff: true }
+            | State::Entropy { ff: true }
+            | State::AfterEoi { ff: true } => out.push(0xFF),
             State::Length { marker, got, len } => {
                 out.extend_from_slice(&[0xFF, marker]);
                 out.extend_from_slice(&len[..got]);
@@ -345,7 +349,10 @@ mod tests {
         blank_iptc_places(&mut res);
         assert_eq!(res.len(), len);
         let text = String::from_utf8_lossy(&res);
-        assert!(!text.contains("Berlin") && !text.contains("Germany"), "{text}");
+        assert!(
+            !text.contains("Berlin") && !text.contains("Germany"),
+            "{text}"
+        );
         assert!(text.contains("Someone"));
         for cut in 0..len {
             blank_iptc_places(&mut res.clone()[..cut]);

@@ -15,11 +15,18 @@ const RENDERING: &[&[u8; 4]] = &[
 ];
 
 enum State {
-    Signature { got: usize },
+    Signature {
+        got: usize,
+    },
     /// A chunk's length and type.
-    Header { got: usize, head: [u8; 8] },
+    Header {
+        got: usize,
+        head: [u8; 8],
+    },
     /// The rest of a chunk (data and CRC) passed through.
-    Copy { left: u64 },
+    Copy {
+        left: u64,
+    },
     /// A chunk's data and CRC held until whole.
     Hold {
         kind: [u8; 4],
@@ -27,7 +34,9 @@ enum State {
         buf: Vec<u8>,
     },
     /// The rest of a dropped chunk.
-    Skip { left: u64 },
+    Skip {
+        left: u64,
+    },
     Through,
     Drop,
 }

@@ -29,12 +29,18 @@ const GPS_PHOTOS: [&str; 3] = ["photo-gps.jpg", "photo-gps.png", "photo-gps.webp
 
 #[test]
 fn every_chunking_gives_the_same_bytes() {
-    for name in GPS_PHOTOS.into_iter().chain(["photo.jpg", "cmyk.jpg", "anim.gif"]) {
+    for name in GPS_PHOTOS
+        .into_iter()
+        .chain(["photo.jpg", "cmyk.jpg", "anim.gif"])
+    {
         let input = fixture(name);
         for policy in [OriginalMetadata::StripLocation, OriginalMetadata::StripAll] {
             let whole = run(policy, &input, input.len());
             for step in [1, 2, 3, 7, 64, 4096] {
-                assert!(run(policy, &input, step) == whole, "{name} {policy:?} by {step}");
+                assert!(
+                    run(policy, &input, step) == whole,
+                    "{name} {policy:?} by {step}"
+                );
             }
         }
     }
@@ -62,7 +68,10 @@ fn keep_files_and_other_kinds_are_never_filtered() {
     assert!(Filter::new(OriginalMetadata::Keep, &jpeg).is_none());
     for name in ["voice.ogg", "clip.mp4", "not-an-image.txt", "anim.gif"] {
         let s = sniff(&fixture(name));
-        assert!(Filter::new(OriginalMetadata::StripAll, &s).is_none(), "{name}");
+        assert!(
+            Filter::new(OriginalMetadata::StripAll, &s).is_none(),
+            "{name}"
+        );
     }
 }
 

@@ -8,11 +8,19 @@ use super::{exif, xmp, Mode, CHUNK_CAP};
 
 enum State {
     /// `RIFF`, its size, `WEBP`.
-    Riff { got: usize, head: [u8; 12] },
+    Riff {
+        got: usize,
+        head: [u8; 12],
+    },
     /// A chunk's FourCC and size.
-    Header { got: usize, head: [u8; 8] },
+    Header {
+        got: usize,
+        head: [u8; 8],
+    },
     /// The rest of a chunk (and its padding byte) passed through.
-    Copy { left: u64 },
+    Copy {
+        left: u64,
+    },
     /// An EXIF or XMP chunk (and its padding byte) held until whole.
     Hold {
         exif: bool,
@@ -21,7 +29,10 @@ enum State {
         buf: Vec<u8>,
     },
     /// The rest of a chunk too big to hold, written as `fill`.
-    Fill { left: u64, fill: u8 },
+    Fill {
+        left: u64,
+        fill: u8,
+    },
     Through,
     Drop,
 }

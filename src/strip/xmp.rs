@@ -16,16 +16,15 @@ const LOCATION_NAMES: &[&[u8]] = &[
 
 /// Whether `packet` holds a location property. Conservative: a mere mention is enough.
 pub fn has_location(packet: &[u8]) -> bool {
-    let gps = packet
-        .windows(3)
-        .any(|w| w.eq_ignore_ascii_case(b"gps"));
+    let gps = packet.windows(3).any(|w| w.eq_ignore_ascii_case(b"gps"));
     gps || LOCATION_NAMES
         .iter()
         .any(|name| packet.windows(name.len()).any(|w| w == *name))
 }
 
 /// A well-formed XMP packet that says nothing.
-pub const EMPTY_PACKET: &[u8] = b"<?xpacket begin=\"\xef\xbb\xbf\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>\
+pub const EMPTY_PACKET: &[u8] =
+    b"<?xpacket begin=\"\xef\xbb\xbf\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>\
 <x:xmpmeta xmlns:x=\"adobe:ns:meta/\"/>";
 const PACKET_END: &[u8] = b"<?xpacket end=\"w\"?>";
 
@@ -52,7 +51,9 @@ mod tests {
     fn location_properties_are_found_under_any_prefix() {
         assert!(has_location(b"<rdf:li exif:GPSLatitude=\"52,31N\"/>"));
         assert!(has_location(b"<ps:City>Berlin</ps:City>"));
-        assert!(has_location(b"<drone-dji:GpsLongitude>13.4</drone-dji:GpsLongitude>"));
+        assert!(has_location(
+            b"<drone-dji:GpsLongitude>13.4</drone-dji:GpsLongitude>"
+        ));
         assert!(!has_location(b"<dc:creator>Someone</dc:creator>"));
     }
 

@@ -158,7 +158,11 @@ impl Stored {
         }
     }
 
-    async fn write(&mut self, out: &mut Vec<u8>, sink: &mut dyn PutSink) -> Result<(), IngestError> {
+    async fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        sink: &mut dyn PutSink,
+    ) -> Result<(), IngestError> {
         if out.is_empty() {
             return Ok(());
         }

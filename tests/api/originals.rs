@@ -23,7 +23,8 @@ fn exiftool(bytes: &[u8]) -> Map<String, Value> {
 }
 
 fn has_tag(tags: &Map<String, Value>, name: &str) -> bool {
-    tags.keys().any(|k| k.rsplit(':').next().unwrap_or(k).starts_with(name))
+    tags.keys()
+        .any(|k| k.rsplit(':').next().unwrap_or(k).starts_with(name))
 }
 
 fn pixels(bytes: &[u8]) -> image::RgbaImage {
@@ -62,7 +63,10 @@ async fn location_is_stripped(name: &str) {
     let app = spawn_app().await;
     let sent = fixture(name);
     let before = exiftool(&sent);
-    assert!(has_tag(&before, "GPS") && has_tag(&before, "City"), "{before:?}");
+    assert!(
+        has_tag(&before, "GPS") && has_tag(&before, "City"),
+        "{before:?}"
+    );
     let (media, original) = stored(&app, name).await;
     assert_ne!(media["sha256"], media["uploaded_sha256"]);
     let after = exiftool(&original);
@@ -76,7 +80,10 @@ async fn location_is_stripped(name: &str) {
     assert!(!has_tag(&after, "Creator"), "{after:?}");
     assert_eq!(after["ExifIFD:DateTimeOriginal"], "2024:01:02 03:04:05");
     assert!(has_tag(&after, "ProfileClass"), "the ICC profile stays");
-    assert!(pixels(&original) == pixels(&sent), "{name}: the pixels changed");
+    assert!(
+        pixels(&original) == pixels(&sent),
+        "{name}: the pixels changed"
+    );
     let done = app.wait_processed(media["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "ready", "{done}");
     assert_eq!(done["uploaded_sha256"], media["uploaded_sha256"]);
@@ -120,7 +127,10 @@ async fn strip_all_keeps_only_the_orientation_and_the_colour_profile() {
         assert_eq!(tags["IFD0:Orientation"], 6, "{name}: {tags:?}");
         assert!(has_tag(&tags, "ProfileClass"), "{name}: {tags:?}");
         assert!(!tags.contains_key("ExifTool:Warning"), "{name}: {tags:?}");
-        assert!(pixels(&original) == pixels(&fixture(name)), "{name}: pixels");
+        assert!(
+            pixels(&original) == pixels(&fixture(name)),
+            "{name}: pixels"
+        );
     }
 }
 

@@ -44,7 +44,10 @@ async fn hostile_metadata_lengths_and_truncations_are_stored_with_flat_memory() 
 
     // A PNG whose eXIf claims 100 MB, followed by 64 MiB in 64 KiB chunks.
     let mut head = b"\x89PNG\r\n\x1a\n".to_vec();
-    head.extend_from_slice(&png_chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]));
+    head.extend_from_slice(&png_chunk(
+        b"IHDR",
+        &[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0],
+    ));
     let kept = head.len();
     head.extend_from_slice(&100_000_000u32.to_be_bytes());
     head.extend_from_slice(b"eXIfII*\0");
@@ -52,13 +55,18 @@ async fn hostile_metadata_lengths_and_truncations_are_stored_with_flat_memory() 
     let chunks = std::iter::once(Bytes::from(head))
         .chain(std::iter::repeat_n(filler, 64 * MIB / (64 * 1024)))
         .map(Ok::<_, std::io::Error>);
-    let r = upload(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
-        .await
-        .unwrap();
+    let r = upload(reqwest::Body::wrap_stream(futures_util::stream::iter(
+        chunks,
+    )))
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let media: Value = r.json().await.unwrap();
     assert_eq!(media["kind"], "image");
-    assert_eq!(media["size"], kept, "the chunk that never ended is not stored");
+    assert_eq!(
+        media["size"], kept,
+        "the chunk that never ended is not stored"
+    );
 
     // A JPEG whose APP1 claims 64 KiB and brings 100 bytes.
     let mut jpeg = b"\xff\xd8\xff\xe1\xff\xffExif\0\0MM\0*".to_vec();
