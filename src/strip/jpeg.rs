@@ -110,7 +110,7 @@ impl Jpeg {
                         self.decide(marker, buf, out);
                     }
                 }
-                State::Entropy { ff: false } => match input.iter().position(|&b| b == 0xFF) {
+                State::Entropy { ff: false } => match memchr::memchr(0xFF, input) {
                     Some(at) => {
                         out.extend_from_slice(&input[..at]);
                         input = &input[at + 1..];
