@@ -5,7 +5,9 @@
 #   scripts/install-deps.sh          to build and run: FFmpeg's -dev libraries, clang for
 #                                    bindgen, a C compiler, a Rust toolchain
 #   scripts/install-deps.sh --test   also what the tests and checks use: rustfmt, clippy,
-#                                    cargo-nextest, hadolint, ImageMagick, libvips, python3, curl
+#                                    cargo-nextest, hadolint, ImageMagick, libvips, python3, curl,
+#                                    exiftool and cwebp (the metadata fixtures and their tests),
+#                                    Chromium and chromedriver (the browser tests)
 #
 # Called by scripts/run-embedded.sh and scripts/test-all.sh.
 set -euo pipefail
@@ -30,8 +32,9 @@ BUILD_PACKAGES=(
 )
 # ImageMagick and python3 regenerate the image fixtures (fixtures/make-images.sh,
 # fixtures/make-bench.sh); vips is the reference the image benchmarks compare against;
-# Chromium and its chromedriver are the web client of tests/api/browser.rs.
-TEST_PACKAGES=(imagemagick libvips-tools python3 curl chromium chromium-driver)
+# exiftool and cwebp make the fixtures of originals with a location; Chromium and its
+# chromedriver are the web client of tests/api/browser.rs.
+TEST_PACKAGES=(imagemagick libvips-tools python3 curl libimage-exiftool-perl webp chromium chromium-driver)
 
 say() { printf '==> %s\n' "$*"; }
 

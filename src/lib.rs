@@ -17,6 +17,7 @@ pub mod queue;
 pub mod secrets;
 pub mod state;
 pub mod storage;
+pub mod strip;
 pub mod sweeper;
 pub mod tls;
 pub mod usecase;

@@ -41,6 +41,7 @@ fn media(chat: &ChatId) -> Media {
         mime: "text/plain".into(),
         size: 1234,
         sha256: "0".repeat(64),
+        uploaded_sha256: "0".repeat(64),
         created_at: time::OffsetDateTime::now_utc(),
         expires_at: None,
         status: Status::Ready,

@@ -15,7 +15,7 @@ pub(super) fn now_ms() -> i64 {
 /// `m` is media.
 pub(super) const MEDIA_FIELDS: &str = "m.id, m.chat_id, m.uploader, m.filename, m.kind, m.mime, \
     m.size, m.sha256, m.created_at, m.expires_at, m.status, m.error_code, m.error_message, \
-    m.width, m.height, m.duration_ms, m.waveform, m.blurhash, m.thumbhash";
+    m.width, m.height, m.duration_ms, m.waveform, m.blurhash, m.thumbhash, m.uploaded_sha256";
 
 /// The columns [`decode_variant`] expects, in its order, from its `base` column on.
 pub(super) const VARIANT_COLUMNS: &str = "name, mime, size, width, height, duration_ms";
@@ -99,6 +99,7 @@ where
         mime: r.get(5),
         size: r.get::<i64, _>(6) as u64,
         sha256: r.get(7),
+        uploaded_sha256: r.get(19),
         created_at: time(r.get(8))?,
         expires_at: r.get::<Option<i64>, _>(9).map(time).transpose()?,
         status: crate::domain::Status::parse(&r.get::<String, _>(10))
@@ -115,7 +116,7 @@ where
     };
     Ok(StoredMedia {
         media,
-        bucket: r.get(19),
+        bucket: r.get(20),
     })
 }
 

@@ -218,8 +218,8 @@ impl Catalog for SqlCatalog {
         // nothing; so the winner's row is committed and visible when we fetch it below.
         let inserted = sqlx::query(
             "INSERT INTO media (id, chat_id, uploader, filename, kind, mime, size, sha256, \
-             created_at, expires_at, status, idempotency_key, stored_bytes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $7) \
+             created_at, expires_at, status, idempotency_key, stored_bytes, uploaded_sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $7, $13) \
              ON CONFLICT (chat_id, idempotency_key) DO NOTHING",
         )
         .bind(m.id.to_string())
@@ -234,6 +234,7 @@ impl Catalog for SqlCatalog {
         .bind(m.expires_at.map(|t| t.unix_timestamp()))
         .bind(m.status.as_str())
         .bind(&new.idempotency_key)
+        .bind(&m.uploaded_sha256)
         .execute(&mut *tx)
         .await
         .map_err(db)?

@@ -4,6 +4,7 @@
 use super::{LinkMode, PayloadSigning};
 use crate::limits::client_ip::Network;
 use crate::limits::{OnError, Rate};
+use crate::strip::OriginalMetadata;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,7 @@ settings! {
     download_stall_seconds: u64, "a whole number of seconds";
     multipart_max_header_bytes: usize, "a whole number of bytes";
     multipart_max_field_bytes: usize, "a whole number of bytes";
+    original_metadata: OriginalMetadata, "strip_location, strip_all or keep";
     link_mode: LinkMode, "service or presigned";
     link_max_ttl_seconds: u64, "a whole number of seconds";
     link_secret: String, "a string";
@@ -137,7 +139,7 @@ macro_rules! setting {
         fn from_env(text: &str) -> Option<Self> { text.trim().parse().ok() }
     })+ };
 }
-setting! { String, PathBuf, SocketAddr, LinkMode, PayloadSigning, HttpUrl, OnError }
+setting! { String, PathBuf, SocketAddr, LinkMode, PayloadSigning, HttpUrl, OnError, OriginalMetadata }
 setting! { u32, u64, usize, bool, Rate; parsed }
 impl Setting for Vec<Network> {
     fn from_env(text: &str) -> Option<Self> {

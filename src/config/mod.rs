@@ -91,6 +91,8 @@ pub struct Config {
     /// An upload body that sends nothing for this long is refused (slow-client defence).
     pub upload_idle_timeout: Duration,
     pub multipart: MultipartLimits,
+    /// What image originals keep of their metadata at ingest (`original_metadata`).
+    pub original_metadata: crate::strip::OriginalMetadata,
     pub link_mode: LinkMode,
     pub link_max_ttl: Duration,
     pub link_secret: Option<SecretString>,
@@ -254,6 +256,9 @@ impl Config {
                 header_bytes: l.multipart_max_header_bytes.unwrap_or(8 << 10),
                 field_bytes: l.multipart_max_field_bytes.unwrap_or(16 << 10),
             },
+            original_metadata: l
+                .original_metadata
+                .unwrap_or(crate::strip::OriginalMetadata::StripLocation),
             link_mode,
             link_max_ttl: Duration::from_secs(
                 l.link_max_ttl_seconds

@@ -171,3 +171,19 @@ fn the_bucket_key_comes_from_its_value_or_its_file() {
     let e = Config::load_from(None, env(&all)).unwrap_err();
     assert!(e.contains("it must hold one secret"), "{e}");
 }
+
+#[test]
+fn the_readme_documents_every_key_with_its_variable_and_no_other() {
+    let readme = include_str!("../../README.md");
+    let rows: std::collections::BTreeSet<(String, String)> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` | `SATCHEL_"))
+        .filter_map(|(key, rest)| Some((key.to_owned(), rest.split_once('`')?.0.to_owned())))
+        .collect();
+    let keys = KEYS
+        .iter()
+        .map(|(key, _)| (key.to_string(), key.to_ascii_uppercase()))
+        .collect();
+    assert_eq!(rows, keys);
+}

@@ -132,9 +132,13 @@ pub struct Media {
     pub filename: String,
     pub kind: Kind,
     pub mime: String,
+    /// Bytes of the original as stored.
     pub size: u64,
-    /// Lowercase hex SHA-256 of the original.
+    /// Lowercase hex SHA-256 of the original as stored (its `ETag`).
     pub sha256: String,
+    /// Lowercase hex SHA-256 of the upload's body as received, before an image original lost
+    /// its metadata (`original_metadata`); equal to `sha256` when nothing was removed.
+    pub uploaded_sha256: String,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,

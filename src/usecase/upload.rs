@@ -169,7 +169,8 @@ impl Receiving {
         let limit = state.config.max_upload_bytes;
         let id = MediaId::generate();
         let mut sink = state.store.begin_put(&bucket, &original_key(&id)).await?;
-        let ingested = ingest(body, sink.as_mut(), limit, room)
+        let policy = state.config.original_metadata;
+        let ingested = ingest(body, sink.as_mut(), limit, room, policy)
             .await
             .map_err(|e| {
                 match e {
@@ -178,7 +179,7 @@ impl Receiving {
                 }
                 ApiError::from(e)
             })?;
-        if ingested.size == 0 {
+        if ingested.uploaded_size == 0 {
             return Err(ApiError::EmptyFile);
         }
         if upload.declared_size.is_none() {
@@ -188,11 +189,11 @@ impl Receiving {
                 .charge(
                     crate::limits::Name::UploadBytesPerChat,
                     upload.chat.as_str(),
-                    ingested.size,
+                    ingested.uploaded_size,
                 )
                 .await;
         }
-        if upload.digest.is_some_and(|d| d != ingested.sha256) {
+        if upload.digest.is_some_and(|d| d != ingested.uploaded_sha256) {
             state.metrics.upload("unknown", "digest_mismatch");
             return Err(ApiError::DigestMismatch);
         }
@@ -211,6 +212,7 @@ impl Receiving {
             mime: sniffed.mime.to_owned(),
             size: ingested.size,
             sha256: hex::encode(ingested.sha256),
+            uploaded_sha256: hex::encode(ingested.uploaded_sha256),
             created_at: now,
             expires_at: ttl.map(|t| now + Duration::from_secs(t)),
             status: match sniffed.kind {
@@ -243,7 +245,7 @@ impl Receiving {
             Ok(Inserted::Existing(first)) => {
                 // A concurrent request with the same key won: keep one copy, if it is the same.
                 let _ = state.store.delete_prefix(&bucket, &media_prefix(&id)).await;
-                same_upload(&first, &media.uploader, Some(&media.sha256))?;
+                same_upload(&first, &media.uploader, Some(&media.uploaded_sha256))?;
                 Ok(Stored::Existing(*first))
             }
             Ok(Inserted::ChatErased) => {
@@ -299,9 +301,10 @@ async fn room(state: &AppState, chat: &ChatId, user: &UserId) -> Result<Option<R
 }
 
 /// An idempotency key names one upload: the earlier media answers only a retry of it, by the
-/// same uploader and, where the bytes are known (`sha256`), of the same bytes.
+/// same uploader and, where the bytes are known (`uploaded_sha256`, the body as received), of
+/// the same bytes.
 fn same_upload(earlier: &Media, uploader: &UserId, sha256: Option<&str>) -> Result<(), ApiError> {
-    if &earlier.uploader != uploader || sha256.is_some_and(|s| s != earlier.sha256) {
+    if &earlier.uploader != uploader || sha256.is_some_and(|s| s != earlier.uploaded_sha256) {
         return Err(ApiError::IdempotencyConflict);
     }
     Ok(())

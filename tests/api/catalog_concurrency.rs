@@ -116,6 +116,7 @@ fn processing_image() -> Media {
         mime: "image/jpeg".into(),
         size: 1,
         sha256: "00".into(),
+        uploaded_sha256: "00".into(),
         created_at: time::OffsetDateTime::now_utc(),
         expires_at: None,
         status: Status::Processing,

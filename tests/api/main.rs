@@ -20,6 +20,7 @@ mod links;
 mod media;
 mod members;
 mod ops;
+mod originals;
 mod process_lifecycle;
 mod processes;
 mod quotas;

@@ -430,6 +430,7 @@ async fn a_job_that_runs_again_counts_its_variants_once() {
         mime: "image/jpeg".into(),
         size: 1000,
         sha256: "00".repeat(32),
+        uploaded_sha256: "00".repeat(32),
         created_at: time::OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap(),

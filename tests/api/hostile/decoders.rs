@@ -10,11 +10,14 @@ async fn failed_with(app: &TestApp, fixture_name: &str, code: &str) -> String {
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], code, "{done}");
     assert!(done["variants"].as_object().unwrap().is_empty());
-    // The original stays stored and downloadable.
+    // The original stays stored and downloadable: the bytes as stored (truncated.jpg's GPS
+    // IFD is zeroed at ingest), as sent under `uploaded_sha256`.
     let link = app.link(&id, "u1", "original").await;
     let r = app.client.get(&link).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let body = r.bytes().await.unwrap();
+    assert_eq!(sha256_hex(&body), done["sha256"]);
+    assert_eq!(done["uploaded_sha256"], sha256_hex(&bytes));
     id
 }
 

@@ -6,6 +6,7 @@ mod backtraces;
 mod decoders;
 mod multipart;
 mod mutations;
+mod originals;
 mod sigterm;
 
 /// The peak resident set of process `pid` so far (`VmHWM`), in KiB.
