@@ -188,10 +188,9 @@ impl axum::serve::Listener for Plain {
     }
 }
 
-/// A stream whose writes fail once one has made no progress for `limit`: a client that reads
-/// nothing cannot hold a response (its file, its task) open.
-struct Stalling<Io> {
-    io: Io,
+/// The stall timer of a connection's writes: they fail once one has made no progress for
+/// `limit`, so a client that reads nothing cannot hold a response (its file, its task) open.
+struct Stall {
     limit: Duration,
     timer: Pin<Box<Sleep>>,
     armed: bool,
@@ -199,10 +198,9 @@ struct Stalling<Io> {
     metrics: Arc<Metrics>,
 }
 
-impl<Io> Stalling<Io> {
-    fn new(io: Io, limit: Duration, metrics: Arc<Metrics>) -> Self {
+impl Stall {
+    fn new(limit: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
-            io,
             limit,
             timer: Box::pin(tokio::time::sleep(limit)),
             armed: false,
@@ -245,50 +243,6 @@ impl<Io> Stalling<Io> {
             io::ErrorKind::TimedOut,
             "the client read nothing for download_stall_seconds",
         )
-    }
-}
-
-impl<Io: AsyncRead + Unpin> AsyncRead for Stalling<Io> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<Io: AsyncWrite + Unpin> AsyncWrite for Stalling<Io> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.watch(cx, polled)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.watch(cx, polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let polled = Pin::new(&mut self.io).poll_flush(cx);
-        self.watch(cx, polled)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let polled = Pin::new(&mut self.io).poll_shutdown(cx);
-        self.watch(cx, polled)
     }
 }
 
@@ -345,9 +299,11 @@ impl hyper::body::Body for Tracked {
 /// The request-head and keep-alive timers of a connection, on its reads. Waiting for a head
 /// (from the start, or from the first byte of a later request) lasts `header_read_timeout`
 /// at most: then reads fail and hyper closes the connection. Idle between requests (no byte
-/// of the next one yet) lasts [`KEEP_ALIVE`]: then reads end, a graceful close.
+/// of the next one yet) lasts [`KEEP_ALIVE`]: then reads end, a graceful close. Its writes
+/// are watched by a [`Stall`].
 struct Heads<Io> {
     io: Io,
+    stall: Stall,
     serving: Serving,
     header_timeout: Duration,
     /// Running while a head is awaited.
@@ -358,12 +314,13 @@ struct Heads<Io> {
 }
 
 impl<Io> Heads<Io> {
-    fn new(io: Io, serving: Serving, header_timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    fn new(io: Io, serving: Serving, limits: Limits, metrics: Arc<Metrics>) -> Self {
         Self {
             io,
+            stall: Stall::new(limits.download_stall, metrics.clone()),
             serving,
-            header_timeout,
-            head: Some(Box::pin(tokio::time::sleep(header_timeout))),
+            header_timeout: limits.header_read_timeout,
+            head: Some(Box::pin(tokio::time::sleep(limits.header_read_timeout))),
             idle: None,
             metrics,
         }
@@ -426,7 +383,9 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Heads<Io> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.stall.watch(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -434,7 +393,9 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Heads<Io> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.stall.watch(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -442,11 +403,15 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Heads<Io> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.stall.watch(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.stall.watch(cx, polled)
     }
 }
 
@@ -478,13 +443,7 @@ pub async fn serve<L>(
         let mut stopping = stopping.clone();
         connections.spawn(async move {
             let serving = Serving::default();
-            let io = Stalling::new(io, limits.download_stall, metrics.clone());
-            let io = Heads::new(
-                io,
-                serving.clone(),
-                limits.header_read_timeout,
-                metrics.clone(),
-            );
+            let io = Heads::new(io, serving.clone(), limits, metrics.clone());
             let service = hyper::service::service_fn(
                 move |mut request: hyper::Request<hyper::body::Incoming>| {
                     serving.set(true);

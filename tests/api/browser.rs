@@ -161,8 +161,16 @@ async fn web_client_origin() -> String {
     format!("http://localhost:{}/", addr.port())
 }
 
+/// One browser for every check, one after the other (a browser is heavy on 2 cores).
 #[tokio::test]
-async fn a_web_client_on_another_origin_reads_signed_links_but_not_the_api() {
+async fn a_web_client_in_chromium() {
+    let browser = Browser::start().await;
+    a_web_client_on_another_origin_reads_signed_links_but_not_the_api(&browser).await;
+    a_video_or_voice_link_opened_in_a_tab_plays_and_an_html_file_is_not_rendered(&browser).await;
+    browser.quit().await;
+}
+
+async fn a_web_client_on_another_origin_reads_signed_links_but_not_the_api(browser: &Browser) {
     let app = spawn_app().await;
     let photo = app
         .upload_ok("c1", "u1", "p.jpg", fixture("photo.jpg"))
@@ -172,7 +180,6 @@ async fn a_web_client_on_another_origin_reads_signed_links_but_not_the_api() {
     let original = app.link(id, "u1", "original").await;
     let thumbnail = app.link(id, "u1", "thumbnail").await;
     let size = fixture("photo.jpg").len();
-    let browser = Browser::start().await;
     browser.goto(&web_client_origin().await).await;
 
     // fetch() with a Range header: preflighted, then 206 with the exposed headers readable.
@@ -239,7 +246,6 @@ async fn a_web_client_on_another_origin_reads_signed_links_but_not_the_api() {
             .is_some_and(|e| e.contains("Failed to fetch")),
         "{got}"
     );
-    browser.quit().await;
 }
 
 /// Opens `link` in the tab and waits for its media element to have metadata. Polled with
@@ -265,8 +271,9 @@ async fn plays(browser: &Browser, link: &str) -> Value {
     }
 }
 
-#[tokio::test]
-async fn a_video_or_voice_link_opened_in_a_tab_plays_and_an_html_file_is_not_rendered() {
+async fn a_video_or_voice_link_opened_in_a_tab_plays_and_an_html_file_is_not_rendered(
+    browser: &Browser,
+) {
     let app = spawn_app().await;
     let video = app
         .upload_ok("c1", "u1", "clip.mp4", fixture("clip.mp4"))
@@ -280,10 +287,9 @@ async fn a_video_or_voice_link_opened_in_a_tab_plays_and_an_html_file_is_not_ren
     );
     assert_eq!(app.wait_processed(&video).await["status"], "ready");
     assert_eq!(app.wait_processed(&voice).await["status"], "ready");
-    let browser = Browser::start().await;
     for (id, variant, tag) in [(&video, "video", "VIDEO"), (&voice, "voice", "VIDEO")] {
         let link = app.link(id, "u1", variant).await;
-        let got = plays(&browser, &link).await;
+        let got = plays(browser, &link).await;
         // Chromium's media document uses a <video> element for audio too.
         assert_eq!(got["error"], Value::Null, "{variant}: {got}");
         assert_eq!(got["tag"], tag, "{variant}: {got}");
@@ -312,5 +318,4 @@ async fn a_video_or_voice_link_opened_in_a_tab_plays_and_an_html_file_is_not_ren
         .await;
     assert_ne!(got["title"], "ran", "a script of the upload ran: {got}");
     assert_ne!(got["title"], "rendered", "the upload was rendered: {got}");
-    browser.quit().await;
 }

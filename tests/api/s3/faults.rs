@@ -146,7 +146,10 @@ async fn an_s3_that_fails_and_stalls_on_some_calls_loses_nothing_and_leaves_noth
         let link = app.link(id, "u1", "original").await;
         let r = app.client.get(&link).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(r.bytes().await.unwrap().as_ref(), body.as_slice());
+        // What was stored (a photo's location stripped), as its Media object says; and the
+        // body as sent, whole.
+        assert_eq!(sha256_hex(&r.bytes().await.unwrap()), media["sha256"]);
+        assert_eq!(media["uploaded_sha256"], sha256_hex(body));
     }
 
     // Only what was accepted is stored, and no multipart upload is left open.

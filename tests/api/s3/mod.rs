@@ -260,7 +260,9 @@ async fn presigned_links_download_from_s3_with_type_and_disposition() {
     );
     // Review finding 11: a shared cache must not keep a chat's media.
     assert_eq!(r.headers()["cache-control"], "private");
-    assert!(r.bytes().await.unwrap() == photo);
+    // The stored original (its location stripped), as the Media object describes it.
+    assert_eq!(sha256_hex(&r.bytes().await.unwrap()), media["sha256"]);
+    assert_eq!(media["uploaded_sha256"], sha256_hex(&photo));
 
     let processed = app.wait_processed(id).await;
     assert_eq!(processed["status"], "ready", "{processed}");
