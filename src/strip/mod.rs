@@ -92,5 +92,26 @@ impl Filter {
     }
 }
 
+/// Moves bytes of `input` into `head` until it is whole (`*got == N`): whether it is.
+fn fill<const N: usize>(head: &mut [u8; N], got: &mut usize, input: &mut &[u8]) -> bool {
+    let n = (N - *got).min(input.len());
+    head[*got..*got + n].copy_from_slice(&input[..n]);
+    *input = &input[n..];
+    *got += n;
+    *got == N
+}
+
+/// Passes up to `left` bytes of `input` through to `out` (or drops them, without `out`):
+/// whether `left` has run out.
+fn pass(left: &mut u64, input: &mut &[u8], out: Option<&mut Vec<u8>>) -> bool {
+    let n = (*left).min(input.len() as u64) as usize;
+    if let Some(out) = out {
+        out.extend_from_slice(&input[..n]);
+    }
+    *input = &input[n..];
+    *left -= n as u64;
+    *left == 0
+}
+
 #[cfg(test)]
 mod tests;

@@ -73,29 +73,18 @@ impl Png {
                     }
                 }
                 State::Header { got, head } => {
-                    let n = (8 - *got).min(input.len());
-                    head[*got..*got + n].copy_from_slice(&input[..n]);
-                    input = &input[n..];
-                    *got += n;
-                    if *got == 8 {
+                    if super::fill(head, got, &mut input) {
                         let head = *head;
                         self.chunk(head, out);
                     }
                 }
                 State::Copy { left } => {
-                    let n = (*left).min(input.len() as u64) as usize;
-                    out.extend_from_slice(&input[..n]);
-                    input = &input[n..];
-                    *left -= n as u64;
-                    if *left == 0 {
+                    if super::pass(left, &mut input, Some(out)) {
                         self.state = self.next();
                     }
                 }
                 State::Skip { left } => {
-                    let n = (*left).min(input.len() as u64) as usize;
-                    input = &input[n..];
-                    *left -= n as u64;
-                    if *left == 0 {
+                    if super::pass(left, &mut input, None) {
                         self.state = self.next();
                     }
                 }

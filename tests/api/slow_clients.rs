@@ -161,16 +161,13 @@ async fn unfinished_headers_are_cut_over_https_too() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("satchel test CA");
     let (cert, key) = ca.issue(LOCAL).write(dir.path(), "server");
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let mut extra: Vec<(&str, &str)> = FILESYSTEM_STORE.to_vec();
-    extra.extend([
-        ("SATCHEL_AMQP_URL", UNSET),
-        ("SATCHEL_AMQP_PREFIX", UNSET),
-        ("SATCHEL_TLS_CERT_FILE", cert.as_str()),
-        ("SATCHEL_TLS_KEY_FILE", key.as_str()),
-        ("SATCHEL_HEADER_READ_TIMEOUT_SECONDS", "2"),
-    ]);
-    let app = satchel::Application::build(test_config(&dir.path().join("data"), &extra))
+    let config = crate::tls::https::https_config(
+        &dir.path().join("data"),
+        &cert,
+        &key,
+        &[("SATCHEL_HEADER_READ_TIMEOUT_SECONDS", "2")],
+    );
+    let app = satchel::Application::build(config)
         .await
         .expect("the app builds");
     let addr = app.local_addr();

@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The settings of an HTTPS node on the embedded backends (whatever the run), with `extra`.
-fn https_config(dir: &Path, cert: &Path, key: &Path) -> satchel::Config {
+/// The settings of an HTTPS node on the embedded backends (whatever the run), with `more`.
+pub fn https_config(dir: &Path, cert: &Path, key: &Path, more: &[(&str, &str)]) -> satchel::Config {
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let mut extra: Vec<(&str, &str)> = FILESYSTEM_STORE.to_vec();
     extra.extend([
@@ -18,6 +18,7 @@ fn https_config(dir: &Path, cert: &Path, key: &Path) -> satchel::Config {
         ("SATCHEL_TLS_CERT_FILE", cert.as_str()),
         ("SATCHEL_TLS_KEY_FILE", key.as_str()),
     ]);
+    extra.extend_from_slice(more);
     test_config(dir, &extra)
 }
 
@@ -27,7 +28,7 @@ async fn satchel_serves_https_with_its_certificate_and_signs_https_links() {
     let ca = Ca::new("satchel test CA");
     let leaf = ca.issue(LOCAL);
     let (cert, key) = leaf.write(dir.path(), "server");
-    let app = satchel::Application::build(https_config(&dir.path().join("data"), &cert, &key))
+    let app = satchel::Application::build(https_config(&dir.path().join("data"), &cert, &key, &[]))
         .await
         .expect("the app builds");
     let addr = app.local_addr();
@@ -292,7 +293,7 @@ async fn silent_or_plaintext_clients_hold_up_no_handshake_and_a_stop_lets_reques
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("satchel test CA");
     let (cert, key) = ca.issue(LOCAL).write(dir.path(), "server");
-    let app = satchel::Application::build(https_config(&dir.path().join("data"), &cert, &key))
+    let app = satchel::Application::build(https_config(&dir.path().join("data"), &cert, &key, &[]))
         .await
         .expect("the app builds");
     let addr = app.local_addr();

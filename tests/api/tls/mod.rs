@@ -3,7 +3,7 @@
 //! the embedded backends. The connections to real backends (PostgreSQL, RabbitMQ, S3) are in
 //! `tls_backends`, run by `scripts/test-real.sh`.
 
-mod https;
+pub mod https;
 mod webhook;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
