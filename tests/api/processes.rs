@@ -99,18 +99,26 @@ pub async fn start_node_logging<'a>(
         child,
         base: format!("http://127.0.0.1:{port}"),
     };
-    let client = reqwest::Client::new();
+    let ready = format!("{}/readyz", node.base);
+    wait_until_ok(
+        &reqwest::Client::new(),
+        &ready,
+        &format!("satchel {args:?}"),
+    )
+    .await;
+    node
+}
+
+/// Asks `url` every 50 ms until it answers 200, for at most 60 s (then fails, naming `what`).
+pub async fn wait_until_ok(client: &reqwest::Client, url: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(r) = client.get(format!("{}/readyz", node.base)).send().await {
+        if let Ok(r) = client.get(url).send().await {
             if r.status() == StatusCode::OK {
-                return node;
+                return;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "satchel {args:?} did not become ready"
-        );
+        assert!(Instant::now() < deadline, "{what} did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -15,33 +15,36 @@ pub(super) async fn add_original(
     quota: Quota,
 ) -> Result<Option<QuotaScope>> {
     let size = media.size as i64;
-    let chat: i64 = sqlx::query_scalar(
-        "INSERT INTO chat_usage (chat_id, bytes, media) VALUES ($1, $2, 1) \
-         ON CONFLICT (chat_id) DO UPDATE SET bytes = chat_usage.bytes + excluded.bytes, \
-         media = chat_usage.media + 1 RETURNING bytes",
-    )
-    .bind(media.chat_id.as_str())
-    .bind(size)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
+    let chat = count_original(conn, "chat_usage", "chat_id", media.chat_id.as_str(), size).await?;
     if quota.chat_bytes.is_some_and(|max| chat > max as i64) {
         return Ok(Some(QuotaScope::Chat));
     }
-    let user: i64 = sqlx::query_scalar(
-        "INSERT INTO user_usage (user_id, bytes, media) VALUES ($1, $2, 1) \
-         ON CONFLICT (user_id) DO UPDATE SET bytes = user_usage.bytes + excluded.bytes, \
-         media = user_usage.media + 1 RETURNING bytes",
-    )
-    .bind(media.uploader.as_str())
-    .bind(size)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
+    let user = count_original(conn, "user_usage", "user_id", media.uploader.as_str(), size).await?;
     if quota.user_bytes.is_some_and(|max| user > max as i64) {
         return Ok(Some(QuotaScope::User));
     }
     Ok(None)
+}
+
+/// Adds one media of `size` bytes to the row `id` of `table` (`chat_usage` or `user_usage`,
+/// keyed by `column`), creating it: the row's bytes now.
+async fn count_original(
+    conn: &mut AnyConnection,
+    table: &str,
+    column: &str,
+    id: &str,
+    size: i64,
+) -> Result<i64> {
+    sqlx::query_scalar(&format!(
+        "INSERT INTO {table} ({column}, bytes, media) VALUES ($1, $2, 1) \
+         ON CONFLICT ({column}) DO UPDATE SET bytes = {table}.bytes + excluded.bytes, \
+         media = {table}.media + 1 RETURNING bytes"
+    ))
+    .bind(id)
+    .bind(size)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)
 }
 
 /// Changes a chat's and an uploader's usage by `bytes` and `media` (negative: given back).

@@ -131,20 +131,9 @@ async fn start_https(dir: &Path, ca: &Ca, cert: &Path, key: &Path, log: &Path) -
         child,
         base: format!("https://127.0.0.1:{port}"),
     };
-    let client = client_trusting(ca);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client.get(format!("{}/readyz", node.base)).send().await {
-            if r.status() == StatusCode::OK {
-                return node;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "satchel over HTTPS did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ready = format!("{}/readyz", node.base);
+    crate::processes::wait_until_ok(&client_trusting(ca), &ready, "satchel over HTTPS").await;
+    node
 }
 
 /// The certificate a new connection gets now.

@@ -112,27 +112,8 @@ async fn jobs_travel_over_amqps_to_a_broker_whose_ca_is_tls_ca_file() {
         .as_str()
         .unwrap()
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let media: serde_json::Value = client
-            .get(format!("{}/v1/media/{id}", node.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if media["status"] == "ready" {
-            break;
-        }
-        assert_eq!(media["status"], "processing", "{media}");
-        assert!(
-            Instant::now() < deadline,
-            "the job never came back over amqps"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The job went out and came back over amqps.
+    crate::process_lifecycle::assert_all_ready(&node, &[id]).await;
     assert!(metrics(&client, &node.base)
         .await
         .contains("satchel_jobs_total"));
