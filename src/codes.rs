@@ -15,12 +15,19 @@ pub struct ApiCode {
     pub meaning: &'static str,
 }
 
-/// `NAME: "code", STATUS, "meaning";` once each: the constants and `ALL`, in that order.
+/// The tus checksum extension's status for a chunk that does not match its
+/// `Upload-Checksum`.
+pub const CHECKSUM_MISMATCH_STATUS: StatusCode = match StatusCode::from_u16(460) {
+    Ok(status) => status,
+    Err(_) => panic!("460 is a valid status"),
+};
+
+/// `NAME: "code", StatusCode::X, "meaning";` once each: the constants and `ALL`, in that order.
 macro_rules! api_codes {
-    ($($name:ident: $code:expr, $status:ident, $meaning:literal;)+) => {
+    ($($name:ident: $code:expr, $status:expr, $meaning:literal;)+) => {
         $(pub const $name: ApiCode = ApiCode {
             code: $code,
-            status: StatusCode::$status,
+            status: $status,
             meaning: $meaning,
         };)+
         pub const ALL: &[ApiCode] = &[$($name),+];
@@ -32,27 +39,35 @@ pub mod api {
     use super::{ApiCode, StatusCode};
 
     api_codes! {
-        UNAUTHORIZED: "unauthorized", UNAUTHORIZED, "Missing or wrong bearer token on /v1.";
-        INVALID_ID: "invalid_id", BAD_REQUEST, "A chat or user id that is not 1-128 characters of A-Z a-z 0-9 . _ : @ -.";
-        BAD_REQUEST: "bad_request", BAD_REQUEST, "Malformed query, JSON, multipart or header; an upload cut short.";
-        EMPTY_FILE: "empty_file", BAD_REQUEST, "Upload with an empty body.";
-        DIGEST_MISMATCH: "digest_mismatch", BAD_REQUEST, "The body does not match its Content-Digest; nothing stored.";
-        UNKNOWN_VARIANT: "unknown_variant", BAD_REQUEST, "A variant name that this kind of media never has.";
-        NOT_A_MEMBER: "not_a_member", FORBIDDEN, "The uploader, or the user a link is for, is not a current member of the chat.";
-        FORBIDDEN: "forbidden", FORBIDDEN, "Download with a bad or expired signature, or by a user no longer a member.";
-        NOT_FOUND: "not_found", NOT_FOUND, "Unknown media id, unknown route, or a variant the media does not have.";
-        METHOD_NOT_ALLOWED: "method_not_allowed", METHOD_NOT_ALLOWED, "Known route, wrong method.";
-        UPLOAD_TIMEOUT: "upload_timeout", REQUEST_TIMEOUT, "The upload body sent nothing for upload_idle_timeout_seconds (30 s by default), or less than upload_min_bytes_per_second over a window of upload_rate_window_seconds (1024 B/s over 30 s by default); nothing stored.";
-        VARIANT_NOT_READY: "variant_not_ready", CONFLICT, "A variant that does not exist (yet): still processing, or processing failed.";
-        IDEMPOTENCY_CONFLICT: "idempotency_conflict", CONFLICT, "An Idempotency-Key already used in the chat by another uploader or for other bytes; nothing stored.";
-        GONE: "gone", GONE, "The media was erased (unsent, chat erased, TTL ran out); or the chat of an upload in flight was.";
-        TOO_LARGE: "too_large", PAYLOAD_TOO_LARGE, "Over max_upload_bytes; nothing stored.";
-        QUOTA_EXCEEDED: "quota_exceeded", PAYLOAD_TOO_LARGE, "The upload would take the chat (max_chat_bytes) or the uploader (max_user_bytes) over its storage quota; nothing stored.";
-        RANGE_NOT_SATISFIABLE: "range_not_satisfiable", RANGE_NOT_SATISFIABLE, "A Range outside the file.";
-        RATE_LIMITED: "rate_limited", TOO_MANY_REQUESTS, "A rate limit or an in-flight cap was hit; Retry-After, RateLimit-Policy and RateLimit say which and when.";
-        INTERNAL_ERROR: "internal_error", INTERNAL_SERVER_ERROR, "A bug or catalog failure; details are in the log only.";
-        BUCKET_TAKEN: "bucket_taken", INTERNAL_SERVER_ERROR, "The chat's bucket name belongs to another account of the object store; nothing stored. An operator must act (the log names the bucket).";
-        STORAGE_UNAVAILABLE: "storage_unavailable", SERVICE_UNAVAILABLE, "The store did not answer; retry later.";
+        UNAUTHORIZED: "unauthorized", StatusCode::UNAUTHORIZED, "Missing or wrong bearer token on /v1.";
+        INVALID_ID: "invalid_id", StatusCode::BAD_REQUEST, "A chat or user id that is not 1-128 characters of A-Z a-z 0-9 . _ : @ -.";
+        BAD_REQUEST: "bad_request", StatusCode::BAD_REQUEST, "Malformed query, JSON, multipart or header; an upload cut short.";
+        EMPTY_FILE: "empty_file", StatusCode::BAD_REQUEST, "Upload with an empty body.";
+        DIGEST_MISMATCH: "digest_mismatch", StatusCode::BAD_REQUEST, "The body does not match its Content-Digest; nothing stored.";
+        UNKNOWN_VARIANT: "unknown_variant", StatusCode::BAD_REQUEST, "A variant name that this kind of media never has.";
+        NOT_A_MEMBER: "not_a_member", StatusCode::FORBIDDEN, "The uploader, or the user a link is for, is not a current member of the chat.";
+        FORBIDDEN: "forbidden", StatusCode::FORBIDDEN, "Download with a bad or expired signature, or by a user no longer a member.";
+        NOT_FOUND: "not_found", StatusCode::NOT_FOUND, "Unknown media id, unknown route, or a variant the media does not have.";
+        METHOD_NOT_ALLOWED: "method_not_allowed", StatusCode::METHOD_NOT_ALLOWED, "Known route, wrong method.";
+        UPLOAD_TIMEOUT: "upload_timeout", StatusCode::REQUEST_TIMEOUT, "The upload body sent nothing for upload_idle_timeout_seconds (30 s by default), or less than upload_min_bytes_per_second over a window of upload_rate_window_seconds (1024 B/s over 30 s by default); nothing stored.";
+        VARIANT_NOT_READY: "variant_not_ready", StatusCode::CONFLICT, "A variant that does not exist (yet): still processing, or processing failed.";
+        IDEMPOTENCY_CONFLICT: "idempotency_conflict", StatusCode::CONFLICT, "An Idempotency-Key already used in the chat by another uploader or for other bytes; nothing stored.";
+        GONE: "gone", StatusCode::GONE, "The media was erased (unsent, chat erased, TTL ran out); or the chat of an upload in flight was.";
+        TOO_LARGE: "too_large", StatusCode::PAYLOAD_TOO_LARGE, "Over max_upload_bytes; nothing stored.";
+        QUOTA_EXCEEDED: "quota_exceeded", StatusCode::PAYLOAD_TOO_LARGE, "The upload would take the chat (max_chat_bytes) or the uploader (max_user_bytes) over its storage quota; nothing stored.";
+        RANGE_NOT_SATISFIABLE: "range_not_satisfiable", StatusCode::RANGE_NOT_SATISFIABLE, "A Range outside the file.";
+        RATE_LIMITED: "rate_limited", StatusCode::TOO_MANY_REQUESTS, "A rate limit or an in-flight cap was hit; Retry-After, RateLimit-Policy and RateLimit say which and when.";
+        INTERNAL_ERROR: "internal_error", StatusCode::INTERNAL_SERVER_ERROR, "A bug or catalog failure; details are in the log only.";
+        BUCKET_TAKEN: "bucket_taken", StatusCode::INTERNAL_SERVER_ERROR, "The chat's bucket name belongs to another account of the object store; nothing stored. An operator must act (the log names the bucket).";
+        STORAGE_UNAVAILABLE: "storage_unavailable", StatusCode::SERVICE_UNAVAILABLE, "The store did not answer; retry later.";
+        INVALID_TICKET: "invalid_ticket", StatusCode::NOT_FOUND, "An upload ticket that is malformed, tampered with, expired, or for an upload that was terminated (or refused as it completed).";
+        OFFSET_MISMATCH: "offset_mismatch", StatusCode::CONFLICT, "A resumable-upload PATCH whose Upload-Offset is not the server's; HEAD tells the right one.";
+        UPLOAD_BUSY: "upload_busy", StatusCode::CONFLICT, "A resumable-upload request while another PATCH of the same upload is still running.";
+        UPLOAD_EXISTS: "upload_exists", StatusCode::CONFLICT, "A second creation POST with an upload ticket whose upload exists: a ticket is for one upload.";
+        UPLOAD_EXPIRED: "upload_expired", StatusCode::GONE, "A resumable upload that was not finished before Upload-Expires; its bytes are gone.";
+        CHECKSUM_MISMATCH: "checksum_mismatch", super::CHECKSUM_MISMATCH_STATUS, "A resumable-upload chunk that does not match its Upload-Checksum; the chunk is discarded, the offset unchanged.";
+        UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE, "A resumable-upload PATCH without Content-Type: application/offset+octet-stream.";
+        TUS_VERSION: "unsupported_tus_version", StatusCode::PRECONDITION_FAILED, "A resumable-upload request whose Tus-Resumable is not 1.0.0.";
     }
 }
 
@@ -61,9 +76,9 @@ pub mod ready {
     use super::{ApiCode, StatusCode};
 
     api_codes! {
-        STORAGE_UNAVAILABLE: super::api::STORAGE_UNAVAILABLE.code, SERVICE_UNAVAILABLE, "The object store does not answer.";
-        CATALOG_UNAVAILABLE: "catalog_unavailable", SERVICE_UNAVAILABLE, "The catalog (SQLite or PostgreSQL) does not answer.";
-        QUEUE_UNAVAILABLE: "queue_unavailable", SERVICE_UNAVAILABLE, "The job queue (embedded or RabbitMQ) does not answer.";
+        STORAGE_UNAVAILABLE: super::api::STORAGE_UNAVAILABLE.code, StatusCode::SERVICE_UNAVAILABLE, "The object store does not answer.";
+        CATALOG_UNAVAILABLE: "catalog_unavailable", StatusCode::SERVICE_UNAVAILABLE, "The catalog (SQLite or PostgreSQL) does not answer.";
+        QUEUE_UNAVAILABLE: "queue_unavailable", StatusCode::SERVICE_UNAVAILABLE, "The job queue (embedded or RabbitMQ) does not answer.";
     }
 }
 

@@ -62,6 +62,24 @@ pub enum ApiError {
     RateLimited(#[from] crate::limits::Limited),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    #[error(
+        "this upload ticket is malformed, tampered with or expired, or its upload was terminated"
+    )]
+    InvalidTicket,
+    #[error("Upload-Offset is not the upload's offset, {0}")]
+    OffsetMismatch(u64),
+    #[error("another request of this upload is still running")]
+    UploadBusy,
+    #[error("this ticket's upload exists already: a ticket is for one upload")]
+    UploadExists,
+    #[error("this upload was not finished before it expired; its bytes are gone")]
+    UploadExpired,
+    #[error("the chunk does not match its Upload-Checksum; it was discarded")]
+    ChecksumMismatch,
+    #[error("a PATCH's Content-Type must be application/offset+octet-stream")]
+    UnsupportedMediaType,
+    #[error("this server speaks tus 1.0.0 only (Tus-Resumable: 1.0.0)")]
+    TusVersion,
 }
 
 fn quota_message(scope: crate::catalog::QuotaScope) -> &'static str {
@@ -130,6 +148,14 @@ impl ApiError {
             ApiError::BucketTaken(_) => api::BUCKET_TAKEN,
             ApiError::RateLimited(_) => api::RATE_LIMITED,
             ApiError::Internal(_) => api::INTERNAL_ERROR,
+            ApiError::InvalidTicket => api::INVALID_TICKET,
+            ApiError::OffsetMismatch(_) => api::OFFSET_MISMATCH,
+            ApiError::UploadBusy => api::UPLOAD_BUSY,
+            ApiError::UploadExists => api::UPLOAD_EXISTS,
+            ApiError::UploadExpired => api::UPLOAD_EXPIRED,
+            ApiError::ChecksumMismatch => api::CHECKSUM_MISMATCH,
+            ApiError::UnsupportedMediaType => api::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TusVersion => api::TUS_VERSION,
         }
     }
 
@@ -199,6 +225,11 @@ impl IntoResponse for ApiError {
                     headers.insert(name, v);
                 }
             }
+        }
+        if let ApiError::TusVersion = self {
+            response
+                .headers_mut()
+                .insert("tus-version", axum::http::HeaderValue::from_static("1.0.0"));
         }
         if let ApiError::Unauthorized = self {
             response.headers_mut().insert(

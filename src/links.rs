@@ -59,6 +59,64 @@ impl LinkSigner {
     }
 }
 
+/// What an upload ticket grants: one resumable upload into `chat` by `user` of at most
+/// `max_bytes`, created before `expires`. Carried in the ticket itself, signed; the upload's
+/// own row is keyed by `id`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ticket {
+    /// 128 random bits, base32: the upload's id.
+    pub id: String,
+    pub chat: String,
+    pub user: String,
+    pub max_bytes: u64,
+    /// The media's `ttl_seconds` (secret chats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_ttl_seconds: Option<u64>,
+    /// Wins over the client's `Upload-Metadata` filename.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Unix seconds.
+    pub expires: i64,
+}
+
+/// Longer tickets are refused unread: a filename of 255 bytes and the longest ids fit well.
+const MAX_TICKET_LEN: usize = 4096;
+
+impl LinkSigner {
+    fn ticket_mac(&self, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret())
+            .expect("HMAC takes keys of any length");
+        // Links' messages begin "satchel-link-": no ticket is ever a link's message.
+        mac.update(b"satchel-ticket-v1\n");
+        mac.update(payload);
+        mac
+    }
+
+    /// `<base64url(JSON)>.<base64url(HMAC)>`: opaque to the client, checked by every node.
+    pub fn ticket(&self, ticket: &Ticket) -> String {
+        let payload = serde_json::to_vec(ticket).expect("a ticket serialises");
+        let mac = self.ticket_mac(&payload).finalize().into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(mac)
+        )
+    }
+
+    /// The ticket, if this service signed exactly it (compared in constant time). Expiry is
+    /// the caller's to check: a created upload outlives its ticket.
+    pub fn open_ticket(&self, ticket: &str) -> Option<Ticket> {
+        if ticket.len() > MAX_TICKET_LEN {
+            return None;
+        }
+        let (payload, mac) = ticket.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
+        self.ticket_mac(&payload).verify_slice(&mac).ok()?;
+        serde_json::from_slice(&payload).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +148,29 @@ mod tests {
         assert!(!signer.verify(&later, &sig));
         assert!(!LinkSigner::new(b"other").verify(&g, &sig));
         assert!(!signer.verify(&g, "not base64!"));
+    }
+
+    #[test]
+    fn a_ticket_opens_only_as_signed() {
+        let signer = LinkSigner::new(b"k");
+        let ticket = Ticket {
+            id: "abc".into(),
+            chat: "c1".into(),
+            user: "u1".into(),
+            max_bytes: 10,
+            media_ttl_seconds: None,
+            filename: Some("a.jpg".into()),
+            expires: 1_900_000_000,
+        };
+        let signed = signer.ticket(&ticket);
+        assert_eq!(signer.open_ticket(&signed), Some(ticket.clone()));
+        assert_eq!(LinkSigner::new(b"other").open_ticket(&signed), None);
+        let (payload, mac) = signed.split_once('.').unwrap();
+        let mut larger = ticket;
+        larger.max_bytes = 1 << 40;
+        let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&larger).unwrap());
+        assert_eq!(signer.open_ticket(&format!("{forged}.{mac}")), None);
+        assert_eq!(signer.open_ticket(payload), None);
+        assert_eq!(signer.open_ticket(&"a".repeat(5000)), None);
     }
 }

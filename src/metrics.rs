@@ -73,6 +73,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     pub connection_waits: Counter,
     pub connections_closed: Family<ReasonLabel, Counter>,
+    pub tus_requests: Family<OutcomeLabel, Counter>,
+    pub tus_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -201,6 +203,19 @@ impl Default for Metrics {
              download_stall)",
             connections_closed.clone(),
         );
+        let tus_requests = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "tus",
+            "Resumable-upload steps by outcome (created, appended, completed, expired, \
+             terminated, and each refusal's code)",
+            tus_requests.clone(),
+        );
+        let tus_bytes = Counter::default();
+        registry.register(
+            "tus_bytes",
+            "Bytes appended to resumable uploads (recorded)",
+            tus_bytes.clone(),
+        );
         Self {
             registry,
             uploads,
@@ -224,11 +239,21 @@ impl Default for Metrics {
             connections_open,
             connection_waits,
             connections_closed,
+            tus_requests,
+            tus_bytes,
         }
     }
 }
 
 impl Metrics {
+    pub fn tus(&self, outcome: &str) {
+        self.tus_requests
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
     pub fn upload(&self, kind: &str, outcome: &str) {
         self.uploads
             .get_or_create(&KindOutcome {

@@ -1,5 +1,6 @@
-//! Background housekeeping: erases media whose `ttl_seconds` ran out (secret chats) and retries
-//! storage deletions that failed before. A [`Task`] of the background driver.
+//! Background housekeeping: erases media whose `ttl_seconds` ran out (secret chats), ends
+//! resumable uploads past `Upload-Expires` (their bytes become garbage) and retries storage
+//! deletions that failed before. A [`Task`] of the background driver.
 
 use crate::background::{Step, Task};
 use crate::state::AppState;
@@ -59,6 +60,11 @@ pub async fn sweep(state: &AppState) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot list expired media"),
+    }
+    match crate::usecase::tus::sweep(state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(uploads = n, "expired resumable uploads ended"),
+        Err(e) => tracing::warn!(error = %e, "cannot end expired resumable uploads"),
     }
     crate::usecase::erase::collect_garbage(state).await;
 }

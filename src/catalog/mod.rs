@@ -163,6 +163,74 @@ pub struct EventCounts {
     pub dead: Vec<(Sink, u64)>,
 }
 
+/// A resumable upload (tus), as the catalog keeps it: the whole truth of it, so any node can
+/// take its next request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TusUpload {
+    /// The ticket's nonce: one upload per ticket.
+    pub id: String,
+    pub chat: ChatId,
+    pub user: UserId,
+    /// The chat generation and bucket it was created in: it can only become a media of that
+    /// generation.
+    pub chat_record: ChatRecord,
+    pub length: u64,
+    pub offset: u64,
+    pub filename: Option<String>,
+    /// The media's own `ttl_seconds` (secret chats).
+    pub media_ttl_seconds: Option<u64>,
+    /// The store's description of the bytes staged so far (opaque here).
+    pub stage: String,
+    pub state: TusState,
+    pub media_id: Option<MediaId>,
+    /// Unix ms until which a request holds the upload (0: none).
+    pub lease_until: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds: an open upload is removed after this (`Upload-Expires`).
+    pub expires_at: i64,
+    /// Unix seconds: the ticket's end; a finished upload answers `HEAD` until then.
+    pub ticket_expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TusState {
+    /// Taking bytes.
+    Open,
+    /// Became a media (`media_id`).
+    Done,
+    /// `DELETE`d, or refused when it completed (membership, quota): its ticket is spent.
+    Terminated,
+    /// Not finished in time; its bytes are removed.
+    Expired,
+    /// Its chat was erased.
+    Erased,
+}
+
+impl TusState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TusState::Open => "open",
+            TusState::Done => "done",
+            TusState::Terminated => "terminated",
+            TusState::Expired => "expired",
+            TusState::Erased => "erased",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            TusState::Open,
+            TusState::Done,
+            TusState::Terminated,
+            TusState::Expired,
+            TusState::Erased,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+}
+
 #[async_trait]
 pub trait Catalog: Send + Sync {
     fn name(&self) -> &'static str;
@@ -267,4 +335,38 @@ pub trait Catalog: Send + Sync {
     async fn event_counts(&self) -> Result<EventCounts>;
     /// Makes the events leased to `owner` due again (its previous run died delivering them).
     async fn release_event_leases(&self, owner: &str) -> Result<u64>;
+
+    /// Records a new resumable upload; `false` if its ticket has one already.
+    async fn create_tus_upload(&self, upload: &TusUpload) -> Result<bool>;
+    async fn tus_upload(&self, id: &str) -> Result<Option<TusUpload>>;
+    /// Takes (or renews) the upload for a request: `token` holds it until `until` (unix ms)
+    /// unless the upload is no longer open, or another token holds it past `now`. A
+    /// conditional `UPDATE`, never a lock held over a body.
+    async fn lease_tus_upload(&self, id: &str, token: &str, until: i64, now: i64) -> Result<bool>;
+    /// Records the bytes a request appended and, with `release`, lets the upload go: only
+    /// while `token` holds it and it is open.
+    async fn tus_appended(
+        &self,
+        id: &str,
+        token: &str,
+        offset: u64,
+        stage: &str,
+        release: bool,
+    ) -> Result<bool>;
+    /// Lets the upload go without a change.
+    async fn release_tus_upload(&self, id: &str, token: &str) -> Result<()>;
+    /// Ends an open upload held by `token` (`None`: held by no one) as `state`: `Done` with
+    /// its media, or `Terminated` / `Expired`; its staged bytes become garbage in the same
+    /// transaction.
+    async fn end_tus_upload(
+        &self,
+        id: &str,
+        token: Option<&str>,
+        state: TusState,
+        media: Option<&MediaId>,
+    ) -> Result<bool>;
+    /// Open uploads past their `expires_at` that no request holds: the sweeper ends them.
+    async fn expired_tus_uploads(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<String>>;
+    /// Removes the rows of ended uploads whose ticket and upload lifetimes are both over.
+    async fn forget_tus_uploads(&self, before: OffsetDateTime) -> Result<u64>;
 }

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 mod events;
 mod jobs;
 mod read;
+mod tus;
 mod usage;
 
 pub struct SqlCatalog {
@@ -372,6 +373,7 @@ impl Catalog for SqlCatalog {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        tus::erase_chat(&mut tx, chat).await?;
         // Each media as it is when deleted (a job finishing meanwhile has committed its
         // variants' bytes by then): what goes back to each uploader.
         let erased =
@@ -538,5 +540,50 @@ impl Catalog for SqlCatalog {
 
     async fn release_event_leases(&self, owner: &str) -> Result<u64> {
         events::release_leases(self, owner).await
+    }
+
+    async fn create_tus_upload(&self, upload: &TusUpload) -> Result<bool> {
+        tus::create(&self.pool, upload).await
+    }
+
+    async fn tus_upload(&self, id: &str) -> Result<Option<TusUpload>> {
+        tus::get(&self.pool, id).await
+    }
+
+    async fn lease_tus_upload(&self, id: &str, token: &str, until: i64, now: i64) -> Result<bool> {
+        tus::lease(&self.pool, id, token, until, now).await
+    }
+
+    async fn tus_appended(
+        &self,
+        id: &str,
+        token: &str,
+        offset: u64,
+        stage: &str,
+        release: bool,
+    ) -> Result<bool> {
+        tus::appended(&self.pool, id, token, offset, stage, release).await
+    }
+
+    async fn release_tus_upload(&self, id: &str, token: &str) -> Result<()> {
+        tus::release(&self.pool, id, token).await
+    }
+
+    async fn end_tus_upload(
+        &self,
+        id: &str,
+        token: Option<&str>,
+        state: TusState,
+        media: Option<&MediaId>,
+    ) -> Result<bool> {
+        tus::end(&self.pool, id, token, state, media).await
+    }
+
+    async fn expired_tus_uploads(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<String>> {
+        tus::expired(&self.pool, now, limit).await
+    }
+
+    async fn forget_tus_uploads(&self, before: OffsetDateTime) -> Result<u64> {
+        tus::forget(&self.pool, before).await
     }
 }

@@ -98,6 +98,9 @@ settings! {
     rate_links_per_user: Rate, RATE;
     rate_downloads_per_user: Rate, RATE;
     rate_downloads_per_ip: Rate, RATE;
+    rate_upload_tickets_per_user: Rate, RATE;
+    rate_tus_requests_per_upload: Rate, RATE;
+    tus_expiry_seconds: u64, "a whole number of seconds from 1 to 86400";
     max_uploads_in_flight_per_user: usize, "a whole number of uploads";
     max_uploads_in_flight: usize, "a whole number of uploads";
     max_jobs_in_flight_per_chat: u32, "a whole number of jobs";

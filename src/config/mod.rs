@@ -112,6 +112,9 @@ pub struct Config {
     pub worker_exe: Option<PathBuf>,
     pub presets: Option<PathBuf>,
     pub sweep_interval: Duration,
+    /// How long a resumable upload may take once created (`Upload-Expires`); at most a day,
+    /// since buckets abort multipart uploads older than that.
+    pub tus_expiry: Duration,
     pub shutdown_grace: Duration,
     pub database_url: Option<String>,
     /// Size of the PostgreSQL connection pool, per process (default 10).
@@ -278,6 +281,7 @@ impl Config {
             worker_exe: l.worker_exe,
             presets: l.presets,
             sweep_interval: Duration::from_secs(l.sweep_interval_seconds.unwrap_or(5).max(1)),
+            tus_expiry: Duration::from_secs(l.tus_expiry_seconds.unwrap_or(86400).clamp(1, 86400)),
             shutdown_grace: Duration::from_secs(l.shutdown_grace_seconds.unwrap_or(30)),
             database_url: l.database_url,
             database_max_connections: l.database_max_connections.unwrap_or(10).max(1),
@@ -292,6 +296,8 @@ impl Config {
                     links_per_user: l.rate_links_per_user,
                     downloads_per_user: l.rate_downloads_per_user,
                     downloads_per_ip: l.rate_downloads_per_ip,
+                    upload_tickets_per_user: l.rate_upload_tickets_per_user,
+                    tus_requests_per_upload: l.rate_tus_requests_per_upload,
                 },
                 max_uploads_in_flight_per_user: l.max_uploads_in_flight_per_user,
                 max_uploads_in_flight: l.max_uploads_in_flight,

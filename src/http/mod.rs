@@ -13,6 +13,7 @@ mod multipart;
 mod openapi;
 mod ops;
 mod range;
+mod tus;
 mod upload;
 mod usage;
 
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             // The upload streams with its own limit; the default would stop multipart at 2 MB.
             post(upload::upload).layer(DefaultBodyLimit::disable()),
         )
+        .route("/chats/{chat}/upload-tickets", post(tus::issue))
         .route("/media/{id}", get(media::get).delete(media::delete))
         .route("/media/{id}/links", post(links::issue))
         .route("/events/dead", get(events::dead))
@@ -71,6 +73,17 @@ pub fn router(state: AppState) -> Router {
             get(files::download)
                 .options(files::preflight)
                 .layer(axum::middleware::map_response(files::cors)),
+        )
+        // Resumable uploads carry their ticket instead of a bearer token.
+        .route(
+            "/tus/{ticket}",
+            post(tus::create)
+                .head(tus::head)
+                .patch(tus::patch)
+                .delete(tus::terminate)
+                .options(tus::options)
+                .layer(DefaultBodyLimit::disable())
+                .layer(axum::middleware::map_response(tus::headers)),
         );
 
     Router::new()

@@ -5,13 +5,15 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "satchel", description = "Media processing for chat backends: uploads, per-chat private storage, processing, signed member-only downloads. Contract: API.md, version 1."),
+    info(title = "satchel", description = "Media processing for chat backends: uploads, per-chat private storage, processing, signed member-only downloads. Contract: API.md, version 1 with the 1.1 additions."),
     paths(
         super::members::add, super::members::remove, super::members::replace,
         super::members::list, super::members::erase_chat, super::usage::get,
         super::upload::upload, super::media::get, super::media::delete,
         super::links::issue, super::files::download, super::files::preflight,
         super::events::dead, super::events::retry,
+        super::tus::issue, super::tus::options, super::tus::create, super::tus::head,
+        super::tus::patch, super::tus::terminate,
         super::ops::healthz, super::ops::readyz, super::ops::metrics, super::ops::openapi,
     ),
     components(schemas(crate::domain::Media, crate::error::ErrorBody, crate::catalog::Usage)),

@@ -24,6 +24,8 @@ pub enum Name {
     LinksPerUser,
     DownloadsPerUser,
     DownloadsPerIp,
+    UploadTicketsPerUser,
+    TusRequestsPerUpload,
     /// Not a rate: the caps on uploads in flight, answered the same way.
     UploadsInFlightPerUser,
     UploadsInFlight,
@@ -38,6 +40,8 @@ impl Name {
             Name::LinksPerUser => "links_per_user",
             Name::DownloadsPerUser => "downloads_per_user",
             Name::DownloadsPerIp => "downloads_per_ip",
+            Name::UploadTicketsPerUser => "upload_tickets_per_user",
+            Name::TusRequestsPerUpload => "tus_requests_per_upload",
             Name::UploadsInFlightPerUser => "uploads_in_flight_per_user",
             Name::UploadsInFlight => "uploads_in_flight",
         }
@@ -63,6 +67,8 @@ pub struct Rates {
     pub links_per_user: Option<Rate>,
     pub downloads_per_user: Option<Rate>,
     pub downloads_per_ip: Option<Rate>,
+    pub upload_tickets_per_user: Option<Rate>,
+    pub tus_requests_per_upload: Option<Rate>,
 }
 
 impl Rates {
@@ -74,6 +80,8 @@ impl Rates {
             Name::LinksPerUser => self.links_per_user,
             Name::DownloadsPerUser => self.downloads_per_user,
             Name::DownloadsPerIp => self.downloads_per_ip,
+            Name::UploadTicketsPerUser => self.upload_tickets_per_user,
+            Name::TusRequestsPerUpload => self.tus_requests_per_upload,
             Name::UploadsInFlightPerUser | Name::UploadsInFlight => None,
         }
     }

@@ -1,7 +1,7 @@
 //! The embedded store: `DATA_DIR/objects/<bucket>/<key>`, one private directory per chat.
 //! Writes go to `DATA_DIR/tmp` and are renamed into place, so a reader never sees half a file.
 
-use super::{BlobStore, Object, PutSink, Result, StorageError};
+use super::{staging_prefix, AppendSink, BlobStore, Object, PutSink, Result, StorageError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ops::Range;
@@ -115,6 +115,33 @@ impl PutSink for FsSink {
     }
 }
 
+/// A resumable upload's append file, `<bucket>/tus/<upload>/data`: truncated to the
+/// catalog's offset when opened, so bytes written past it by a request that did not commit
+/// are gone.
+struct FsAppend {
+    writer: BufWriter<tokio::fs::File>,
+}
+
+#[async_trait]
+impl AppendSink for FsAppend {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.writer.write_all(&chunk).await?;
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<String> {
+        self.writer.flush().await?;
+        self.writer.get_mut().sync_data().await?;
+        Ok(String::new())
+    }
+}
+
+impl FsStore {
+    fn staged_path(&self, bucket: &str, upload: &str) -> Result<PathBuf> {
+        self.path(bucket, &format!("{}data", staging_prefix(upload)))
+    }
+}
+
 #[async_trait]
 impl BlobStore for FsStore {
     fn name(&self) -> &'static str {
@@ -172,6 +199,58 @@ impl BlobStore for FsStore {
 
     async fn fetch_to(&self, bucket: &str, key: &str, dest: &Path) -> Result<u64> {
         Ok(tokio::fs::copy(self.path(bucket, key)?, dest).await?)
+    }
+
+    async fn begin_append(
+        &self,
+        bucket: &str,
+        upload: &str,
+        _stage: &str,
+        offset: u64,
+    ) -> Result<Box<dyn AppendSink>> {
+        let path = self.staged_path(bucket, upload)?;
+        let dir = path.parent().expect("a key has a directory");
+        // As for every write, the bucket must exist: a chat erased meanwhile stays erased.
+        if !self.bucket_dir(bucket)?.is_dir() {
+            return Err(StorageError::NotFound);
+        }
+        tokio::fs::create_dir_all(dir).await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .await?;
+        if file.metadata().await?.len() < offset {
+            return Err(StorageError::Other(anyhow::anyhow!(
+                "{} is shorter than the upload's offset {offset}",
+                path.display()
+            )));
+        }
+        file.set_len(offset).await?;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        Ok(Box::new(FsAppend {
+            writer: BufWriter::with_capacity(256 * 1024, file),
+        }))
+    }
+
+    async fn read_staged(
+        &self,
+        bucket: &str,
+        upload: &str,
+        _stage: &str,
+        length: u64,
+    ) -> Result<Object> {
+        let file = tokio::fs::File::open(self.staged_path(bucket, upload)?).await?;
+        if file.metadata().await?.len() < length {
+            return Err(StorageError::Other(anyhow::anyhow!(
+                "the staged upload {upload} is shorter than {length} bytes"
+            )));
+        }
+        Ok(Object {
+            total_size: length,
+            body: Box::pin(file.take(length)),
+        })
     }
 
     async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<()> {

@@ -59,6 +59,22 @@ pub trait PutSink: Send {
     async fn finish(self: Box<Self>) -> Result<()>;
 }
 
+/// More bytes of a resumable upload, staged in the chat's bucket under [`staging_prefix`].
+/// What is written counts only once [`AppendSink::commit`] has returned the new stage and the
+/// catalog has recorded it: the catalog's offset and stage are the truth, so bytes written
+/// past them (a request cut short, a failed checksum, a crash) are overwritten or ignored by
+/// the next append.
+#[async_trait]
+pub trait AppendSink: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+    /// Makes everything written durable and returns the stage that describes the upload's
+    /// bytes so far (opaque to everyone but this store).
+    async fn commit(&mut self) -> Result<String>;
+    /// The catalog has recorded the stage [`commit`](Self::commit) returned: what only the
+    /// stage before needed may go.
+    async fn recorded(self: Box<Self>) {}
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     /// For `readyz` and logs: `filesystem`, `s3`.
@@ -93,7 +109,28 @@ pub trait BlobStore: Send + Sync {
         Ok(n)
     }
 
-    /// Removes every object whose key starts with `prefix`; absent objects are not an error.
+    /// Opens resumable upload `upload`'s staged bytes for more, after the first `offset`
+    /// described by `stage` (`""` before the first append).
+    async fn begin_append(
+        &self,
+        bucket: &str,
+        upload: &str,
+        stage: &str,
+        offset: u64,
+    ) -> Result<Box<dyn AppendSink>>;
+
+    /// Reads the `length` staged bytes of a finished resumable upload, in order (on S3 this
+    /// completes the multipart upload they are parts of). Safe to call again.
+    async fn read_staged(
+        &self,
+        bucket: &str,
+        upload: &str,
+        stage: &str,
+        length: u64,
+    ) -> Result<Object>;
+
+    /// Removes every object whose key starts with `prefix`, and multipart uploads in progress
+    /// under it; absent objects are not an error.
     async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<()>;
 
     /// Removes the bucket and everything in it; an absent bucket is not an error.
@@ -124,6 +161,11 @@ pub fn original_key(media: &crate::domain::MediaId) -> String {
 
 pub fn variant_key(media: &crate::domain::MediaId, variant: &str) -> String {
     format!("{media}/{variant}")
+}
+
+/// Where a resumable upload's bytes wait for the rest: removed with `delete_prefix`.
+pub fn staging_prefix(upload: &str) -> String {
+    format!("tus/{upload}/")
 }
 
 pub fn media_prefix(media: &crate::domain::MediaId) -> String {

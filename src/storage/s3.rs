@@ -5,8 +5,9 @@
 mod bucket_name;
 mod errors;
 mod sink;
+mod stage;
 
-use super::{BlobStore, Object, PutSink, Result, StorageError};
+use super::{AppendSink, BlobStore, Object, PutSink, Result, StorageError};
 use crate::config::S3Settings;
 use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -201,12 +202,14 @@ impl S3Store {
         tolerate_not_implemented(lifecycle.map(drop), bucket, "lifecycle rule")
     }
 
-    async fn abort_all_uploads(&self, bucket: &str) -> Result<()> {
+    /// Aborts the multipart uploads in progress under `prefix` (`""`: all of the bucket's).
+    async fn abort_uploads(&self, bucket: &str, prefix: &str) -> Result<()> {
         loop {
             let listed = self
                 .client
                 .list_multipart_uploads()
                 .bucket(bucket)
+                .prefix(prefix)
                 .send()
                 .await
                 .map_err(classify)?;
@@ -342,7 +345,37 @@ impl BlobStore for S3Store {
         Ok(head.content_length().unwrap_or(0).max(0) as u64)
     }
 
+    async fn begin_append(
+        &self,
+        bucket: &str,
+        upload: &str,
+        stage: &str,
+        offset: u64,
+    ) -> Result<Box<dyn AppendSink>> {
+        let sink = stage::S3Append::open(
+            self.client.clone(),
+            bucket,
+            upload,
+            stage,
+            offset,
+            self.plan,
+        )
+        .await?;
+        Ok(Box::new(sink))
+    }
+
+    async fn read_staged(
+        &self,
+        bucket: &str,
+        upload: &str,
+        stage: &str,
+        length: u64,
+    ) -> Result<Object> {
+        stage::read(&self.client, bucket, upload, stage, length, &self.plan).await
+    }
+
     async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<()> {
+        ignore_not_found(self.abort_uploads(bucket, prefix).await)?;
         let mut pages = self
             .client
             .list_objects_v2()
@@ -397,7 +430,6 @@ impl BlobStore for S3Store {
         // An upload racing the erase can add an object between emptying and deleting;
         // a second round catches it.
         for _ in 0..3 {
-            ignore_not_found(self.abort_all_uploads(bucket).await)?;
             self.delete_prefix(bucket, "").await?;
             match self.client.delete_bucket().bucket(bucket).send().await {
                 Ok(_) => return Ok(()),

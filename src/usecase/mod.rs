@@ -7,4 +7,5 @@
 pub mod erase;
 pub mod ingest;
 pub mod links;
+pub mod tus;
 pub mod upload;

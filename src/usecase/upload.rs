@@ -47,13 +47,35 @@ pub enum Stored {
     Existing(Media),
 }
 
+enum Checked {
+    Existing(Box<Media>),
+    Fits {
+        ttl: Option<u64>,
+        room: Option<Room>,
+    },
+}
+
+/// A media's `ttl_seconds` (secret chats), if it is one that can be taken.
+pub fn check_media_ttl(ttl: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match ttl {
+        Some(0) => Err(ApiError::BadRequest(
+            "ttl_seconds must be at least 1".into(),
+        )),
+        Some(t) if t > MAX_MEDIA_TTL => Err(ApiError::BadRequest(format!(
+            "ttl_seconds must be at most {MAX_MEDIA_TTL}"
+        ))),
+        t => Ok(t),
+    }
+}
+
 pub struct Receiving {
     upload: Upload,
     ttl: Option<u64>,
     /// The chat as it was when the upload began.
     chat: ChatRecord,
-    /// Counts this upload against the in-flight caps until it is over.
-    _slot: crate::limits::inflight::Slot,
+    /// Counts this upload against the in-flight caps until it is over (a resumed upload's
+    /// request holds its own).
+    _slot: Option<crate::limits::inflight::Slot>,
     /// What was left of the storage quotas then: the stream is cut past it.
     room: Option<Room>,
 }
@@ -63,19 +85,52 @@ impl Upload {
     /// idempotency key, an announced length over the limit or over what is left of the
     /// storage quotas. Records the chat's bucket.
     pub async fn begin(self, state: &AppState) -> Result<Begun, ApiError> {
-        let ttl = match self.ttl_seconds {
-            Some(0) => {
-                return Err(ApiError::BadRequest(
-                    "ttl_seconds must be at least 1".into(),
-                ))
-            }
-            Some(t) if t > MAX_MEDIA_TTL => {
-                return Err(ApiError::BadRequest(format!(
-                    "ttl_seconds must be at most {MAX_MEDIA_TTL}"
-                )))
-            }
-            t => t,
+        let (ttl, room) = match self.check(state).await? {
+            Checked::Existing(media) => return Ok(Begun::Existing(*media)),
+            Checked::Fits { ttl, room } => (ttl, room),
         };
+        let slot = self.limits(state).await.inspect_err(|_| {
+            state.metrics.upload("unknown", "rate_limited");
+        })?;
+        // Used only if the chat is new (or was erased): a fresh generation, its own bucket.
+        let generation = ulid::Ulid::new().to_string().to_lowercase();
+        let candidate = ChatRecord {
+            bucket: state.store.bucket_for(&self.chat, &generation),
+            generation,
+        };
+        let chat = state.catalog.ensure_chat(&self.chat, &candidate).await?;
+        state.store.ensure_bucket(&chat.bucket).await?;
+        Ok(Begun::Receiving(Receiving {
+            upload: self,
+            ttl,
+            chat,
+            _slot: Some(slot),
+            room,
+        }))
+    }
+
+    /// An upload whose bytes were staged first (a resumable upload), as it completes: checked
+    /// again as a new one is (membership, quota), without charging its rate limits or
+    /// in-flight caps again (its creation was charged), and only into `chat`, the chat
+    /// generation it began in: a chat erased meanwhile makes it `410 gone`.
+    pub async fn resume(self, state: &AppState, chat: ChatRecord) -> Result<Begun, ApiError> {
+        let (ttl, room) = match self.check(state).await? {
+            Checked::Existing(media) => return Ok(Begun::Existing(*media)),
+            Checked::Fits { ttl, room } => (ttl, room),
+        };
+        Ok(Begun::Receiving(Receiving {
+            upload: self,
+            ttl,
+            chat,
+            _slot: None,
+            room,
+        }))
+    }
+
+    /// The TTL, membership, a known idempotency key, an announced length over the limit or
+    /// over what is left of the storage quotas.
+    async fn check(&self, state: &AppState) -> Result<Checked, ApiError> {
+        let ttl = check_media_ttl(self.ttl_seconds)?;
         if !state.catalog.is_member(&self.chat, &self.user).await? {
             state.metrics.upload("unknown", "not_a_member");
             return Err(ApiError::NotAMember);
@@ -87,7 +142,7 @@ impl Upload {
                 .await?
             {
                 same_upload(&media, &self.user, self.digest.map(hex::encode).as_deref())?;
-                return Ok(Begun::Existing(media));
+                return Ok(Checked::Existing(Box::new(media)));
             }
         }
         let limit = state.config.max_upload_bytes;
@@ -104,24 +159,7 @@ impl Upload {
                 return Err(ApiError::QuotaExceeded(room.scope));
             }
         }
-        let slot = self.limits(state).await.inspect_err(|_| {
-            state.metrics.upload("unknown", "rate_limited");
-        })?;
-        // Used only if the chat is new (or was erased): a fresh generation, its own bucket.
-        let generation = ulid::Ulid::new().to_string().to_lowercase();
-        let candidate = ChatRecord {
-            bucket: state.store.bucket_for(&self.chat, &generation),
-            generation,
-        };
-        let chat = state.catalog.ensure_chat(&self.chat, &candidate).await?;
-        state.store.ensure_bucket(&chat.bucket).await?;
-        Ok(Begun::Receiving(Receiving {
-            upload: self,
-            ttl,
-            chat,
-            _slot: slot,
-            room,
-        }))
+        Ok(Checked::Fits { ttl, room })
     }
 
     /// The in-flight caps, then the rates: per user, per chat and, when the length is
@@ -146,6 +184,11 @@ impl Upload {
 }
 
 impl Receiving {
+    /// The chat generation and bucket the upload goes into.
+    pub fn chat(&self) -> &ChatRecord {
+        &self.chat
+    }
+
     /// Streams `body` into the store as the media's original, then records the media and, for
     /// image/audio/video, its job. `part_name` is the filename the body itself carried (a
     /// multipart part's), used when the upload named none. On any error nothing stays stored.

@@ -493,3 +493,76 @@ async fn sigterm_closes_the_broker_connections_and_logs_no_error() {
         assert!(errors.is_empty(), "{}", errors.join("\n"));
     }
 }
+
+#[tokio::test]
+async fn a_resumable_upload_begun_on_one_node_is_finished_on_the_other_after_a_kill() {
+    let cluster = Cluster::new().await;
+    let (mut a, b) = (cluster.api_node().await, cluster.api_node().await);
+    cluster.member(&a, "c1", "u1").await;
+    let r = cluster
+        .client
+        .post(format!("{}/v1/chats/c1/upload-tickets", a.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"user": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let url_a = r.json::<Value>().await.unwrap()["upload_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url_a.starts_with(&a.base), "{url_a}");
+    // 13 MiB in chunks of 6 MiB: a multipart part of S3 staged by the first, more parts and
+    // a tail by the rest.
+    let bytes: Vec<u8> = (0..13 << 20).map(|i: usize| (i % 253) as u8).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let first = crate::tus_clients::tuspy(&url_a, &file, 6 << 20, "first");
+    let shown = format!("{first:?}");
+    let out = tokio::task::spawn_blocking(move || { first }.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{shown}: {out:?}");
+    // The node that took the first chunk dies without a word.
+    signal(&a, "KILL");
+    let _ = a.child.wait();
+    // Node B knows the upload from the catalog alone, and the client goes on there.
+    let url_b = url_a.replacen(&a.base, &b.base, 1);
+    let r = cluster
+        .client
+        .head(&url_b)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["upload-offset"], (6 << 20).to_string().as_str());
+    let rest = crate::tus_clients::tuspy(&url_b, &file, 6 << 20, "resume");
+    let shown = format!("{rest:?}");
+    let out = tokio::task::spawn_blocking(move || { rest }.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{shown}: {out:?}");
+    let id = crate::tus_clients::media_of(&cluster.client, &url_b).await;
+    let media = cluster.settled(&b, &id, Duration::from_secs(60)).await;
+    assert_eq!(media["sha256"], sha256_hex(&bytes));
+    assert_eq!(media["size"], bytes.len());
+    // Nothing staged stays behind: the parts, the tail and the multipart upload are gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, objects) = s3_listing(&cluster.s3).await;
+        let staged: Vec<_> = objects
+            .iter()
+            .filter(|o| o.to_string_lossy().contains("tus/"))
+            .collect();
+        if staged.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "staged objects stay: {staged:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

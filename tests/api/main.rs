@@ -29,5 +29,7 @@ mod sandbox;
 mod slow_clients;
 mod tls;
 mod tls_backends;
+mod tus;
+mod tus_clients;
 mod uploads;
 mod webhooks;

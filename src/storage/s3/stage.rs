@@ -1,0 +1,352 @@
+//! A resumable upload's bytes in S3 between its requests, with no state on any node: the
+//! parts of one multipart upload of `tus/<upload>/data` (each at least [`MIN_PART_SIZE`]),
+//! and the remainder that has not made a part yet as a tail object of its own. The stage,
+//! which the catalog keeps, names the multipart upload, its parts and the tail.
+//!
+//! An append reads the tail back (under 5 MiB), sends a part each time `part_size` bytes
+//! have gathered, and at the end sends the rest as a part if it is 5 MiB or more, else as a
+//! new tail object under a fresh key. Until the catalog records the new stage, the old one
+//! stays whole: its parts are not touched (new parts have higher numbers) and its tail is
+//! deleted only once the new stage is recorded ([`AppendSink::recorded`]).
+
+use super::{classify, other, MIN_PART_SIZE};
+use crate::storage::{staging_prefix, AppendSink, Object, PartPlan, Result, StorageError};
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+/// What the catalog keeps of a staged upload (as JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stage {
+    /// The multipart upload of `tus/<upload>/data`, once a part was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upload_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    parts: Vec<Part>,
+    /// The object holding the bytes after the parts, if there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Part {
+    number: i32,
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    crc32c: Option<String>,
+}
+
+impl Stage {
+    fn parse(stage: &str) -> Result<Self> {
+        match stage {
+            "" => Ok(Self::default()),
+            s => serde_json::from_str(s)
+                .map_err(|e| other(anyhow::anyhow!("unreadable upload stage: {e}"))),
+        }
+    }
+
+    fn parts_size(&self) -> u64 {
+        self.parts.iter().map(|p| p.size).sum()
+    }
+}
+
+fn data_key(upload: &str) -> String {
+    format!("{}data", staging_prefix(upload))
+}
+
+fn unsigned(plan: &PartPlan) -> bool {
+    !plan.sign_payloads
+}
+
+pub(super) struct S3Append {
+    client: Client,
+    bucket: String,
+    upload: String,
+    plan: PartPlan,
+    stage: Stage,
+    /// The tail the recorded stage names: deleted once the new stage is recorded.
+    old_tail: Option<String>,
+    /// The tail read back, then what was written since.
+    buffer: BytesMut,
+}
+
+impl S3Append {
+    pub(super) async fn open(
+        client: Client,
+        bucket: &str,
+        upload: &str,
+        stage: &str,
+        offset: u64,
+        plan: PartPlan,
+    ) -> Result<Self> {
+        let stage = Stage::parse(stage)?;
+        let mut buffer = BytesMut::new();
+        if let Some(tail) = &stage.tail {
+            // Under MIN_PART_SIZE by construction.
+            let bytes = client
+                .get_object()
+                .bucket(bucket)
+                .key(tail)
+                .send()
+                .await
+                .map_err(classify)?
+                .body
+                .collect()
+                .await
+                .map_err(other)?
+                .into_bytes();
+            buffer.extend_from_slice(&bytes);
+        }
+        let have = stage.parts_size() + buffer.len() as u64;
+        if have != offset {
+            return Err(other(anyhow::anyhow!(
+                "staged upload {upload} holds {have} bytes, the catalog says {offset}"
+            )));
+        }
+        Ok(Self {
+            client,
+            bucket: bucket.to_owned(),
+            upload: upload.to_owned(),
+            plan,
+            old_tail: stage.tail.clone(),
+            stage,
+            buffer,
+        })
+    }
+
+    async fn send_part(&mut self, body: Bytes) -> Result<()> {
+        let key = data_key(&self.upload);
+        let upload_id = match &self.stage.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let created = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .set_checksum_algorithm(
+                        unsigned(&self.plan).then_some(ChecksumAlgorithm::Crc32C),
+                    )
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                let id = created
+                    .upload_id()
+                    .ok_or_else(|| other(anyhow::anyhow!("CreateMultipartUpload gave no id")))?
+                    .to_owned();
+                self.stage.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let number = self.stage.parts.last().map_or(1, |p| p.number + 1);
+        let part = upload_part(
+            &self.client,
+            &self.bucket,
+            &key,
+            &upload_id,
+            number,
+            body,
+            &self.plan,
+        )
+        .await?;
+        self.stage.parts.push(part);
+        Ok(())
+    }
+}
+
+async fn upload_part(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    number: i32,
+    body: Bytes,
+    plan: &PartPlan,
+) -> Result<Part> {
+    let size = body.len() as u64;
+    let crc32c = plan.checksum(&body);
+    let request = client
+        .upload_part()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .part_number(number)
+        .set_checksum_crc32_c(crc32c.clone())
+        .body(ByteStream::from(body));
+    let sent = match crc32c.is_some() {
+        true => request.customize().disable_payload_signing().send().await,
+        false => request.send().await,
+    }
+    .map_err(classify)?;
+    Ok(Part {
+        number,
+        size,
+        etag: sent.e_tag().map(str::to_owned),
+        crc32c,
+    })
+}
+
+async fn put_object(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    body: Bytes,
+    plan: &PartPlan,
+) -> Result<()> {
+    let checksum = plan.checksum(&body);
+    let unsigned = checksum.is_some();
+    let request = client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .set_checksum_crc32_c(checksum)
+        .body(ByteStream::from(body));
+    match unsigned {
+        true => request.customize().disable_payload_signing().send().await,
+        false => request.send().await,
+    }
+    .map_err(classify)?;
+    Ok(())
+}
+
+#[async_trait]
+impl AppendSink for S3Append {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.buffer.extend_from_slice(&chunk);
+        while self.buffer.len() >= self.plan.part_size {
+            let part = self.buffer.split_to(self.plan.part_size).freeze();
+            self.send_part(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<String> {
+        let rest = std::mem::take(&mut self.buffer).freeze();
+        self.stage.tail = None;
+        if rest.len() >= MIN_PART_SIZE {
+            self.send_part(rest).await?;
+        } else if !rest.is_empty() {
+            let key = format!(
+                "{}tail-{}",
+                staging_prefix(&self.upload),
+                ulid::Ulid::new().to_string().to_lowercase()
+            );
+            put_object(&self.client, &self.bucket, &key, rest, &self.plan).await?;
+            self.stage.tail = Some(key);
+        }
+        serde_json::to_string(&self.stage).map_err(other)
+    }
+
+    async fn recorded(self: Box<Self>) {
+        let Some(old) = self
+            .old_tail
+            .filter(|old| Some(old) != self.stage.tail.as_ref())
+        else {
+            return;
+        };
+        // Left behind, it goes with the upload's prefix when the upload ends.
+        if let Err(e) = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&old)
+            .send()
+            .await
+        {
+            tracing::debug!(key = old, error = %e, "cannot delete an upload's old tail yet");
+        }
+    }
+}
+
+/// The whole of a finished staged upload: its multipart upload completed (the tail as its
+/// last part, which may be small), or the tail alone when no part was ever sent.
+pub(super) async fn read(
+    client: &Client,
+    bucket: &str,
+    upload: &str,
+    stage: &str,
+    length: u64,
+    plan: &PartPlan,
+) -> Result<Object> {
+    let stage = Stage::parse(stage)?;
+    let key = match (&stage.upload_id, &stage.tail) {
+        (None, Some(tail)) => tail.clone(),
+        (None, None) => {
+            return Ok(Object {
+                total_size: 0,
+                body: Box::pin(tokio::io::empty()),
+            })
+        }
+        (Some(upload_id), tail) => {
+            let key = data_key(upload);
+            let mut parts = stage.parts.clone();
+            if let Some(tail) = tail {
+                let bytes = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(tail)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .body
+                    .collect()
+                    .await
+                    .map_err(other)?
+                    .into_bytes();
+                let number = parts.last().map_or(1, |p| p.number + 1);
+                parts
+                    .push(upload_part(client, bucket, &key, upload_id, number, bytes, plan).await?);
+            }
+            let completed = parts
+                .iter()
+                .map(|p| {
+                    CompletedPart::builder()
+                        .part_number(p.number)
+                        .set_e_tag(p.etag.clone())
+                        .set_checksum_crc32_c(p.crc32c.clone())
+                        .build()
+                })
+                .collect();
+            let done = client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(&key)
+                .upload_id(upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(completed))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(classify);
+            match done {
+                // Completed by an earlier attempt that did not get to record it.
+                Ok(_) | Err(StorageError::NotFound) => key,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await
+        .map_err(classify)?;
+    let size = object.content_length().unwrap_or(0).max(0) as u64;
+    if size != length {
+        return Err(other(anyhow::anyhow!(
+            "staged upload {upload} holds {size} bytes, not {length}"
+        )));
+    }
+    Ok(Object {
+        total_size: size,
+        body: Box::pin(object.body.into_async_read()),
+    })
+}

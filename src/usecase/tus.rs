@@ -1,0 +1,668 @@
+//! Resumable uploads (tus 1.0.0) through upload tickets: a chat backend asks for a ticket for
+//! one user's upload, and the client sends the bytes itself, in as many requests as its link
+//! needs, to any API node.
+//!
+//! Nothing is kept on a node between requests: the upload's row in the catalog (offset, the
+//! store's stage, lifetimes, state) and its bytes staged in the chat's bucket are its whole
+//! truth. A request that appends takes the upload with a lease (a conditional `UPDATE`,
+//! renewed while it runs, never a lock held over a body); a second one meanwhile is
+//! `409 upload_busy`. Bytes count only once the catalog has their offset and stage, so a
+//! request cut short, a failed checksum or a crash leaves the upload as it was (or, without a
+//! checksum, with what arrived). When the last byte is in, the staged bytes go through the
+//! same upload use case as `POST /media` ([`Upload::resume`]): sniffed, metadata stripped,
+//! hashed, membership and quota checked again, media and job recorded. The idempotency key
+//! `tus:<upload>` makes a completion that is tried again (after a crash) find its media.
+
+use super::ingest::IngestError;
+use super::upload::{check_media_ttl, Begun, Stored, Upload};
+use crate::catalog::{Catalog, TusState, TusUpload};
+use crate::domain::{ChatId, Media, UserId};
+use crate::error::ApiError;
+use crate::limits::Name;
+use crate::links::Ticket;
+use crate::state::AppState;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha1::Digest as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+pub const TUS_VERSION: &str = "1.0.0";
+pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,expiration,checksum,termination";
+pub const TUS_CHECKSUMS: &str = "sha1,sha256";
+
+/// A ticket's lifetime when the request names none, and the longest it may ask for.
+const DEFAULT_TICKET_TTL: u64 = 3600;
+const MAX_TICKET_TTL: u64 = 7 * 24 * 3600;
+/// How long a request holds an upload without renewing; renewed every [`RENEW_EVERY`].
+const LEASE: Duration = Duration::from_secs(30);
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// Staged bytes are read back in pieces this large when the upload completes.
+const READ_CHUNK: usize = 256 * 1024;
+
+pub struct TicketRequest {
+    pub chat: ChatId,
+    pub user: UserId,
+    pub max_bytes: Option<u64>,
+    pub ttl_seconds: Option<u64>,
+    pub media_ttl_seconds: Option<u64>,
+    pub filename: Option<String>,
+}
+
+pub struct Issued {
+    pub upload_url: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// `POST /v1/chats/{chat}/upload-tickets`: a signed capability for one upload by a current
+/// member.
+pub async fn issue_ticket(state: &AppState, request: TicketRequest) -> Result<Issued, ApiError> {
+    let ttl = match request.ttl_seconds.unwrap_or(DEFAULT_TICKET_TTL) {
+        0 => {
+            return Err(ApiError::BadRequest(
+                "ttl_seconds must be at least 1".into(),
+            ))
+        }
+        t if t > MAX_TICKET_TTL => {
+            return Err(ApiError::BadRequest(format!(
+                "ttl_seconds must be at most {MAX_TICKET_TTL}"
+            )))
+        }
+        t => t,
+    };
+    let max_bytes = match request.max_bytes {
+        Some(0) => return Err(ApiError::BadRequest("max_bytes must be at least 1".into())),
+        Some(n) => n.min(state.config.max_upload_bytes),
+        None => state.config.max_upload_bytes,
+    };
+    let media_ttl_seconds = check_media_ttl(request.media_ttl_seconds)?;
+    if request.filename.as_ref().is_some_and(|f| f.len() > 1024) {
+        return Err(ApiError::BadRequest(
+            "filename is longer than 1024 bytes".into(),
+        ));
+    }
+    if !state
+        .catalog
+        .is_member(&request.chat, &request.user)
+        .await?
+    {
+        return Err(ApiError::NotAMember);
+    }
+    state
+        .limits
+        .check(Name::UploadTicketsPerUser, request.user.as_str(), 1)
+        .await?;
+    let expires_at = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 ns is valid")
+        + Duration::from_secs(ttl);
+    let ticket = Ticket {
+        id: ulid::Ulid::new().to_string().to_lowercase(),
+        chat: request.chat.to_string(),
+        user: request.user.to_string(),
+        max_bytes,
+        media_ttl_seconds,
+        filename: request.filename,
+        expires: expires_at.unix_timestamp(),
+    };
+    Ok(Issued {
+        upload_url: format!(
+            "{}/v1/tus/{}",
+            state.public_url,
+            state.signer.ticket(&ticket)
+        ),
+        expires_at,
+    })
+}
+
+/// A request's ticket, if this service signed it (whether it expired is for each request to
+/// decide: a created upload outlives its ticket).
+pub fn open_ticket(state: &AppState, raw: &str) -> Result<Ticket, ApiError> {
+    state.signer.open_ticket(raw).ok_or(ApiError::InvalidTicket)
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// Unix ms, as the catalog's lease columns count.
+fn now_ms() -> i64 {
+    (now().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn ticket_expired(ticket: &Ticket) -> bool {
+    ticket.expires <= now().unix_timestamp()
+}
+
+/// `POST` (creation): records the upload of `length` bytes, checked as an upload is before a
+/// byte is stored (membership, size, quota room, the upload rates).
+pub async fn create(
+    state: &AppState,
+    ticket: &Ticket,
+    length: u64,
+    client_filename: Option<String>,
+) -> Result<TusUpload, ApiError> {
+    if ticket_expired(ticket) {
+        return Err(ApiError::InvalidTicket);
+    }
+    state
+        .limits
+        .check(Name::TusRequestsPerUpload, &ticket.id, 1)
+        .await?;
+    let limit = ticket.max_bytes.min(state.config.max_upload_bytes);
+    if length > limit {
+        return Err(ApiError::TooLarge(limit));
+    }
+    if length == 0 {
+        return Err(ApiError::EmptyFile);
+    }
+    match state.catalog.tus_upload(&ticket.id).await? {
+        None => {}
+        // A ticket is spent by its upload's end as much as by its use.
+        Some(u) if u.state == TusState::Terminated => return Err(ApiError::InvalidTicket),
+        Some(_) => return Err(ApiError::UploadExists),
+    }
+    let (chat, user) = ticket_ids(ticket)?;
+    let filename = ticket.filename.clone().or(client_filename);
+    let upload = Upload {
+        chat: chat.clone(),
+        user: user.clone(),
+        filename: filename.clone(),
+        ttl_seconds: ticket.media_ttl_seconds,
+        idempotency_key: None,
+        digest: None,
+        declared_size: Some(length),
+        framing: 0,
+    };
+    let chat_record = match upload.begin(state).await? {
+        Begun::Receiving(receiving) => receiving.chat().clone(),
+        Begun::Existing(_) => unreachable!("no idempotency key"),
+    };
+    let created_at = now().unix_timestamp();
+    let row = TusUpload {
+        id: ticket.id.clone(),
+        chat,
+        user,
+        chat_record,
+        length,
+        offset: 0,
+        filename,
+        media_ttl_seconds: ticket.media_ttl_seconds,
+        stage: String::new(),
+        state: TusState::Open,
+        media_id: None,
+        lease_until: 0,
+        created_at,
+        expires_at: created_at + state.config.tus_expiry.as_secs() as i64,
+        ticket_expires_at: ticket.expires,
+    };
+    if !state.catalog.create_tus_upload(&row).await? {
+        return Err(ApiError::UploadExists);
+    }
+    state.metrics.tus("created");
+    Ok(row)
+}
+
+fn ticket_ids(ticket: &Ticket) -> Result<(ChatId, UserId), ApiError> {
+    // Signed by us from parsed ids: failing here means a bug or a changed id rule.
+    let chat = ChatId::parse(&ticket.chat).map_err(|_| ApiError::InvalidTicket)?;
+    let user = UserId::parse(&ticket.user).map_err(|_| ApiError::InvalidTicket)?;
+    Ok((chat, user))
+}
+
+/// The upload of `ticket`, as it may be answered about: an ended one is an error (spent
+/// ticket, expired, erased), a finished one only until its ticket expires.
+async fn live(state: &AppState, ticket: &Ticket) -> Result<TusUpload, ApiError> {
+    state
+        .limits
+        .check(Name::TusRequestsPerUpload, &ticket.id, 1)
+        .await?;
+    let Some(upload) = state.catalog.tus_upload(&ticket.id).await? else {
+        return Err(ApiError::InvalidTicket);
+    };
+    match upload.state {
+        TusState::Open if upload.expires_at <= now().unix_timestamp() => {
+            Err(ApiError::UploadExpired)
+        }
+        TusState::Open => Ok(upload),
+        TusState::Done if ticket_expired(ticket) => Err(ApiError::InvalidTicket),
+        TusState::Done => Ok(upload),
+        TusState::Terminated => Err(ApiError::InvalidTicket),
+        TusState::Expired => Err(ApiError::UploadExpired),
+        TusState::Erased => Err(ApiError::Gone),
+    }
+}
+
+/// An upload as the client sees it: its offset, length, expiry and, once it is one, media.
+pub struct Status {
+    pub upload: TusUpload,
+    pub media: Option<Media>,
+}
+
+/// `HEAD`: where the upload is. One whose bytes are all in but which did not become a media
+/// (the node finishing it died) is finished here.
+pub async fn status(state: &AppState, ticket: &Ticket) -> Result<Status, ApiError> {
+    let upload = live(state, ticket).await?;
+    let finishable = upload.state == TusState::Open
+        && upload.offset == upload.length
+        && upload.lease_until <= now_ms();
+    if !finishable {
+        return Ok(Status {
+            upload,
+            media: None,
+        });
+    }
+    let lease = Lease::take(state.catalog.clone(), &upload.id).await?;
+    let finished = finish(state, &upload, &lease).await;
+    lease.release().await;
+    let media = finished?;
+    Ok(Status {
+        upload: TusUpload {
+            state: TusState::Done,
+            media_id: Some(media.id),
+            ..upload
+        },
+        media: Some(media),
+    })
+}
+
+/// A chunk's `Upload-Checksum`.
+#[derive(Debug, Clone)]
+pub enum Checksum {
+    Sha1(Vec<u8>),
+    Sha256(Vec<u8>),
+}
+
+enum Hasher {
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+}
+
+impl Checksum {
+    fn hasher(&self) -> Hasher {
+        match self {
+            Checksum::Sha1(_) => Hasher::Sha1(sha1::Sha1::new()),
+            Checksum::Sha256(_) => Hasher::Sha256(sha2::Sha256::new()),
+        }
+    }
+
+    fn matches(&self, hasher: Hasher) -> bool {
+        match (self, hasher) {
+            (Checksum::Sha1(want), Hasher::Sha1(h)) => h.finalize().as_slice() == want.as_slice(),
+            (Checksum::Sha256(want), Hasher::Sha256(h)) => {
+                h.finalize().as_slice() == want.as_slice()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Hasher {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha1(h) => h.update(bytes),
+            Hasher::Sha256(h) => h.update(bytes),
+        }
+    }
+}
+
+/// A `PATCH` (or the body of a creation `POST`) as asked for, before its body.
+pub struct Chunk {
+    pub offset: u64,
+    /// `Content-Length`, when announced: refused at once if it goes past `Upload-Length`.
+    pub declared: Option<u64>,
+    pub checksum: Option<Checksum>,
+}
+
+/// What an append did: the upload's new offset and, if that was its last byte, its media.
+pub struct Appended {
+    pub upload: TusUpload,
+    pub media: Option<Media>,
+}
+
+/// `PATCH`: appends the body at `chunk.offset`, which must be the upload's. The bytes count
+/// only when they are all in (and match the checksum, if one was given); a body cut short
+/// without a checksum keeps what arrived. The last byte makes the media.
+pub async fn append<S>(
+    state: &AppState,
+    ticket: &Ticket,
+    chunk: Chunk,
+    body: S,
+) -> Result<Appended, ApiError>
+where
+    S: Stream<Item = Result<Bytes, IngestError>>,
+{
+    let upload = live(state, ticket).await?;
+    if upload.state == TusState::Done {
+        return Err(ApiError::OffsetMismatch(upload.offset));
+    }
+    if chunk.offset != upload.offset {
+        return Err(ApiError::OffsetMismatch(upload.offset));
+    }
+    let left = upload.length - upload.offset;
+    if chunk.declared.is_some_and(|n| n > left) {
+        return Err(past_length(upload.length));
+    }
+    if !state.catalog.is_member(&upload.chat, &upload.user).await? {
+        // Left the chat: the upload ends here, and its bytes go.
+        state
+            .catalog
+            .end_tus_upload(&upload.id, None, TusState::Terminated, None)
+            .await?;
+        state.metrics.tus("not_a_member");
+        return Err(ApiError::NotAMember);
+    }
+    let _slot = state.in_flight.enter(upload.user.as_str())?;
+    let lease = Lease::take(state.catalog.clone(), &upload.id).await?;
+    let appended = append_held(state, &upload, &lease, chunk.checksum, left, body).await;
+    lease.release().await;
+    appended
+}
+
+fn past_length(length: u64) -> ApiError {
+    ApiError::BadRequest(format!(
+        "the chunk goes past Upload-Length ({length}); nothing was appended"
+    ))
+}
+
+async fn append_held<S>(
+    state: &AppState,
+    upload: &TusUpload,
+    lease: &Lease,
+    checksum: Option<Checksum>,
+    left: u64,
+    body: S,
+) -> Result<Appended, ApiError>
+where
+    S: Stream<Item = Result<Bytes, IngestError>>,
+{
+    let bucket = &upload.chat_record.bucket;
+    let mut sink = state
+        .store
+        .begin_append(bucket, &upload.id, &upload.stage, upload.offset)
+        .await?;
+    let mut hasher = checksum.as_ref().map(Checksum::hasher);
+    let mut received = 0u64;
+    let mut body = std::pin::pin!(body);
+    let cut = loop {
+        match body.next().await {
+            None => break None,
+            Some(Err(e)) => break Some(e),
+            Some(Ok(bytes)) => {
+                received += bytes.len() as u64;
+                if received > left {
+                    state.metrics.tus("past_length");
+                    return Err(past_length(upload.length));
+                }
+                lease.held()?;
+                if let Some(h) = &mut hasher {
+                    h.update(&bytes);
+                }
+                sink.write(bytes).await?;
+            }
+        }
+    };
+    if let Some(cut) = &cut {
+        // Without a checksum, what arrived before the cut is kept (tus: the client resumes
+        // from the offset HEAD gives); with one, nothing can be trusted.
+        state.metrics.tus(cut.code());
+        if hasher.is_some() || received == 0 {
+            return Err(ApiError::from(cut_error(cut)));
+        }
+    } else if let (Some(want), Some(h)) = (&checksum, hasher) {
+        if !want.matches(h) {
+            state.metrics.tus("checksum_mismatch");
+            return Err(ApiError::ChecksumMismatch);
+        }
+    }
+    let offset = upload.offset + received;
+    let mut upload = upload.clone();
+    if received > 0 {
+        lease.held()?;
+        let stage = sink.commit().await?;
+        let last = offset == upload.length;
+        if !state
+            .catalog
+            .tus_appended(&upload.id, &lease.token, offset, &stage, !last)
+            .await?
+        {
+            // Ended meanwhile (terminated, erased, expired) or taken over: say which.
+            return Err(match state.catalog.tus_upload(&upload.id).await? {
+                Some(u) if u.state == TusState::Erased => ApiError::Gone,
+                Some(u) if u.state == TusState::Expired => ApiError::UploadExpired,
+                Some(u) if u.state == TusState::Open => ApiError::UploadBusy,
+                _ => ApiError::InvalidTicket,
+            });
+        }
+        sink.recorded().await;
+        state.metrics.tus_bytes.inc_by(received);
+        upload.offset = offset;
+        upload.stage = stage;
+    }
+    if let Some(cut) = cut {
+        return Err(ApiError::from(cut));
+    }
+    if upload.offset < upload.length {
+        state.metrics.tus("appended");
+        return Ok(Appended {
+            upload,
+            media: None,
+        });
+    }
+    let media = finish(state, &upload, lease).await?;
+    upload.state = TusState::Done;
+    upload.media_id = Some(media.id);
+    Ok(Appended {
+        upload,
+        media: Some(media),
+    })
+}
+
+/// The same error again (an [`IngestError`] is not `Clone`).
+fn cut_error(cut: &IngestError) -> IngestError {
+    match cut {
+        IngestError::TooLarge { limit } => IngestError::TooLarge { limit: *limit },
+        IngestError::OverQuota(scope) => IngestError::OverQuota(*scope),
+        IngestError::Body(why) => IngestError::Body(why.clone()),
+        IngestError::Idle(after) => IngestError::Idle(*after),
+        IngestError::TooSlow {
+            bytes_per_second,
+            window,
+        } => IngestError::TooSlow {
+            bytes_per_second: *bytes_per_second,
+            window: *window,
+        },
+        IngestError::Storage(e) => {
+            IngestError::Storage(crate::storage::StorageError::Other(anyhow::anyhow!("{e}")))
+        }
+    }
+}
+
+/// All bytes are in: they become a media as `POST /media` would make it, in the chat
+/// generation the upload began in. A refusal on the upload itself (no longer a member, over
+/// quota, chat erased, empty) ends it and removes its bytes; trouble that may pass (storage)
+/// leaves it open, finished by the next `HEAD` or `PATCH`.
+async fn finish(state: &AppState, upload: &TusUpload, lease: &Lease) -> Result<Media, ApiError> {
+    let resumed = Upload {
+        chat: upload.chat.clone(),
+        user: upload.user.clone(),
+        filename: upload.filename.clone(),
+        ttl_seconds: upload.media_ttl_seconds,
+        idempotency_key: Some(format!("tus:{}", upload.id)),
+        digest: None,
+        declared_size: Some(upload.length),
+        framing: 0,
+    }
+    .resume(state, upload.chat_record.clone())
+    .await;
+    let stored = match resumed {
+        Ok(Begun::Existing(media)) => Ok(Stored::Existing(media)),
+        Ok(Begun::Receiving(receiving)) => {
+            let object = state
+                .store
+                .read_staged(
+                    &upload.chat_record.bucket,
+                    &upload.id,
+                    &upload.stage,
+                    upload.length,
+                )
+                .await?;
+            let bytes = tokio_util::io::ReaderStream::with_capacity(object.body, READ_CHUNK)
+                .map(|read| read.map_err(|e| IngestError::Storage(e.into())));
+            lease.held()?;
+            receiving.receive(state, bytes, None).await
+        }
+        Err(e) => Err(e),
+    };
+    let media = match stored {
+        Ok(Stored::New(media) | Stored::Existing(media)) => media,
+        Err(e) => {
+            let ends = match &e {
+                ApiError::Gone => Some(TusState::Erased),
+                ApiError::NotAMember
+                | ApiError::QuotaExceeded(_)
+                | ApiError::TooLarge(_)
+                | ApiError::EmptyFile
+                | ApiError::IdempotencyConflict => Some(TusState::Terminated),
+                _ => None,
+            };
+            if let Some(end) = ends {
+                state
+                    .catalog
+                    .end_tus_upload(&upload.id, Some(&lease.token), end, None)
+                    .await?;
+                state.metrics.tus(e.code());
+            }
+            return Err(e);
+        }
+    };
+    state
+        .catalog
+        .end_tus_upload(
+            &upload.id,
+            Some(&lease.token),
+            TusState::Done,
+            Some(&media.id),
+        )
+        .await?;
+    state.metrics.tus("completed");
+    Ok(media)
+}
+
+/// `DELETE` (termination): the upload ends and its bytes go; its ticket is spent. A finished
+/// upload is a media of the chat now, which only the chat backend unsends.
+pub async fn terminate(state: &AppState, ticket: &Ticket) -> Result<(), ApiError> {
+    let upload = live(state, ticket).await?;
+    if upload.state == TusState::Done {
+        return Ok(());
+    }
+    if state
+        .catalog
+        .end_tus_upload(&upload.id, None, TusState::Terminated, None)
+        .await?
+    {
+        state.metrics.tus("terminated");
+        return Ok(());
+    }
+    match state.catalog.tus_upload(&upload.id).await? {
+        Some(u) if u.state == TusState::Open => Err(ApiError::UploadBusy),
+        _ => Err(ApiError::InvalidTicket),
+    }
+}
+
+/// The sweeper's part: open uploads past `Upload-Expires` end and their bytes go; rows of
+/// ended uploads are forgotten once their ticket can no longer be used either.
+pub async fn sweep(state: &AppState) -> anyhow::Result<u64> {
+    let mut ended = 0;
+    for id in state.catalog.expired_tus_uploads(now(), 100).await? {
+        if state
+            .catalog
+            .end_tus_upload(&id, None, TusState::Expired, None)
+            .await?
+        {
+            ended += 1;
+            state.metrics.tus("expired");
+        }
+    }
+    // A day after the later of both ends, so that a late client still hears why.
+    state
+        .catalog
+        .forget_tus_uploads(now() - Duration::from_secs(24 * 3600))
+        .await?;
+    Ok(ended)
+}
+
+/// A request's hold on an upload: taken with a conditional `UPDATE`, renewed in the
+/// background every [`RENEW_EVERY`]; lost if another request took the upload after the lease
+/// ran out (this process stalled), which [`held`](Self::held) then reports.
+struct Lease {
+    id: String,
+    token: String,
+    catalog: Arc<dyn Catalog>,
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    async fn take(catalog: Arc<dyn Catalog>, id: &str) -> Result<Self, ApiError> {
+        let token = ulid::Ulid::new().to_string();
+        let now = now_ms();
+        if !catalog
+            .lease_tus_upload(id, &token, now + LEASE.as_millis() as i64, now)
+            .await?
+        {
+            return Err(match catalog.tus_upload(id).await? {
+                Some(u) if u.state == TusState::Open => ApiError::UploadBusy,
+                Some(u) if u.state == TusState::Erased => ApiError::Gone,
+                Some(u) if u.state == TusState::Expired => ApiError::UploadExpired,
+                _ => ApiError::InvalidTicket,
+            });
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = tokio::spawn({
+            let (catalog, id, token, lost) =
+                (catalog.clone(), id.to_owned(), token.clone(), lost.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    let now = now_ms();
+                    let until = now + LEASE.as_millis() as i64;
+                    // A catalog outage is not a lost lease: the next renewal may succeed.
+                    if let Ok(false) = catalog.lease_tus_upload(&id, &token, until, now).await {
+                        lost.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            id: id.to_owned(),
+            token,
+            catalog,
+            lost,
+            renewer,
+        })
+    }
+
+    fn held(&self) -> Result<(), ApiError> {
+        match self.lost.load(Ordering::Relaxed) {
+            true => Err(ApiError::UploadBusy),
+            false => Ok(()),
+        }
+    }
+
+    async fn release(self) {
+        self.renewer.abort();
+        if let Err(e) = self.catalog.release_tus_upload(&self.id, &self.token).await {
+            tracing::warn!(upload = self.id, error = %e, "cannot release an upload's lease; it runs out");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
