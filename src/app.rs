@@ -307,6 +307,7 @@ impl Application {
             token_hashes: Arc::new(tokens.iter().map(|t| crate::http::token_hash(t)).collect()),
             metrics,
             public_url: public_url.into(),
+            node: node.as_str().into(),
             work_dir,
         };
         Ok(Self {
@@ -353,6 +354,13 @@ impl Application {
             tracing::info!(
                 recovered,
                 "jobs left running at the last stop are queued again"
+            );
+        }
+        let released = state.catalog.release_tus_leases(&node).await?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "resumable uploads held at the last stop can take their next request"
             );
         }
         let released = state.catalog.release_event_leases(&node).await?;

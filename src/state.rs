@@ -29,6 +29,8 @@ pub struct AppState {
     pub budgets: crate::jobs::budgets::Budgets,
     /// Base URL of the links this service signs, without a trailing slash.
     pub public_url: Arc<str>,
+    /// This node's lasting identity (`DATA_DIR/node-id`): the owner of its leases.
+    pub node: Arc<str>,
     /// Scratch space for jobs: inputs fetched from storage and outputs before upload.
     pub work_dir: PathBuf,
 }

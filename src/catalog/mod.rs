@@ -365,6 +365,9 @@ pub trait Catalog: Send + Sync {
         state: TusState,
         media: Option<&MediaId>,
     ) -> Result<bool>;
+    /// Lets go of the uploads that requests of `node` held (tokens `<node>:...`): for the
+    /// start-up of a node whose previous run died holding them.
+    async fn release_tus_leases(&self, node: &str) -> Result<u64>;
     /// Open uploads past their `expires_at` that no request holds: the sweeper ends them.
     async fn expired_tus_uploads(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<String>>;
     /// Removes the rows of ended uploads whose ticket and upload lifetimes are both over.

@@ -579,6 +579,10 @@ impl Catalog for SqlCatalog {
         tus::end(&self.pool, id, token, state, media).await
     }
 
+    async fn release_tus_leases(&self, node: &str) -> Result<u64> {
+        tus::release_node(&self.pool, node).await
+    }
+
     async fn expired_tus_uploads(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<String>> {
         tus::expired(&self.pool, now, limit).await
     }

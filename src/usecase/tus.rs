@@ -254,7 +254,7 @@ pub async fn status(state: &AppState, ticket: &Ticket) -> Result<Status, ApiErro
             media: None,
         });
     }
-    let lease = Lease::take(state.catalog.clone(), &upload.id).await?;
+    let lease = Lease::take(state, &upload.id).await?;
     let finished = finish(state, &upload, &lease).await;
     lease.release().await;
     let media = finished?;
@@ -355,7 +355,7 @@ where
         return Err(ApiError::NotAMember);
     }
     let _slot = state.in_flight.enter(upload.user.as_str())?;
-    let lease = Lease::take(state.catalog.clone(), &upload.id).await?;
+    let lease = Lease::take(state, &upload.id).await?;
     let appended = append_held(state, &upload, &lease, chunk.checksum, left, body).await;
     lease.release().await;
     appended
@@ -606,8 +606,11 @@ struct Lease {
 }
 
 impl Lease {
-    async fn take(catalog: Arc<dyn Catalog>, id: &str) -> Result<Self, ApiError> {
-        let token = ulid::Ulid::new().to_string();
+    /// Tokens are `<node>:<ulid>`, so that a node restarted after a crash lets go of what
+    /// it held at once ([`Catalog::release_tus_leases`]).
+    async fn take(state: &AppState, id: &str) -> Result<Self, ApiError> {
+        let catalog = state.catalog.clone();
+        let token = format!("{}:{}", state.node, ulid::Ulid::new());
         let now = now_ms();
         if !catalog
             .lease_tus_upload(id, &token, now + LEASE.as_millis() as i64, now)

@@ -142,6 +142,22 @@ pub(super) async fn release(pool: &AnyPool, id: &str, token: &str) -> Result<()>
     Ok(())
 }
 
+pub(super) async fn release_node(pool: &AnyPool, node: &str) -> Result<u64> {
+    let escaped = node
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let done = sqlx::query(
+        "UPDATE tus_uploads SET lease_token = NULL, lease_until = 0 \
+         WHERE lease_token LIKE $1 ESCAPE '\\'",
+    )
+    .bind(format!("{escaped}:%"))
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    Ok(done.rows_affected())
+}
+
 pub(super) async fn end(
     pool: &AnyPool,
     id: &str,

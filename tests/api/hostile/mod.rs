@@ -8,6 +8,7 @@ mod multipart;
 mod mutations;
 mod originals;
 mod sigterm;
+mod tus;
 
 /// The peak resident set of process `pid` so far (`VmHWM`), in KiB.
 pub fn peak_rss_kib(pid: u32) -> u64 {

@@ -1,0 +1,176 @@
+//! A resumable upload's chunks are streamed into the store, never held: a 200 MiB `PATCH`,
+//! and the completion that reads the staged bytes back through the upload use case, grow the
+//! server by no more than its fixed buffers (an S3 part and a tail at most). The real pass
+//! runs it on Garage, the embedded one on the filesystem.
+
+use super::peak_rss_kib;
+use crate::helpers::{real_backend, s3_test_vars, TOKEN};
+use crate::processes::start_node;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+const MIB: u64 = 1 << 20;
+/// An 8 MiB part being sent, a tail under 5 MiB read back, the runtime's own.
+const GROWTH_KIB: u64 = 40 * 1024;
+
+/// `len` bytes, made as they are sent, in 256 KiB pieces.
+fn generated(len: u64) -> reqwest::Body {
+    let piece = 256 * 1024u64;
+    let pieces = futures_util::stream::iter((0..len.div_ceil(piece)).map(move |i| {
+        let n = piece.min(len - i * piece) as usize;
+        Ok::<_, std::io::Error>(vec![(i % 251) as u8; n])
+    }));
+    reqwest::Body::wrap_stream(pieces)
+}
+
+#[tokio::test]
+async fn a_200_mib_chunk_and_its_completion_stream_through_flat_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: Vec<(String, String)> = vec![
+        ("SATCHEL_API_TOKENS".into(), TOKEN.into()),
+        ("SATCHEL_WORKERS".into(), "1".into()),
+        ("SATCHEL_MAX_UPLOAD_BYTES".into(), (400 * MIB).to_string()),
+    ];
+    if real_backend() {
+        env.extend(s3_test_vars());
+    }
+    let node = start_node(
+        &["serve"],
+        dir.path(),
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .await;
+    node.add_member("c1", "u1").await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/chats/c1/upload-tickets", node.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"user": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    let url = r.json::<Value>().await.unwrap()["upload_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let length = 200 * MIB;
+    let r = client
+        .post(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", length.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let pid = node.child.id();
+    let before = peak_rss_kib(pid);
+    let started = Instant::now();
+    let r = client
+        .patch(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(generated(length - 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let streamed = started.elapsed();
+    // The last byte: the completion reads all 200 MiB back into the original.
+    let started = Instant::now();
+    let r = client
+        .patch(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", (length - 1).to_string())
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(vec![((length - 1) / (256 * 1024) % 251) as u8])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let completed = started.elapsed();
+    assert!(r.headers().contains_key("satchel-media-id"));
+    let after = peak_rss_kib(pid);
+    eprintln!(
+        "200 MiB PATCH in {streamed:.2?} ({:.0} MiB/s), completion (read back, hash, store) \
+         in {completed:.2?}; peak RSS {before} KiB before, {after} KiB after",
+        200.0 / streamed.as_secs_f64()
+    );
+    assert!(
+        after - before < GROWTH_KIB,
+        "the server's peak RSS grew from {before} KiB to {after} KiB"
+    );
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_chunk_lets_go_of_the_upload_when_it_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("SATCHEL_API_TOKENS", TOKEN), ("SATCHEL_WORKERS", "1")];
+    let node = start_node(&["serve"], dir.path(), env).await;
+    node.add_member("c1", "u1").await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/chats/c1/upload-tickets", node.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"user": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    let url = r.json::<Value>().await.unwrap()["upload_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = url.strip_prefix(&node.base).unwrap().to_owned();
+    let r = client
+        .post(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", "100000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // A PATCH that sends half and waits: the node holds the upload when it dies.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    tx.send(Ok(vec![7u8; 50_000])).await.unwrap();
+    let pending = tokio::spawn({
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .patch(&url)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Offset", "0")
+                .header("Content-Type", "application/offset+octet-stream")
+                .header("Content-Length", "100000")
+                .body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+                )))
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    crate::processes::signal(&node, "KILL");
+    drop(node);
+    let _ = pending.await;
+    drop(tx);
+    // Restarted on the same data directory, the node lets go of what it held: the client
+    // goes on at once, not after the lease (30 s) runs out.
+    let node = start_node(&["serve"], dir.path(), env).await;
+    let url = format!("{}{path}", node.base);
+    let started = Instant::now();
+    let r = client
+        .patch(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(vec![7u8; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    assert!(r.headers().contains_key("satchel-media-id"));
+    assert!(started.elapsed().as_secs() < 5);
+}
