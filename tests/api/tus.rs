@@ -732,3 +732,36 @@ async fn catalog_writes(app: &TestApp) -> Option<i64> {
     .unwrap();
     Some(n)
 }
+
+#[tokio::test]
+async fn tickets_and_tus_requests_have_their_own_rate_limits() {
+    let app = spawn_app_with(&[
+        ("SATCHEL_RATE_UPLOAD_TICKETS_PER_USER", "2/60s"),
+        ("SATCHEL_RATE_TUS_REQUESTS_PER_UPLOAD", "3/60s"),
+    ])
+    .await;
+    let url = ticket(&app, "c1", "u1", json!({})).await;
+    ticket(&app, "c1", "u1", json!({})).await;
+    let r = app
+        .api(Method::POST, "/v1/chats/c1/upload-tickets")
+        .json(&json!({"user": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["ratelimit-policy"]
+        .to_str()
+        .unwrap()
+        .contains("upload_tickets_per_user"));
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another user's tickets are not this one's.
+    ticket(&app, "c1", "u2", json!({})).await;
+
+    // Creation, a PATCH, a HEAD; the fourth request of the upload is refused.
+    let bytes = blob(1000);
+    create(&app.client, &url, bytes.len()).await;
+    patch(&app.client, &url, 0, &bytes[..500]).await;
+    assert_eq!(offset(&app.client, &url).await, 500);
+    let r = patch(&app.client, &url, 500, &bytes[500..]).await;
+    assert!(r.headers().contains_key("retry-after"));
+    assert_code(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
