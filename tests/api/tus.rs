@@ -685,8 +685,9 @@ async fn a_connection_cut_mid_chunk_keeps_what_arrived_and_the_upload_resumes() 
 async fn thousands_of_tiny_chunks_cost_a_bounded_few_catalog_writes_each() {
     let app = spawn_app().await;
     let url = ticket(&app, "c1", "u1", json!({})).await;
-    const CHUNKS: usize = 1000;
-    let bytes = blob(CHUNKS * 16);
+    // On S3 each tiny chunk rewrites the tail object (a GET, a PUT, a DELETE): fewer there.
+    let chunks = if app.s3.is_some() { 300 } else { 1000 };
+    let bytes = blob(chunks * 16);
     create(&app.client, &url, bytes.len()).await;
     let writes_before = catalog_writes(&app).await;
     let started = Instant::now();
@@ -705,12 +706,12 @@ async fn thousands_of_tiny_chunks_cost_a_bounded_few_catalog_writes_each() {
         .unwrap();
     assert_eq!(media["sha256"], sha256_hex(&bytes));
     eprintln!(
-        "{CHUNKS} chunks of 16 bytes on {}: {:.1} ms each",
+        "{chunks} chunks of 16 bytes on {}: {:.1} ms each",
         app.storage_name(),
-        took.as_secs_f64() * 1000.0 / CHUNKS as f64
+        took.as_secs_f64() * 1000.0 / chunks as f64
     );
     if let (Some(before), Some(after)) = (writes_before, catalog_writes(&app).await) {
-        let per_chunk = (after - before) as f64 / CHUNKS as f64;
+        let per_chunk = (after - before) as f64 / chunks as f64;
         eprintln!("tus_uploads row writes per chunk: {per_chunk:.2}");
         // A lease and its release with the offset; the completion adds a handful once.
         assert!(per_chunk <= 2.1, "{per_chunk} row writes per chunk");

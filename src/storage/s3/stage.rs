@@ -85,7 +85,9 @@ impl S3Append {
         plan: PartPlan,
     ) -> Result<Self> {
         let stage = Stage::parse(stage)?;
-        let mut buffer = BytesMut::new();
+        // Exactly a part's size, handed whole to its request: a growing buffer split into
+        // parts would keep its doubled capacity alive.
+        let mut buffer = BytesMut::with_capacity(plan.part_size);
         if let Some(tail) = &stage.tail {
             // Under MIN_PART_SIZE by construction.
             let bytes = client
@@ -216,11 +218,18 @@ async fn put_object(
 
 #[async_trait]
 impl AppendSink for S3Append {
-    async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.buffer.extend_from_slice(&chunk);
-        while self.buffer.len() >= self.plan.part_size {
-            let part = self.buffer.split_to(self.plan.part_size).freeze();
-            self.send_part(part).await?;
+    async fn write(&mut self, mut chunk: Bytes) -> Result<()> {
+        let part_size = self.plan.part_size;
+        while !chunk.is_empty() {
+            if self.buffer.capacity() == 0 {
+                self.buffer = BytesMut::with_capacity(part_size);
+            }
+            let take = (part_size - self.buffer.len()).min(chunk.len());
+            self.buffer.extend_from_slice(&chunk.split_to(take));
+            if self.buffer.len() == part_size {
+                let part = std::mem::take(&mut self.buffer).freeze();
+                self.send_part(part).await?;
+            }
         }
         Ok(())
     }
