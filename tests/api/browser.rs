@@ -146,16 +146,32 @@ impl Drop for Browser {
     }
 }
 
-/// The web client's own origin: a server answering one empty page.
+/// The web client's own origin: a server answering one empty page, and tus-js-client's
+/// browser build (installed by `scripts/install-deps.sh --test`) as `/tus.min.js`.
 async fn web_client_origin() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let page = axum::Router::new().route(
-        "/",
-        axum::routing::get(|| async {
-            axum::response::Html("<!doctype html><title>chat</title><body>chat</body>")
-        }),
-    );
+    let tus_js =
+        crate::tus_clients::tus_dir().join("node/node_modules/tus-js-client/dist/tus.min.js");
+    let tus_js = std::fs::read_to_string(&tus_js).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run scripts/install-deps.sh --test)",
+            tus_js.display()
+        )
+    });
+    let page = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async {
+                axum::response::Html("<!doctype html><title>chat</title><body>chat</body>")
+            }),
+        )
+        .route(
+            "/tus.min.js",
+            axum::routing::get(
+                move || async move { ([("content-type", "text/javascript")], tus_js) },
+            ),
+        );
     tokio::spawn(async move { axum::serve(listener, page).await });
     // `localhost`, not 127.0.0.1: another origin than satchel's links, for certain.
     format!("http://localhost:{}/", addr.port())
@@ -166,6 +182,7 @@ async fn web_client_origin() -> String {
 async fn a_web_client_in_chromium() {
     let browser = Browser::start().await;
     a_web_client_on_another_origin_reads_signed_links_but_not_the_api(&browser).await;
+    a_web_client_uploads_with_tus_js_client_through_its_ticket(&browser).await;
     a_video_or_voice_link_opened_in_a_tab_plays_and_an_html_file_is_not_rendered(&browser).await;
     browser.quit().await;
 }
@@ -246,6 +263,40 @@ async fn a_web_client_on_another_origin_reads_signed_links_but_not_the_api(brows
             .is_some_and(|e| e.contains("Failed to fetch")),
         "{got}"
     );
+}
+
+/// tus-js-client's browser build on another origin than satchel's: every request
+/// preflighted, the upload's headers read back (`Location`, `Upload-Offset`,
+/// `Satchel-Media-Id`), with the ticket as the only credential.
+async fn a_web_client_uploads_with_tus_js_client_through_its_ticket(browser: &Browser) {
+    let app = spawn_app().await;
+    let url = crate::tus::ticket(&app, "c1", "u1", json!({})).await;
+    browser.goto(&web_client_origin().await).await;
+    let got = browser
+        .run(
+            "const s = document.createElement('script'); s.src = '/tus.min.js';
+             s.onerror = () => done({error: 'tus.min.js did not load'});
+             s.onload = () => {
+               const bytes = new Uint8Array(300000);
+               for (let i = 0; i < bytes.length; i++) bytes[i] = (i % 251) ^ 0x5a;
+               const upload = new tus.Upload(new Blob([bytes]), {
+                 endpoint: arguments[0], chunkSize: 100000, retryDelays: [],
+                 metadata: {filename: 'web.bin'},
+                 onError: e => done({error: String(e)}),
+                 onSuccess: p => done({url: upload.url,
+                   media: p.lastResponse.getHeader('Satchel-Media-Id')}),
+               });
+               upload.start();
+             };
+             document.head.appendChild(s);",
+            json!([url]),
+        )
+        .await;
+    assert_eq!(got["url"], url, "{got}");
+    let id = got["media"].as_str().unwrap_or_else(|| panic!("{got}"));
+    let media: Value = app.media(id).await.json().await.unwrap();
+    assert_eq!(media["sha256"], sha256_hex(&crate::tus::blob(300_000)));
+    assert_eq!(media["filename"], "web.bin");
 }
 
 /// Opens `link` in the tab and waits for its media element to have metadata. Polled with

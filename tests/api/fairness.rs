@@ -100,8 +100,10 @@ async fn a_photo_of_a_quiet_chat_overtakes_another_chats_flood_of_photos() {
     let before = done(&app, &flood).await;
     app.wait_processed(quiet["id"].as_str().unwrap()).await;
     let after = done(&app, &flood).await;
+    // At most the flood's window (4) was ahead of it, and one job of the other worker may
+    // finish while the quiet photo's own job runs; first come, first served would be ~20.
     assert!(
-        after - before <= 4,
+        after - before <= 4 + 1,
         "{} flood jobs went first",
         after - before
     );

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-fn tus_dir() -> PathBuf {
+pub fn tus_dir() -> PathBuf {
     std::env::var_os("SATCHEL_TEST_TUS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/opt/satchel-test".into())
