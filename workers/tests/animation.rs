@@ -339,6 +339,15 @@ fn gif_delays_of_0_and_1_centiseconds_play_for_100_ms_as_in_browsers() {
 }
 
 #[test]
+fn a_frame_that_repeats_the_one_before_lengthens_it() {
+    let (_dir, done) = ok("repeat.gif");
+    let size = assert_playable(&done, (32, 32));
+    assert_eq!(done.metadata.duration_ms, Some(600));
+    let frames = shown_frames(&variant(&done, "animation").path, size);
+    assert_timing(&frames, &[(0.0, 300.0), (300.0, 300.0)]);
+}
+
+#[test]
 fn a_large_animation_fits_720_on_its_short_side_with_even_sides() {
     let (_dir, done) = ok("wide.gif");
     // 1501 x 720/901 = 1199.4, down to the even 1198.
@@ -413,7 +422,7 @@ fn too_many_frames_fail_too_many_pixels() {
 #[test]
 fn an_animation_over_the_duration_limit_is_too_long() {
     let (_dir, result) = run("long-delay.gif");
-    assert_eq!(result.expect_err("80 s of GIF").code(), "too_long");
+    assert_eq!(result.expect_err("400 s of GIF").code(), "too_long");
 }
 
 /// The limits are the preset's: lowered, they refuse what the default lets through.

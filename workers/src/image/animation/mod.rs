@@ -9,7 +9,8 @@
 //! 3. Transparent pixels are flattened onto white (MP4 has no alpha; most chat backgrounds
 //!    and every web page a GIF was made for are light), and [`mp4`] scales each frame into
 //!    `max_long_edge` × `max_short_edge` (even sides, never upscaled) and encodes it with its
-//!    own timing: variable frame rate, no frame duplicated or dropped.
+//!    own timing: variable frame rate, no frame duplicated; a frame identical to the one
+//!    before lengthens it instead of being encoded again.
 //!
 //! Timing is as browsers play it: a stored delay of 10 ms or less (a GIF's 0 or 1 centisecond)
 //! lasts 100 ms, as in Chromium and Firefox, which do this for every format.
@@ -58,16 +59,33 @@ pub fn write(
     );
     let path = out_dir.join(format!("{NAME}.mp4"));
     let mut mp4 = mp4::Mp4::create(&path, canvas, size, animation)?;
+    let mut decoded = 0u64;
     let mut duration_ms = 0.0;
+    // A frame that shows the same pixels as the one before (screen recordings are full of
+    // them) only lengthens it: the same picture for the same time, for less work and fewer
+    // bytes. So each frame is held until the next one differs.
+    let mut held: Option<frames::Frame> = None;
+    let mut held_raw: Vec<u8> = Vec::new();
     while let Some(mut frame) = frames.next_frame()? {
-        flatten_onto_white(&mut frame.image);
-        mp4.push(&frame.image, frame.start_ms, frame.duration_ms)?;
+        decoded += 1;
         duration_ms = frame.start_ms + frame.duration_ms;
+        if let Some(before) = held.as_mut().filter(|_| held_raw == *frame.image.as_raw()) {
+            before.duration_ms += frame.duration_ms;
+            continue;
+        }
+        held_raw.clone_from(frame.image.as_raw());
+        flatten_onto_white(&mut frame.image);
+        if let Some(before) = held.replace(frame) {
+            mp4.push(&before.image, before.start_ms, before.duration_ms)?;
+        }
     }
-    if mp4.frames() < 2 {
+    if decoded < 2 {
         drop(mp4);
         std::fs::remove_file(&path)?;
         return Ok(None);
+    }
+    if let Some(last) = held {
+        mp4.push(&last.image, last.start_ms, last.duration_ms)?;
     }
     mp4.finish()?;
     Ok(Some(Variant {

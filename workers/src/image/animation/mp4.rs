@@ -26,7 +26,6 @@ pub struct Mp4 {
     /// frames and, in this FFmpeg, leaves packet durations unset).
     durations: HashMap<i64, i64>,
     last_pts: i64,
-    frames: u64,
 }
 
 impl Mp4 {
@@ -115,7 +114,6 @@ impl Mp4 {
             out_tb,
             durations: HashMap::new(),
             last_pts: -1,
-            frames: 0,
         })
     }
 
@@ -152,12 +150,7 @@ impl Mp4 {
         self.encoder
             .send_frame(&self.yuv)
             .map_err(av::encode_err("encoding H.264"))?;
-        self.frames += 1;
         self.drain()
-    }
-
-    pub fn frames(&self) -> u64 {
-        self.frames
     }
 
     /// Flushes the encoder and writes the index.
