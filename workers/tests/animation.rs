@@ -435,6 +435,17 @@ fn the_limits_are_the_presets() {
         .expect_err("three frames of 120x80 over a two-frame budget");
     assert_eq!(err.code(), "too_many_pixels");
 
+    // Exactly at the limits passes: three frames of 120x80, three frames allowed.
+    let mut presets = Presets::default();
+    presets.image.animation.max_total_pixels = 120 * 80 * 3;
+    presets.image.max_frames = 3;
+    let done = process(MediaKind::Image, &fixture("anim.gif"), &presets, out.path()).unwrap();
+    assert!(done.variants.iter().any(|v| v.name == "animation"));
+    presets.image.max_frames = 2;
+    let err = process(MediaKind::Image, &fixture("anim.gif"), &presets, out.path())
+        .expect_err("three frames over a limit of two");
+    assert_eq!(err.code(), "too_many_pixels");
+
     let mut presets = Presets::default();
     presets.image.animation.max_duration_s = 0;
     let err = process(

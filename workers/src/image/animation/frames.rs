@@ -92,8 +92,6 @@ impl Frames {
     /// the animation there, as it ends a browser's; one over a limit fails it.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, WorkerError> {
         self.deadline.check()?;
-        // Checked before the frame is decoded: the frame decoder allocates and composites.
-        self.limits.frames(self.count + 1)?;
         let frame = match self.inner.next() {
             None => return Ok(None),
             Some(Ok(frame)) => frame,
@@ -105,7 +103,10 @@ impl Frames {
                 };
             }
         };
+        // Counted once decoded (one frame over costs at most `max_frame_pixels`), so that an
+        // animation of exactly the limits passes.
         self.count += 1;
+        self.limits.frames(self.count)?;
         let (numerator, denominator) = frame.delay().numer_denom_ms();
         let duration_ms = delay_ms(f64::from(numerator) / f64::from(denominator.max(1)));
         let start_ms = self.elapsed_ms;

@@ -108,18 +108,18 @@ impl Limits {
         }
         Ok(())
     }
+}
 
-    /// Refuses one frame rectangle (a GIF's may differ from the canvas) over the frame limit.
-    fn rectangle(preset: &ImagePreset, width: u16, height: u16) -> Result<(), WorkerError> {
-        let pixels = u64::from(width) * u64::from(height);
-        if pixels > preset.animation.max_frame_pixels {
-            return Err(WorkerError::TooManyPixels(format!(
-                "a {width}x{height} frame is over {} pixels",
-                preset.animation.max_frame_pixels
-            )));
-        }
-        Ok(())
+/// Refuses one frame rectangle (a GIF's may differ from the canvas) over the frame limit.
+fn frame_rectangle(preset: &ImagePreset, width: u16, height: u16) -> Result<(), WorkerError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > preset.animation.max_frame_pixels {
+        return Err(WorkerError::TooManyPixels(format!(
+            "a {width}x{height} frame is over {} pixels",
+            preset.animation.max_frame_pixels
+        )));
     }
+    Ok(())
 }
 
 fn scan_gif(input: &Path, preset: &ImagePreset) -> Result<Option<Scan>, WorkerError> {
@@ -139,15 +139,22 @@ fn scan_gif(input: &Path, preset: &ImagePreset) -> Result<Option<Scan>, WorkerEr
     };
     let mut frames = 0u64;
     let mut duration = 0.0;
+    // The first frame alone is a still, which the still decoder bounds; from the second on
+    // it is an animation's, held to the animation's limits.
+    let mut first = Ok(());
     // A frame that does not parse ends the animation, as it ends a browser's.
     while let Ok(Some(frame)) = decoder.read_next_frame() {
-        Limits::rectangle(preset, frame.width, frame.height)?;
         frames += 1;
         duration += delay_ms(f64::from(frame.delay) * 10.0);
-        limits.frames(frames)?;
-        if frames > 1 {
-            limits.duration(duration)?;
+        let rectangle = frame_rectangle(preset, frame.width, frame.height);
+        if frames == 1 {
+            first = rectangle;
+            continue;
         }
+        std::mem::replace(&mut first, Ok(()))?;
+        rectangle?;
+        limits.frames(frames)?;
+        limits.duration(duration)?;
     }
     Ok(Some(Scan {
         format: ImageFormat::Gif,
