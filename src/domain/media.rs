@@ -52,7 +52,8 @@ impl Kind {
     /// `unknown_variant`.
     pub fn variant_names(self) -> &'static [&'static str] {
         match self {
-            Kind::Image => &["thumbnail", "preview", "blurred"],
+            // `animation` (an H.264 MP4) only for animated GIF, WebP and APNG.
+            Kind::Image => &["thumbnail", "preview", "blurred", "animation"],
             Kind::Audio => &["voice"],
             Kind::Video => &["video", "poster", "thumbnail", "blurred"],
             Kind::File => &[],
@@ -100,6 +101,7 @@ pub struct MediaMetadata {
     /// As displayed (EXIF orientation and rotation applied).
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// Audio and video; for an animated image, the length of its `animation`.
     pub duration_ms: Option<u64>,
     /// Audio: 64-100 peak values, 0-255.
     pub waveform: Option<Vec<u8>>,
@@ -149,5 +151,8 @@ pub struct Media {
     pub error: Option<MediaError>,
     pub metadata: MediaMetadata,
     pub placeholder: Option<MediaPlaceholder>,
+    /// By name: image `thumbnail`, `preview`, `blurred`, and for animated GIF, WebP and APNG
+    /// `animation` (a muted H.264 MP4, `video/mp4`); audio `voice`; video `video`, `poster`,
+    /// `thumbnail`, `blurred`.
     pub variants: BTreeMap<String, VariantInfo>,
 }

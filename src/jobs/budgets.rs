@@ -5,8 +5,9 @@ use satchel_workers::Presets;
 use std::time::Duration;
 
 /// How long one job of each kind may run before it is killed: the larger of
-/// `job_timeout_seconds` and the preset's own `max_job_seconds` (audio and video have one), so
-/// a preset that allows ten-minute video jobs is not cut short by a five-minute default.
+/// `job_timeout_seconds` and the preset's own `max_job_seconds` (audio, video and image
+/// animations have one), so a preset that allows ten-minute video jobs is not cut short by a
+/// five-minute default.
 #[derive(Debug, Clone, Copy)]
 pub struct Budgets {
     image: Duration,
@@ -18,7 +19,7 @@ impl Budgets {
     pub fn new(job_timeout: Duration, presets: &Presets) -> Self {
         let at_least = |seconds: u32| job_timeout.max(Duration::from_secs(seconds.into()));
         Self {
-            image: job_timeout,
+            image: at_least(presets.image.animation.max_job_seconds),
             audio: at_least(presets.audio.max_job_seconds),
             video: at_least(presets.video.max_job_seconds),
         }

@@ -5,7 +5,7 @@
 //! A chat web client runs on its own origin; here that is a second local server serving one
 //! empty page. From it the tests fetch signed links with `Range`, draw a thumbnail into a
 //! canvas and read it back, and see that a bearer-token endpoint stays closed to it; then a
-//! video and a voice note opened as links in a tab must play.
+//! video, a voice note and an animated GIF's `animation` opened as links in a tab must play.
 
 use crate::helpers::*;
 use serde_json::{json, Value};
@@ -346,6 +346,17 @@ async fn a_video_or_voice_link_opened_in_a_tab_plays_and_an_html_file_is_not_ren
         assert_eq!(got["tag"], tag, "{variant}: {got}");
         assert!(got["duration"].as_f64().unwrap() > 0.5, "{variant}: {got}");
     }
+    // An animated GIF's `animation` (H.264 in MP4) plays as a video, for its 300 ms.
+    let gif = app
+        .upload_ok("c1", "u1", "anim.gif", fixture("anim.gif"))
+        .await;
+    let gif = gif["id"].as_str().unwrap();
+    assert_eq!(app.wait_processed(gif).await["status"], "ready");
+    let got = plays(browser, &app.link(gif, "u1", "animation").await).await;
+    assert_eq!(got["error"], Value::Null, "animation: {got}");
+    assert_eq!(got["tag"], "VIDEO", "animation: {got}");
+    let duration = got["duration"].as_f64().unwrap();
+    assert!((duration - 0.3).abs() < 0.05, "animation: {got}");
     // An HTML file is an attachment: the tab does not render it, and no script of it runs.
     let html = app
         .upload_ok(

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod animations;
 mod auth;
 mod broker;
 mod browser;

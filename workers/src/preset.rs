@@ -71,7 +71,7 @@ pub struct ImagePreset {
     pub max_pixels: u64,
     /// Largest width or height accepted.
     pub max_dimension: u32,
-    /// Largest number of frames in an animation (only the first is used).
+    /// Largest number of frames in an animation (the stills use only the first).
     pub max_frames: u32,
     /// Upper bound on decoder allocations, in bytes.
     pub max_alloc_bytes: u64,
@@ -80,6 +80,35 @@ pub struct ImagePreset {
     pub blurred: ImageOutputPreset,
     /// Blurhash components along x and y (1-9).
     pub blurhash_components: (u32, u32),
+    /// The `animation` variant of animated GIF, WebP and APNG; absent, the built-in preset's.
+    #[serde(default)]
+    pub animation: AnimationPreset,
+}
+
+/// The `animation` variant: an animated GIF, WebP or APNG as a muted H.264 MP4 (yuv420p, even
+/// dimensions, moov first), frame timing kept; and the limits on what is played.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnimationPreset {
+    /// The output fits inside `max_long_edge` × `max_short_edge` in its own orientation; never
+    /// upscaled.
+    pub max_long_edge: u32,
+    pub max_short_edge: u32,
+    /// Longest animation accepted (one loop, delays as browsers play them), in seconds.
+    pub max_duration_s: u32,
+    /// Largest canvas (width × height) of an animation; also bounds each frame's own rectangle.
+    pub max_frame_pixels: u64,
+    /// Most canvas pixels over all frames (frames × width × height): what compositing and
+    /// encoding cost, so a frame bomb (many large frames in a tiny file) is refused.
+    pub max_total_pixels: u64,
+    /// Wall-clock budget for the animation, in seconds; over it the job fails with `timed_out`.
+    pub max_job_seconds: u32,
+    /// x264 preset name (`ultrafast` ... `veryslow`).
+    pub x264_preset: String,
+    /// x264 constant rate factor, 0-51 (lower is better and larger).
+    pub crf: u8,
+    /// Encoder threads; 0 lets x264 pick from the core count.
+    pub threads: u32,
 }
 
 /// The `voice` variant: mono Opus in Ogg, loudness-normalised, plus a waveform.
@@ -149,6 +178,12 @@ pub struct VideoPreset {
     /// overall bitrate is at most this many bits per second.
     pub remux_max_bitrate: u64,
     pub poster: PosterPreset,
+}
+
+impl Default for AnimationPreset {
+    fn default() -> Self {
+        Presets::default().image.animation
+    }
 }
 
 impl Default for AudioPreset {

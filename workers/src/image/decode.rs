@@ -42,7 +42,7 @@ pub fn decode(input: &Path, preset: &ImagePreset, min_edge: u32) -> Result<Decod
 }
 
 /// Reads the format from the first bytes; the file name and any declared type are ignored.
-fn sniff<R: BufRead + Seek>(reader: &mut R) -> Result<ImageFormat, WorkerError> {
+pub(crate) fn sniff<R: BufRead + Seek>(reader: &mut R) -> Result<ImageFormat, WorkerError> {
     let mut head = [0u8; 32];
     let mut len = 0;
     while len < head.len() {
@@ -229,7 +229,7 @@ fn decode_generic(
     })
 }
 
-fn image_error(e: image::ImageError) -> WorkerError {
+pub(crate) fn image_error(e: image::ImageError) -> WorkerError {
     match e {
         image::ImageError::Limits(l) => WorkerError::TooManyPixels(l.to_string()),
         image::ImageError::Unsupported(u) => WorkerError::UnsupportedCodec(u.to_string()),

@@ -1,10 +1,13 @@
 //! The image pipeline: an untrusted still or animated picture in; `thumbnail`, `preview` and
-//! `blurred` files, the displayed size and two placeholder strings out.
+//! `blurred` files (from the first frame), the displayed size and two placeholder strings out;
+//! for an animated GIF, WebP or APNG also `animation`, an H.264 MP4 ([`animation`]), and its
+//! duration.
 //!
 //! The order of work is chosen for speed on big phone photos: decode only as many pixels as the
 //! largest output needs (JPEG shrinks in the DCT domain), make each smaller output from the
 //! previous one rather than from the original, and encode the outputs in parallel.
 
+pub mod animation;
 pub mod blur;
 pub mod decode;
 pub mod encode;
@@ -12,13 +15,15 @@ mod orient;
 pub mod placeholder;
 pub mod resize;
 
+use crate::av::Deadline;
 use crate::preset::{ImageOutputPreset, ImagePreset};
 use crate::{Metadata, Placeholder, Processed, Step, Variant, WorkerError};
 use image::DynamicImage;
 use std::path::Path;
 use std::time::Instant;
 
-/// The variant names an image job produces, in the order they are reported.
+/// The still variant names an image job produces, in the order they are reported; an
+/// animation adds [`animation::NAME`] after them.
 pub const VARIANT_NAMES: [&str; 3] = ["thumbnail", "preview", "blurred"];
 
 /// Runs the whole image job on `input`, writing `<variant>.<ext>` files into `out_dir`.
@@ -28,6 +33,16 @@ pub fn process(
     out_dir: &Path,
 ) -> Result<Processed, WorkerError> {
     let mut steps = Vec::new();
+    let deadline = Deadline::after_seconds(preset.animation.max_job_seconds);
+    let started = Instant::now();
+    // First, so that an animation over its limits is refused before any pixel is decoded.
+    let animated = animation::scan(input, preset)?;
+    if animated.is_some() {
+        steps.push(Step {
+            name: "scan",
+            took: started.elapsed(),
+        });
+    }
     let started = Instant::now();
     let decoded = decode::decode(input, preset, largest_edge(preset, &VARIANT_NAMES))?;
     let image = resize::normalize(decoded.image);
@@ -37,12 +52,25 @@ pub fn process(
     });
 
     let original = (decoded.width, decoded.height);
-    let (variants, placeholder) =
+    let (mut variants, placeholder) =
         render(image, original, preset, out_dir, &VARIANT_NAMES, &mut steps)?;
+    let mut duration_ms = None;
+    if let Some(scan) = animated {
+        let started = Instant::now();
+        if let Some(video) = animation::write(input, &scan, preset, out_dir, deadline)? {
+            duration_ms = video.duration_ms;
+            variants.push(video);
+        }
+        steps.push(Step {
+            name: "animation",
+            took: started.elapsed(),
+        });
+    }
     Ok(Processed {
         metadata: Metadata {
             width: Some(decoded.width),
             height: Some(decoded.height),
+            duration_ms,
             ..Metadata::default()
         },
         placeholder: Some(placeholder),

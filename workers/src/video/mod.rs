@@ -125,7 +125,7 @@ fn can_copy_video(video: &VideoFacts, facts: &Facts, preset: &VideoPreset) -> bo
 
 /// The largest even size with the same shape that fits `long` × `short` in the picture's own
 /// orientation; never larger than the picture.
-fn fit_box(w: u32, h: u32, long: u32, short: u32) -> (u32, u32) {
+pub(crate) fn fit_box(w: u32, h: u32, long: u32, short: u32) -> (u32, u32) {
     let (box_w, box_h) = if w >= h { (long, short) } else { (short, long) };
     let scale = (f64::from(box_w) / f64::from(w))
         .min(f64::from(box_h) / f64::from(h))
