@@ -23,9 +23,8 @@ palette="split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=ba
   -vf "$palette" "$dir/life.gif"
 
 target="${CARGO_TARGET_DIR:-target}-measure"
-SATCHEL_ANIMATIONS="$dir" CARGO_TARGET_DIR="$target" cargo test --workspace \
-  --config 'profile.dev.package.satchel-workers.opt-level=3' \
-  --test animation_measure -- --ignored --nocapture --test-threads 1 2>&1 | grep '^|'
+SATCHEL_ANIMATIONS="$dir" CARGO_TARGET_DIR="$target" cargo run --quiet --release \
+  -p satchel-workers --example measure_animations 2>&1 | grep '^|'
 
 echo
 echo "| input | ffmpeg CLI MP4 | ffmpeg CLI time |"

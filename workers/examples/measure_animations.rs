@@ -1,12 +1,10 @@
-//! Not a test: `scripts/measure-animations.sh` runs it (ignored otherwise) on the GIFs it
-//! makes, printing each one's size against its `animation` variant's and the time it took.
+//! A measurement, not a test: `scripts/measure-animations.sh` runs it on the GIFs it makes,
+//! printing each one's size against its `animation` variant's and the time it took.
 
 use satchel_workers::{process, MediaKind, Presets};
 use std::time::Instant;
 
-#[test]
-#[ignore = "a measurement: scripts/measure-animations.sh"]
-fn measure_animations() {
+fn main() {
     let dir = std::env::var("SATCHEL_ANIMATIONS").expect("SATCHEL_ANIMATIONS: a directory");
     let mut inputs: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
