@@ -29,19 +29,25 @@ const EXPOSED: &str = "Content-Range, Content-Length, Content-Disposition, ETag,
 /// credentials, which `*` never allows) and embed it (`Cross-Origin-Resource-Policy`).
 pub async fn cors(mut response: Response) -> Response {
     let h = response.headers_mut();
+    any_origin(h, EXPOSED);
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("cross-origin"),
+    );
+    response
+}
+
+/// CORS for a capability URL (no cookie, no credential): any origin may read the answer
+/// and the `exposed` headers (never with credentials, which `*` does not allow).
+pub(super) fn any_origin(h: &mut HeaderMap, exposed: &'static str) {
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSED),
+        HeaderValue::from_static(exposed),
     );
-    h.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("cross-origin"),
-    );
-    response
 }
 
 /// The CORS preflight of a download (a `fetch` with `Range`, say): `204`, with what a

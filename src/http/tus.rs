@@ -10,6 +10,7 @@ use super::body::Guarded;
 use super::extract::{Json, Path};
 use crate::domain::{ChatId, UserId};
 use crate::error::{ApiError, ErrorBody};
+use crate::links::Ticket;
 use crate::state::AppState;
 use crate::usecase::tus::{self as usecase, Checksum, Chunk, TUS_VERSION};
 use axum::extract::{Request, State};
@@ -91,14 +92,7 @@ pub async fn issue(
 pub async fn headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSED),
-    );
+    super::files::any_origin(h, EXPOSED);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -130,10 +124,11 @@ pub async fn options(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Every tus request but `OPTIONS` names the protocol version it speaks.
-fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {
+/// The request's ticket, once it names the protocol version it speaks (every tus request
+/// but `OPTIONS` does).
+fn ticket(state: &AppState, raw: &str, headers: &HeaderMap) -> Result<Ticket, ApiError> {
     match headers.get("tus-resumable").map(HeaderValue::as_bytes) {
-        Some(b"1.0.0") => Ok(()),
+        Some(b"1.0.0") => usecase::open_ticket(state, raw),
         _ => Err(ApiError::TusVersion),
     }
 }
@@ -272,8 +267,7 @@ pub async fn create(
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers();
-    check_version(headers)?;
-    let ticket = usecase::open_ticket(&state, &raw)?;
+    let ticket = ticket(&state, &raw, headers)?;
     if headers.contains_key("upload-defer-length") {
         return Err(ApiError::BadRequest(
             "Upload-Defer-Length is not supported: send Upload-Length".into(),
@@ -337,8 +331,7 @@ pub async fn head(
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_version(&headers)?;
-    let ticket = usecase::open_ticket(&state, &raw)?;
+    let ticket = ticket(&state, &raw, &headers)?;
     let status = usecase::status(&state, &ticket).await?;
     let mut response = StatusCode::OK.into_response();
     describe(
@@ -374,8 +367,7 @@ pub async fn patch(
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers();
-    check_version(headers)?;
-    let ticket = usecase::open_ticket(&state, &raw)?;
+    let ticket = ticket(&state, &raw, headers)?;
     if !is_offset_stream(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -407,8 +399,7 @@ pub async fn terminate(
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    check_version(&headers)?;
-    let ticket = usecase::open_ticket(&state, &raw)?;
+    let ticket = ticket(&state, &raw, &headers)?;
     usecase::terminate(&state, &ticket).await?;
     Ok(StatusCode::NO_CONTENT)
 }

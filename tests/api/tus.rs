@@ -38,6 +38,15 @@ pub async fn ticket(app: &TestApp, chat: &str, user: &str, extra: Value) -> Stri
     body["upload_url"].as_str().unwrap().to_owned()
 }
 
+/// A body that sends what arrives on `rx`, and ends when its sender is dropped.
+pub fn held_body(
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> reqwest::Body {
+    reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
 fn tus(client: &reqwest::Client, method: Method, url: &str) -> reqwest::RequestBuilder {
     client.request(method, url).header("Tus-Resumable", "1.0.0")
 }
@@ -607,10 +616,7 @@ async fn a_second_patch_while_one_streams_is_busy_and_changes_nothing() {
                 .header("Upload-Offset", "0")
                 .header("Content-Type", OCTETS)
                 .header("Content-Length", "100000")
-                .body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
-                    rx,
-                    |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
-                )))
+                .body(held_body(rx))
                 .send()
                 .await
                 .unwrap()

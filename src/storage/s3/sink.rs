@@ -28,6 +28,51 @@ pub(super) struct S3Sink {
     completed: bool,
 }
 
+/// Starts a multipart upload of `key` (with CRC32C checksums when bodies go unsigned); its id.
+pub(super) async fn create_multipart(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    plan: &PartPlan,
+) -> Result<String> {
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .set_checksum_algorithm((!plan.sign_payloads).then_some(ChecksumAlgorithm::Crc32C))
+        .send()
+        .await
+        .map_err(classify)?;
+    Ok(created
+        .upload_id()
+        .ok_or_else(|| other(anyhow::anyhow!("CreateMultipartUpload gave no id")))?
+        .to_owned())
+}
+
+/// One PutObject of `body`, unsigned with a CRC32C or signed, as `plan` says.
+pub(super) async fn put_object(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    body: Bytes,
+    plan: &PartPlan,
+) -> Result<()> {
+    let checksum = plan.checksum(&body);
+    let unsigned = checksum.is_some();
+    let request = client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .set_checksum_crc32_c(checksum)
+        .body(ByteStream::from(body));
+    match unsigned {
+        true => request.customize().disable_payload_signing().send().await,
+        false => request.send().await,
+    }
+    .map_err(classify)?;
+    Ok(())
+}
+
 impl S3Sink {
     pub(super) fn new(client: Client, bucket: &str, key: &str, plan: PartPlan) -> Self {
         Self {
@@ -49,21 +94,8 @@ impl S3Sink {
         let upload_id = match &self.upload_id {
             Some(id) => id.clone(),
             None => {
-                let created = self
-                    .client
-                    .create_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .set_checksum_algorithm(
-                        (!self.plan.sign_payloads).then_some(ChecksumAlgorithm::Crc32C),
-                    )
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                let id = created
-                    .upload_id()
-                    .ok_or_else(|| other(anyhow::anyhow!("CreateMultipartUpload gave no id")))?
-                    .to_owned();
+                let id =
+                    create_multipart(&self.client, &self.bucket, &self.key, &self.plan).await?;
                 self.upload_id = Some(id.clone());
                 id
             }
@@ -147,20 +179,7 @@ impl PutSink for S3Sink {
     async fn finish(mut self: Box<Self>) -> Result<()> {
         let rest = std::mem::take(&mut self.buffer).freeze();
         let Some(upload_id) = self.upload_id.clone() else {
-            let checksum = self.plan.checksum(&rest);
-            let unsigned = checksum.is_some();
-            let request = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .set_checksum_crc32_c(checksum)
-                .body(ByteStream::from(rest));
-            match unsigned {
-                true => request.customize().disable_payload_signing().send().await,
-                false => request.send().await,
-            }
-            .map_err(classify)?;
+            put_object(&self.client, &self.bucket, &self.key, rest, &self.plan).await?;
             self.completed = true;
             return Ok(());
         };

@@ -9,11 +9,12 @@
 //! stays whole: its parts are not touched (new parts have higher numbers) and its tail is
 //! deleted only once the new stage is recorded ([`AppendSink::recorded`]).
 
+use super::sink::{create_multipart, put_object};
 use super::{classify, other, MIN_PART_SIZE};
 use crate::storage::{staging_prefix, AppendSink, Object, PartPlan, Result, StorageError};
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -59,10 +60,6 @@ fn data_key(upload: &str) -> String {
     format!("{}data", staging_prefix(upload))
 }
 
-fn unsigned(plan: &PartPlan) -> bool {
-    !plan.sign_payloads
-}
-
 pub(super) struct S3Append {
     client: Client,
     bucket: String,
@@ -89,20 +86,7 @@ impl S3Append {
         // parts would keep its doubled capacity alive.
         let mut buffer = BytesMut::with_capacity(plan.part_size);
         if let Some(tail) = &stage.tail {
-            // Under MIN_PART_SIZE by construction.
-            let bytes = client
-                .get_object()
-                .bucket(bucket)
-                .key(tail)
-                .send()
-                .await
-                .map_err(classify)?
-                .body
-                .collect()
-                .await
-                .map_err(other)?
-                .into_bytes();
-            buffer.extend_from_slice(&bytes);
+            buffer.extend_from_slice(&read_tail(&client, bucket, tail).await?);
         }
         let have = stage.parts_size() + buffer.len() as u64;
         if have != offset {
@@ -126,21 +110,7 @@ impl S3Append {
         let upload_id = match &self.stage.upload_id {
             Some(id) => id.clone(),
             None => {
-                let created = self
-                    .client
-                    .create_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&key)
-                    .set_checksum_algorithm(
-                        unsigned(&self.plan).then_some(ChecksumAlgorithm::Crc32C),
-                    )
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                let id = created
-                    .upload_id()
-                    .ok_or_else(|| other(anyhow::anyhow!("CreateMultipartUpload gave no id")))?
-                    .to_owned();
+                let id = create_multipart(&self.client, &self.bucket, &key, &self.plan).await?;
                 self.stage.upload_id = Some(id.clone());
                 id
             }
@@ -159,6 +129,22 @@ impl S3Append {
         self.stage.parts.push(part);
         Ok(())
     }
+}
+
+/// A tail object, whole: under [`MIN_PART_SIZE`] by construction.
+async fn read_tail(client: &Client, bucket: &str, key: &str) -> Result<Bytes> {
+    Ok(client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(classify)?
+        .body
+        .collect()
+        .await
+        .map_err(other)?
+        .into_bytes())
 }
 
 async fn upload_part(
@@ -191,29 +177,6 @@ async fn upload_part(
         etag: sent.e_tag().map(str::to_owned),
         crc32c,
     })
-}
-
-async fn put_object(
-    client: &Client,
-    bucket: &str,
-    key: &str,
-    body: Bytes,
-    plan: &PartPlan,
-) -> Result<()> {
-    let checksum = plan.checksum(&body);
-    let unsigned = checksum.is_some();
-    let request = client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .set_checksum_crc32_c(checksum)
-        .body(ByteStream::from(body));
-    match unsigned {
-        true => request.customize().disable_payload_signing().send().await,
-        false => request.send().await,
-    }
-    .map_err(classify)?;
-    Ok(())
 }
 
 #[async_trait]
@@ -295,18 +258,7 @@ pub(super) async fn read(
             let key = data_key(upload);
             let mut parts = stage.parts.clone();
             if let Some(tail) = tail {
-                let bytes = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(tail)
-                    .send()
-                    .await
-                    .map_err(classify)?
-                    .body
-                    .collect()
-                    .await
-                    .map_err(other)?
-                    .into_bytes();
+                let bytes = read_tail(client, bucket, tail).await?;
                 let number = parts.last().map_or(1, |p| p.number + 1);
                 parts
                     .push(upload_part(client, bucket, &key, upload_id, number, bytes, plan).await?);

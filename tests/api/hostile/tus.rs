@@ -6,7 +6,7 @@
 
 use super::peak_rss_kib;
 use crate::helpers::{real_backend, s3_test_vars, TOKEN};
-use crate::processes::start_node;
+use crate::processes::{start_node, Node};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -16,6 +16,23 @@ const MIB: u64 = 1 << 20;
 const PATCH_GROWTH_KIB: u64 = 24 * 1024;
 /// The completion on S3: the upload path's own parts in flight (4 + 1 of 8 MiB) besides.
 const COMPLETION_GROWTH_KIB: u64 = 56 * 1024;
+
+/// A ticket for `u1` (made a member of `c1`) from the node; its upload URL.
+async fn ticket_on(node: &Node) -> String {
+    node.add_member("c1", "u1").await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chats/c1/upload-tickets", node.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"user": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["upload_url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
 
 /// `len` bytes, made as they are sent, in 256 KiB pieces.
 fn generated(len: u64) -> reqwest::Body {
@@ -44,19 +61,8 @@ async fn a_200_mib_chunk_and_its_completion_stream_through_flat_memory() {
         env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     )
     .await;
-    node.add_member("c1", "u1").await;
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/chats/c1/upload-tickets", node.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"user": "u1"}))
-        .send()
-        .await
-        .unwrap();
-    let url = r.json::<Value>().await.unwrap()["upload_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = ticket_on(&node).await;
     let length = 200 * MIB;
     let r = client
         .post(&url)
@@ -118,19 +124,8 @@ async fn a_node_killed_mid_chunk_lets_go_of_the_upload_when_it_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("SATCHEL_API_TOKENS", TOKEN), ("SATCHEL_WORKERS", "1")];
     let node = start_node(&["serve"], dir.path(), env).await;
-    node.add_member("c1", "u1").await;
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/chats/c1/upload-tickets", node.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"user": "u1"}))
-        .send()
-        .await
-        .unwrap();
-    let url = r.json::<Value>().await.unwrap()["upload_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = ticket_on(&node).await;
     let path = url.strip_prefix(&node.base).unwrap().to_owned();
     let r = client
         .post(&url)
@@ -152,10 +147,7 @@ async fn a_node_killed_mid_chunk_lets_go_of_the_upload_when_it_restarts() {
                 .header("Upload-Offset", "0")
                 .header("Content-Type", "application/offset+octet-stream")
                 .header("Content-Length", "100000")
-                .body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
-                    rx,
-                    |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
-                )))
+                .body(crate::tus::held_body(rx))
                 .send()
                 .await
         }
