@@ -1,5 +1,5 @@
-//! What the audio and video pipelines share about FFmpeg: one-time set-up, the job deadline and
-//! a hardened way to open an input ([`input`]).
+//! What the FFmpeg pipelines (audio, video, animated images) share: one-time set-up, the job
+//! deadline, a hardened way to open an input ([`input`]) and the size an encode fits.
 
 pub mod input;
 
@@ -67,4 +67,32 @@ pub fn decode_err(what: &str) -> impl Fn(ffmpeg::Error) -> WorkerError + '_ {
 /// Maps an FFmpeg error met while *encoding or writing* an output.
 pub fn encode_err(what: &str) -> impl Fn(ffmpeg::Error) -> WorkerError + '_ {
     move |e| WorkerError::EncodeFailed(format!("{what}: {e}"))
+}
+
+/// The largest even size with the same shape that fits `long` × `short` in the picture's own
+/// orientation; never larger than the picture.
+pub(crate) fn fit_box(w: u32, h: u32, long: u32, short: u32) -> (u32, u32) {
+    let (box_w, box_h) = if w >= h { (long, short) } else { (short, long) };
+    let scale = (f64::from(box_w) / f64::from(w))
+        .min(f64::from(box_h) / f64::from(h))
+        .min(1.0);
+    let even = |x: f64| ((x.round() as u32) & !1).max(2);
+    if scale >= 1.0 && (w | h) & 1 == 0 {
+        return (w, h);
+    }
+    (even(f64::from(w) * scale), even(f64::from(h) * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_box;
+
+    #[test]
+    fn fits_the_box_in_the_displayed_orientation_without_upscaling() {
+        assert_eq!(fit_box(1920, 1080, 1280, 720), (1280, 720));
+        assert_eq!(fit_box(1080, 1920, 1280, 720), (720, 1280));
+        assert_eq!(fit_box(320, 240, 1280, 720), (320, 240));
+        assert_eq!(fit_box(321, 241, 1280, 720), (320, 240));
+        assert_eq!(fit_box(4000, 1000, 1280, 720), (1280, 320));
+    }
 }

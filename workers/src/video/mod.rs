@@ -37,7 +37,8 @@ pub fn process(
     });
 
     let display = facts.video.as_ref().map(VideoFacts::display_size);
-    let target = display.map(|(w, h)| fit_box(w, h, preset.max_long_edge, preset.max_short_edge));
+    let target =
+        display.map(|(w, h)| av::fit_box(w, h, preset.max_long_edge, preset.max_short_edge));
     let copy_video = facts
         .video
         .as_ref()
@@ -117,24 +118,10 @@ fn can_copy_video(video: &VideoFacts, facts: &Facts, preset: &VideoPreset) -> bo
     video.codec == Id::H264
         && video.is_yuv420p
         && video.rotation == 0
-        && fit_box(w, h, preset.max_long_edge, preset.max_short_edge) == (w, h)
+        && av::fit_box(w, h, preset.max_long_edge, preset.max_short_edge) == (w, h)
         && facts.bit_rate > 0
         && facts.bit_rate <= preset.remux_max_bitrate
         && facts.audio.as_ref().is_none_or(|a| a.codec == Id::AAC)
-}
-
-/// The largest even size with the same shape that fits `long` × `short` in the picture's own
-/// orientation; never larger than the picture.
-pub(crate) fn fit_box(w: u32, h: u32, long: u32, short: u32) -> (u32, u32) {
-    let (box_w, box_h) = if w >= h { (long, short) } else { (short, long) };
-    let scale = (f64::from(box_w) / f64::from(w))
-        .min(f64::from(box_h) / f64::from(h))
-        .min(1.0);
-    let even = |x: f64| ((x.round() as u32) & !1).max(2);
-    if scale >= 1.0 && (w | h) & 1 == 0 {
-        return (w, h);
-    }
-    (even(f64::from(w) * scale), even(f64::from(h) * scale))
 }
 
 /// When the video was copied nothing was decoded: decode from the start until a poster shows.
@@ -202,18 +189,4 @@ fn open_video_decoder(
         .decoder()
         .video()
         .map_err(av::decode_err("opening the video decoder"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fit_box;
-
-    #[test]
-    fn fits_the_box_in_the_displayed_orientation_without_upscaling() {
-        assert_eq!(fit_box(1920, 1080, 1280, 720), (1280, 720));
-        assert_eq!(fit_box(1080, 1920, 1280, 720), (720, 1280));
-        assert_eq!(fit_box(320, 240, 1280, 720), (320, 240));
-        assert_eq!(fit_box(321, 241, 1280, 720), (320, 240));
-        assert_eq!(fit_box(4000, 1000, 1280, 720), (1280, 320));
-    }
 }

@@ -51,7 +51,7 @@ pub fn write(
     let mut frames = frames::Frames::open(input, scan, preset, deadline)?;
     let canvas = frames.displayed_size(scan);
     let animation = &preset.animation;
-    let size = crate::video::fit_box(
+    let size = crate::av::fit_box(
         canvas.0,
         canvas.1,
         animation.max_long_edge,

@@ -13,9 +13,15 @@
 //! hashed, membership and quota checked again, media and job recorded. The idempotency key
 //! `tus:<upload>` makes a completion that is tried again (after a crash) find its media.
 
+mod checksum;
+mod lease;
+
+pub use checksum::Checksum;
+use lease::Lease;
+
 use super::ingest::IngestError;
 use super::upload::{check_media_ttl, Begun, Stored, Upload};
-use crate::catalog::{Catalog, TusState, TusUpload};
+use crate::catalog::{TusState, TusUpload};
 use crate::domain::{ChatId, Media, UserId};
 use crate::error::ApiError;
 use crate::limits::Name;
@@ -23,9 +29,6 @@ use crate::links::Ticket;
 use crate::state::AppState;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use sha1::Digest as _;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -36,9 +39,6 @@ pub const TUS_CHECKSUMS: &str = "sha1,sha256";
 /// A ticket's lifetime when the request names none, and the longest it may ask for.
 const DEFAULT_TICKET_TTL: u64 = 3600;
 const MAX_TICKET_TTL: u64 = 7 * 24 * 3600;
-/// How long a request holds an upload without renewing; renewed every [`RENEW_EVERY`].
-const LEASE: Duration = Duration::from_secs(30);
-const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// Staged bytes are read back in pieces this large when the upload completes.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -128,7 +128,7 @@ fn now() -> OffsetDateTime {
 }
 
 /// Unix ms, as the catalog's lease columns count.
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     (now().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
@@ -266,46 +266,6 @@ pub async fn status(state: &AppState, ticket: &Ticket) -> Result<Status, ApiErro
         },
         media: Some(media),
     })
-}
-
-/// A chunk's `Upload-Checksum`.
-#[derive(Debug, Clone)]
-pub enum Checksum {
-    Sha1(Vec<u8>),
-    Sha256(Vec<u8>),
-}
-
-enum Hasher {
-    Sha1(sha1::Sha1),
-    Sha256(sha2::Sha256),
-}
-
-impl Checksum {
-    fn hasher(&self) -> Hasher {
-        match self {
-            Checksum::Sha1(_) => Hasher::Sha1(sha1::Sha1::new()),
-            Checksum::Sha256(_) => Hasher::Sha256(sha2::Sha256::new()),
-        }
-    }
-
-    fn matches(&self, hasher: Hasher) -> bool {
-        match (self, hasher) {
-            (Checksum::Sha1(want), Hasher::Sha1(h)) => h.finalize().as_slice() == want.as_slice(),
-            (Checksum::Sha256(want), Hasher::Sha256(h)) => {
-                h.finalize().as_slice() == want.as_slice()
-            }
-            _ => false,
-        }
-    }
-}
-
-impl Hasher {
-    fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Hasher::Sha1(h) => h.update(bytes),
-            Hasher::Sha256(h) => h.update(bytes),
-        }
-    }
 }
 
 /// A `PATCH` (or the body of a creation `POST`) as asked for, before its body.
@@ -592,80 +552,4 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<u64> {
         .forget_tus_uploads(now() - Duration::from_secs(24 * 3600))
         .await?;
     Ok(ended)
-}
-
-/// A request's hold on an upload: taken with a conditional `UPDATE`, renewed in the
-/// background every [`RENEW_EVERY`]; lost if another request took the upload after the lease
-/// ran out (this process stalled), which [`held`](Self::held) then reports.
-struct Lease {
-    id: String,
-    token: String,
-    catalog: Arc<dyn Catalog>,
-    lost: Arc<AtomicBool>,
-    renewer: tokio::task::JoinHandle<()>,
-}
-
-impl Lease {
-    /// Tokens are `<node>:<ulid>`, so that a node restarted after a crash lets go of what
-    /// it held at once ([`Catalog::release_tus_leases`]).
-    async fn take(state: &AppState, id: &str) -> Result<Self, ApiError> {
-        let catalog = state.catalog.clone();
-        let token = format!("{}:{}", state.node, ulid::Ulid::new());
-        let now = now_ms();
-        if !catalog
-            .lease_tus_upload(id, &token, now + LEASE.as_millis() as i64, now)
-            .await?
-        {
-            return Err(match catalog.tus_upload(id).await? {
-                Some(u) if u.state == TusState::Open => ApiError::UploadBusy,
-                Some(u) if u.state == TusState::Erased => ApiError::Gone,
-                Some(u) if u.state == TusState::Expired => ApiError::UploadExpired,
-                _ => ApiError::InvalidTicket,
-            });
-        }
-        let lost = Arc::new(AtomicBool::new(false));
-        let renewer = tokio::spawn({
-            let (catalog, id, token, lost) =
-                (catalog.clone(), id.to_owned(), token.clone(), lost.clone());
-            async move {
-                loop {
-                    tokio::time::sleep(RENEW_EVERY).await;
-                    let now = now_ms();
-                    let until = now + LEASE.as_millis() as i64;
-                    // A catalog outage is not a lost lease: the next renewal may succeed.
-                    if let Ok(false) = catalog.lease_tus_upload(&id, &token, until, now).await {
-                        lost.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Self {
-            id: id.to_owned(),
-            token,
-            catalog,
-            lost,
-            renewer,
-        })
-    }
-
-    fn held(&self) -> Result<(), ApiError> {
-        match self.lost.load(Ordering::Relaxed) {
-            true => Err(ApiError::UploadBusy),
-            false => Ok(()),
-        }
-    }
-
-    async fn release(self) {
-        self.renewer.abort();
-        if let Err(e) = self.catalog.release_tus_upload(&self.id, &self.token).await {
-            tracing::warn!(upload = self.id, error = %e, "cannot release an upload's lease; it runs out");
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.renewer.abort();
-    }
 }
