@@ -175,3 +175,93 @@ async fn a_node_killed_mid_chunk_lets_go_of_the_upload_when_it_restarts() {
     assert!(r.headers().contains_key("satchel-media-id"));
     assert!(started.elapsed().as_secs() < 5);
 }
+
+#[tokio::test]
+async fn a_node_killed_while_the_last_byte_becomes_a_media_finishes_it_at_the_next_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("SATCHEL_API_TOKENS", TOKEN),
+        ("SATCHEL_WORKERS", "1"),
+        ("SATCHEL_MAX_UPLOAD_BYTES", "419430400"),
+    ];
+    let node = start_node(&["serve"], dir.path(), env).await;
+    let client = reqwest::Client::new();
+    let url = ticket_on(&node).await;
+    let path = url.strip_prefix(&node.base).unwrap().to_owned();
+    let length = 200 * MIB;
+    let r = client
+        .post(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", length.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = client
+        .patch(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(generated(length - 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // The last byte is recorded at once; reading 200 MiB back into the original takes about
+    // a second, and the node dies in the middle of it.
+    let last = tokio::spawn({
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .patch(&url)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Offset", (length - 1).to_string())
+                .header("Content-Type", "application/offset+octet-stream")
+                .body(vec![((length - 1) / (256 * 1024) % 251) as u8])
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    crate::processes::signal(&node, "KILL");
+    drop(node);
+    assert!(
+        last.await.unwrap().is_err(),
+        "the node died before it answered"
+    );
+
+    let node = start_node(&["serve"], dir.path(), env).await;
+    let usage = |node: &Node| {
+        let url = format!("{}/v1/chats/c1/usage", node.base);
+        let client = client.clone();
+        async move {
+            let r = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
+            r.json::<Value>().await.unwrap()["media"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(
+        usage(&node).await,
+        0,
+        "the media was not made before the kill"
+    );
+    // Every byte is in: the next HEAD (on any node) makes the media, once.
+    let url = format!("{}{path}", node.base);
+    let head = || client.head(&url).header("Tus-Resumable", "1.0.0").send();
+    let r = head().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["upload-offset"], length.to_string().as_str());
+    let id = r.headers()["satchel-media-id"].to_str().unwrap().to_owned();
+    let again = head().await.unwrap();
+    assert_eq!(again.headers()["satchel-media-id"].to_str().unwrap(), id);
+    assert_eq!(usage(&node).await, 1);
+    let media: Value = client
+        .get(format!("{}/v1/media/{id}", node.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(media["size"], length);
+}
