@@ -17,6 +17,36 @@ const PATCH_GROWTH_KIB: u64 = 24 * 1024;
 /// The completion on S3: the upload path's own parts in flight (4 + 1 of 8 MiB) besides.
 const COMPLETION_GROWTH_KIB: u64 = 56 * 1024;
 
+async fn create(client: &reqwest::Client, url: &str, length: u64) {
+    let r = client
+        .post(url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", length.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// One `PATCH` of all of [`generated`]`(length)` but its last byte.
+async fn all_but_the_last_byte(client: &reqwest::Client, url: &str, length: u64) {
+    let r = client
+        .patch(url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(generated(length - 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+/// The last byte of [`generated`]`(length)`.
+fn last_byte(length: u64) -> Vec<u8> {
+    vec![((length - 1) / (256 * 1024) % 251) as u8]
+}
+
 /// A ticket for `u1` (made a member of `c1`) from the node; its upload URL.
 async fn ticket_on(node: &Node) -> String {
     node.add_member("c1", "u1").await;
@@ -64,28 +94,12 @@ async fn a_200_mib_chunk_and_its_completion_stream_through_flat_memory() {
     let client = reqwest::Client::new();
     let url = ticket_on(&node).await;
     let length = 200 * MIB;
-    let r = client
-        .post(&url)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", length.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    create(&client, &url, length).await;
 
     let pid = node.child.id();
     let before = peak_rss_kib(pid);
     let started = Instant::now();
-    let r = client
-        .patch(&url)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", "0")
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(generated(length - 1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    all_but_the_last_byte(&client, &url, length).await;
     let streamed = started.elapsed();
     let patched = peak_rss_kib(pid);
     // The last byte: the completion reads all 200 MiB back into the original.
@@ -95,7 +109,7 @@ async fn a_200_mib_chunk_and_its_completion_stream_through_flat_memory() {
         .header("Tus-Resumable", "1.0.0")
         .header("Upload-Offset", (length - 1).to_string())
         .header("Content-Type", "application/offset+octet-stream")
-        .body(vec![((length - 1) / (256 * 1024) % 251) as u8])
+        .body(last_byte(length))
         .send()
         .await
         .unwrap();
@@ -189,24 +203,8 @@ async fn a_node_killed_while_the_last_byte_becomes_a_media_finishes_it_at_the_ne
     let url = ticket_on(&node).await;
     let path = url.strip_prefix(&node.base).unwrap().to_owned();
     let length = 200 * MIB;
-    let r = client
-        .post(&url)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", length.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = client
-        .patch(&url)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", "0")
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(generated(length - 1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    create(&client, &url, length).await;
+    all_but_the_last_byte(&client, &url, length).await;
     // The last byte is recorded at once; reading 200 MiB back into the original takes about
     // a second, and the node dies in the middle of it.
     let last = tokio::spawn({
@@ -217,7 +215,7 @@ async fn a_node_killed_while_the_last_byte_becomes_a_media_finishes_it_at_the_ne
                 .header("Tus-Resumable", "1.0.0")
                 .header("Upload-Offset", (length - 1).to_string())
                 .header("Content-Type", "application/offset+octet-stream")
-                .body(vec![((length - 1) / (256 * 1024) % 251) as u8])
+                .body(last_byte(length))
                 .send()
                 .await
         }

@@ -69,6 +69,17 @@ pub fn encode_err(what: &str) -> impl Fn(ffmpeg::Error) -> WorkerError + '_ {
     move |e| WorkerError::EncodeFailed(format!("{what}: {e}"))
 }
 
+/// libx264's options: its preset, CRF and (0: its own choice) threads.
+pub(crate) fn x264_options(preset: &str, crf: u8, threads: u32) -> ffmpeg::Dictionary<'static> {
+    let mut options = ffmpeg::Dictionary::new();
+    options.set("preset", preset);
+    options.set("crf", &crf.to_string());
+    if threads > 0 {
+        options.set("threads", &threads.to_string());
+    }
+    options
+}
+
 /// The largest even size with the same shape that fits `long` × `short` in the picture's own
 /// orientation; never larger than the picture.
 pub(crate) fn fit_box(w: u32, h: u32, long: u32, short: u32) -> (u32, u32) {

@@ -286,12 +286,7 @@ impl VideoPath {
         enc.set_frame_rate(Some(rate));
         enc.set_aspect_ratio(Rational(1, 1));
         enc.set_flags(codec::Flags::GLOBAL_HEADER);
-        let mut options = Dictionary::new();
-        options.set("preset", &preset.x264_preset);
-        options.set("crf", &preset.crf.to_string());
-        if preset.threads > 0 {
-            options.set("threads", &preset.threads.to_string());
-        }
+        let options = crate::av::x264_options(&preset.x264_preset, preset.crf, preset.threads);
         let encoder = enc.open_as_with(x264, options).map_err(&enc_err)?;
         ost.set_parameters(&encoder);
         ost.set_time_base(enc_tb);

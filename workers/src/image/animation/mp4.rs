@@ -63,12 +63,7 @@ impl Mp4 {
             (*ctx).color_primaries = ffmpeg::ffi::AVColorPrimaries::AVCOL_PRI_BT709;
             (*ctx).color_trc = ffmpeg::ffi::AVColorTransferCharacteristic::AVCOL_TRC_IEC61966_2_1;
         }
-        let mut options = Dictionary::new();
-        options.set("preset", &preset.x264_preset);
-        options.set("crf", &preset.crf.to_string());
-        if preset.threads > 0 {
-            options.set("threads", &preset.threads.to_string());
-        }
+        let options = crate::av::x264_options(&preset.x264_preset, preset.crf, preset.threads);
         let encoder = enc.open_as_with(x264, options).map_err(&enc_err)?;
         stream.set_parameters(&encoder);
         stream.set_time_base(TIME_BASE);
