@@ -3,7 +3,8 @@
 //!
 //! JPEGs go through `jpeg-decoder`, which can decode straight to 1/2, 1/4 or 1/8 scale in the DCT
 //! domain: a 24 MP photo becomes 1500x1000 pixels without the full frame ever existing. Other
-//! formats go through `image` with its `Limits` set from the preset.
+//! formats go through `image` with its `Limits` set from the preset, except HEIC/HEIF and AVIF,
+//! which `heif.rs` hands to libheif.
 
 use super::orient;
 use crate::{preset::ImagePreset, WorkerError};
@@ -27,6 +28,15 @@ pub struct Decoded {
 /// the result stays at least `min_edge` (or the original's, if that is smaller).
 pub fn decode(input: &Path, preset: &ImagePreset, min_edge: u32) -> Result<Decoded, WorkerError> {
     let mut reader = BufReader::new(File::open(input)?);
+    if super::heif::is_heif(reader.fill_buf()?) {
+        drop(reader);
+        return catch_unwind(AssertUnwindSafe(|| super::heif::decode(input, preset)))
+            .unwrap_or_else(|_| {
+                Err(WorkerError::DecodeFailed(
+                    "the decoder gave up (panic)".into(),
+                ))
+            });
+    }
     let format = sniff(&mut reader)?;
     // Decoders are fuzzed, but a panic on hostile bytes must still fail the job rather than
     // the worker thread; the caller gets an ordinary `decode_failed`.

@@ -11,6 +11,7 @@ pub mod animation;
 pub mod blur;
 pub mod decode;
 pub mod encode;
+mod heif;
 mod orient;
 pub mod placeholder;
 pub mod resize;
