@@ -11,6 +11,7 @@ pub fn disposition(mime: &str, filename: &str) -> String {
         "image/webp",
         "image/avif",
         "image/heif",
+        "image/heic",
     ]
     .contains(&mime)
         || mime.starts_with("audio/")

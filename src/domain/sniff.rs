@@ -17,8 +17,12 @@ pub fn sniff(head: &[u8]) -> Sniffed {
         return file();
     };
     let (kind, mime) = match t.mime_type() {
-        m @ ("image/jpeg" | "image/png" | "image/gif" | "image/webp" | "image/heif"
-        | "image/avif") => (Kind::Image, m),
+        m @ ("image/jpeg" | "image/png" | "image/gif" | "image/webp" | "image/avif") => {
+            (Kind::Image, m)
+        }
+        // `infer` names HEVC stills (brands `heic`, `heix`, `mif1` with `heic`) `image/heif`;
+        // what phones send and the API reports is `image/heic`.
+        "image/heif" => (Kind::Image, "image/heic"),
         m @ ("audio/mpeg" | "audio/aac" | "audio/ogg" | "audio/x-flac") => (Kind::Audio, m),
         // An Ogg stream of Opus is `audio/ogg` (RFC 7845); `audio/opus` names bare RTP payloads.
         "audio/opus" => (Kind::Audio, "audio/ogg"),
@@ -57,6 +61,30 @@ mod tests {
     fn html_named_png_is_a_file() {
         let s = sniff(b"<!DOCTYPE html><html><script>alert(1)</script></html>");
         assert_eq!(s, file());
+    }
+
+    fn ftyp(major: &[u8; 4], compatible: &[&[u8; 4]]) -> Vec<u8> {
+        let mut b = ((16 + 4 * compatible.len()) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(b"ftyp");
+        b.extend_from_slice(major);
+        b.extend_from_slice(&[0; 4]);
+        compatible.iter().for_each(|c| b.extend_from_slice(*c));
+        b.extend_from_slice(b"\0\0\0\x08meta");
+        b
+    }
+
+    #[test]
+    fn phone_photos_are_heic_or_avif_images() {
+        for (head, mime) in [
+            (ftyp(b"heic", &[b"mif1", b"heic", b"miaf"]), "image/heic"),
+            (ftyp(b"mif1", &[b"mif1", b"heic"]), "image/heic"),
+            (ftyp(b"heix", &[b"mif1"]), "image/heic"),
+            (ftyp(b"avif", &[b"avif", b"mif1", b"miaf"]), "image/avif"),
+            (ftyp(b"mif1", &[b"avif", b"mif1"]), "image/avif"),
+        ] {
+            let s = sniff(&head);
+            assert_eq!((s.kind, s.mime), (Kind::Image, mime), "{head:?}");
+        }
     }
 
     #[test]

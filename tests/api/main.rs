@@ -15,6 +15,7 @@ mod downloads;
 mod erase_races;
 mod events;
 mod fairness;
+mod heif;
 mod hostile;
 mod limits;
 mod links;

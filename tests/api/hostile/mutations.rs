@@ -222,6 +222,20 @@ fn mutated_images_end_in_a_report() {
 }
 
 #[test]
+fn mutated_heic_and_avif_end_in_a_report() {
+    // libheif (C++, with libde265, dav1d and aom under it) behind the same child and sandbox.
+    check(
+        "image",
+        &[
+            "photo.heic",
+            "rotated.heic",
+            "photo.avif",
+            "photo-10bit.avif",
+        ],
+    );
+}
+
+#[test]
 fn mutated_audio_ends_in_a_report() {
     check(
         "audio",

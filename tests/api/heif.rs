@@ -1,0 +1,54 @@
+//! HEIC and AVIF photos end to end: sniffed from their bytes, processed in the transform child
+//! like any image.
+
+use crate::helpers::*;
+use serde_json::Value;
+
+#[tokio::test]
+async fn a_heic_photo_from_a_phone_becomes_an_upright_image_with_all_variants() {
+    let app = spawn_app().await;
+    // Named .jpg on purpose: the type comes from the bytes, never the name.
+    let media = app
+        .upload_ok("c1", "u1", "IMG_0001.jpg", fixture("rotated.heic"))
+        .await;
+    assert_eq!(media["kind"], "image");
+    assert_eq!(media["mime"], "image/heic");
+    let done = app.wait_processed(media["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    assert_eq!(done["error"], Value::Null);
+    // Stored 480x640 with irot 270 (and EXIF orientation 6, not applied a second time).
+    assert_eq!(done["metadata"]["width"], 640, "{done}");
+    assert_eq!(done["metadata"]["height"], 480, "{done}");
+    let variants = &done["variants"];
+    assert_eq!(variants["thumbnail"]["width"], 320);
+    assert_eq!(variants["thumbnail"]["height"], 240);
+    assert_eq!(variants["preview"]["width"], 640, "never upscaled");
+    assert_eq!(variants["blurred"]["mime"], "image/webp");
+    assert!(variants["blurred"]["size"].as_u64().unwrap() > 0);
+    assert!(!done["placeholder"]["blurhash"].as_str().unwrap().is_empty());
+    assert!(!done["placeholder"]["thumbhash"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn an_avif_photo_is_an_image_and_a_truncated_heic_fails_like_a_truncated_jpeg() {
+    let app = spawn_app().await;
+    let avif = app
+        .upload_ok("c1", "u1", "p.avif", fixture("photo.avif"))
+        .await;
+    assert_eq!(avif["mime"], "image/avif");
+    let cut = app
+        .upload_ok("c1", "u1", "cut.heic", fixture("truncated.heic"))
+        .await;
+    assert_eq!(cut["mime"], "image/heic");
+
+    let done = app.wait_processed(avif["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    assert_eq!(done["metadata"]["width"], 640);
+    assert_eq!(done["variants"]["preview"]["height"], 480);
+    let failed = app.wait_processed(cut["id"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "decode_failed", "{failed}");
+}
