@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# satchel: build with Debian 12's FFmpeg 5.1 -dev packages, run on bookworm-slim with only
-# the FFmpeg runtime libraries. Data (store, catalog, generated secrets) in /var/lib/satchel.
+# satchel: build with Debian 12's FFmpeg 5.1 and libheif 1.15 -dev packages, run on
+# bookworm-slim with only their runtime libraries. Data (store, catalog, generated secrets) in
+# /var/lib/satchel.
 
 FROM rust:1-bookworm AS builder
 # Debian's stable packages only get security fixes; pinning exact versions would break the
@@ -10,7 +11,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         clang libclang-dev pkg-config cmake \
         libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
-        libavfilter-dev libavdevice-dev \
+        libavfilter-dev libavdevice-dev libheif-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -26,7 +27,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         ca-certificates curl \
         libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 \
-        libavfilter8 libavdevice59 \
+        libavfilter8 libavdevice59 libheif1 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 satchel \
     && useradd --system --uid 10001 --gid satchel --home-dir /var/lib/satchel \

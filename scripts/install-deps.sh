@@ -2,11 +2,12 @@
 # Installs what satchel needs on a Debian 12 (bookworm) machine, as root. Idempotent: when
 # everything is there already it changes nothing and does not even refresh the package lists.
 #
-#   scripts/install-deps.sh          to build and run: FFmpeg's -dev libraries, clang for
-#                                    bindgen, a C compiler, a Rust toolchain
+#   scripts/install-deps.sh          to build and run: FFmpeg's and libheif's -dev libraries,
+#                                    clang for bindgen, a C compiler, a Rust toolchain
 #   scripts/install-deps.sh --test   also what the tests and checks use: rustfmt, clippy,
-#                                    cargo-nextest, hadolint, ImageMagick, libvips, python3, curl,
-#                                    exiftool and cwebp (the metadata fixtures and their tests),
+#                                    cargo-nextest, hadolint, ImageMagick, heif-enc, libvips,
+#                                    python3, curl, exiftool and cwebp (the metadata fixtures
+#                                    and their tests),
 #                                    Chromium and chromedriver (the browser tests), and the
 #                                    tus clients the resumable-upload tests drive (tuspy from
 #                                    PyPI in a venv, tus-js-client from npm; /opt/satchel-test)
@@ -23,6 +24,7 @@ case "${1:-}" in
 esac
 
 # FFmpeg is linked through ffmpeg-sys-next (pkg-config + bindgen, hence clang/libclang);
+# libheif (HEIC/AVIF, with its HEVC and AV1 decoders) through libheif-sys (pkg-config);
 # libwebp and SQLite are compiled from source by their -sys crates (hence a C compiler).
 # aws-lc-sys (under the S3 client) builds with cc here, and falls back to CMake when it
 # cannot; nasm it only wants on Windows. The ffmpeg CLI is what fixtures/make-av.sh uses to
@@ -31,12 +33,14 @@ BUILD_PACKAGES=(
   ca-certificates build-essential pkg-config clang libclang-dev cmake
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev ffmpeg
+  libheif-dev
 )
 # ImageMagick and python3 regenerate the image fixtures (fixtures/make-images.sh,
 # fixtures/make-bench.sh); vips is the reference the image benchmarks compare against;
-# exiftool and cwebp make the fixtures of originals with a location; Chromium and its
+# exiftool and cwebp make the fixtures of originals with a location, heif-enc
+# (libheif-examples) the HEIC/AVIF ones (fixtures/make-heif.sh); Chromium and its
 # chromedriver are the web client of tests/api/browser.rs.
-TEST_PACKAGES=(imagemagick libvips-tools python3 python3-venv curl libimage-exiftool-perl webp chromium chromium-driver nodejs)
+TEST_PACKAGES=(imagemagick libheif-examples libvips-tools python3 python3-venv curl libimage-exiftool-perl webp chromium chromium-driver nodejs)
 
 say() { printf '==> %s\n' "$*"; }
 
