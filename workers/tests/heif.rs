@@ -78,17 +78,21 @@ fn assert_upright(name: &str, img: &image::DynamicImage) {
 
 /// Every still variant, upright and the sizes the preset gives a 640x480 picture.
 fn assert_photo(name: &str) {
+    assert_photo_sized(name, (640, 480));
+}
+
+fn assert_photo_sized(name: &str, displayed: (u32, u32)) {
     let (p, _dir) = ok(name);
     assert_eq!(
         (p.metadata.width, p.metadata.height),
-        (Some(640), Some(480)),
+        (Some(displayed.0), Some(displayed.1)),
         "{name}: displayed size"
     );
     let names: Vec<&str> = p.variants.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["thumbnail", "preview", "blurred"], "{name}");
     for (variant_name, size) in [
         ("thumbnail", (320, 240)),
-        ("preview", (640, 480)),
+        ("preview", displayed),
         ("blurred", (64, 48)),
     ] {
         let v = variant(&p, variant_name);
@@ -132,6 +136,13 @@ fn irot_turns_the_picture_once_even_with_exif_saying_the_same() {
 fn exif_orientation_turns_a_heic_that_has_no_irot() {
     // Stored 480x640 with only EXIF Orientation=6, as Debian 12's heif-enc leaves a JPEG's.
     assert_photo("exif-rotated.heic");
+}
+
+#[test]
+fn a_grid_of_tiles_is_assembled_and_turned() {
+    // As iPhones store photos: 2x2 separately coded tiles of 480x640 under a grid item with
+    // an irot of 90 degrees anticlockwise; 1280x960 once assembled and turned.
+    assert_photo_sized("grid.heic", (1280, 960));
 }
 
 #[test]
@@ -185,6 +196,29 @@ fn a_declared_pixel_flood_is_refused_before_decoding() {
 }
 
 #[test]
+fn a_grid_whose_descriptor_declares_a_flood_is_refused_before_decoding() {
+    // grid.heic's `ispe` says 960x1280 (what libheif reports as its size), but libheif
+    // allocates the canvas the grid descriptor (its last 8 bytes) names: that is checked too.
+    let whole = std::fs::read(fixture("grid.heic")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (w, h) in [(20_000u16, 15_000u16), (65_535, 65_535), (30_001, 10)] {
+        let mut bytes = whole.clone();
+        let at = bytes.len() - 4;
+        bytes[at..at + 2].copy_from_slice(&w.to_be_bytes());
+        bytes[at + 2..].copy_from_slice(&h.to_be_bytes());
+        let path = dir.path().join(format!("grid-{w}x{h}.heic"));
+        std::fs::write(&path, bytes).unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            code(run_path(&path, &preset())),
+            "too_many_pixels",
+            "{w}x{h}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1), "{w}x{h}");
+    }
+}
+
+#[test]
 fn the_preset_limits_apply_to_heic_and_avif() {
     let mut small = preset();
     small.max_pixels = 640 * 480 - 1;
@@ -201,6 +235,12 @@ fn the_preset_limits_apply_to_heic_and_avif() {
         code(run_path(&fixture("photo.heic"), &narrow)),
         "too_many_pixels"
     );
+    // A stream bigger than its `ispe` says: decoded at its real size, then refused.
+    let dir = tempfile::tempdir().unwrap();
+    let mut small = preset();
+    small.max_pixels = 100_000;
+    let understated = with_ispe(dir.path(), 320, 240);
+    assert_eq!(code(run_path(&understated, &small)), "too_many_pixels");
     let mut tight = preset();
     tight.max_alloc_bytes = 640 * 480 * 3;
     assert_eq!(
@@ -221,7 +261,7 @@ fn mutated_heic_and_avif_fail_cleanly() {
         state ^= state << 17;
         state
     };
-    for name in ["photo.heic", "rotated.heic", "photo.avif"] {
+    for name in ["photo.heic", "rotated.heic", "photo.avif", "grid.heic"] {
         let seed = std::fs::read(fixture(name)).unwrap();
         for case in 0..40 {
             let mut bytes = seed.clone();

@@ -3,15 +3,19 @@
 //! Debian 12 ships libheif 1.15.1; `libheif-rs` 0.20.0 over `libheif-sys` 1.14.4 is the newest
 //! pair whose build asks for no more than that (libheif-sys 1.16 wants ≥ 1.16, 2.x ≥ 1.17), so
 //! both are pinned exactly in `Cargo.toml`. libheif does the container work: grid images are
-//! assembled, `irot`/`imir` (and `clap`) are applied while decoding, depth, alpha-less auxiliary
-//! images and thumbnails are separate items that are never decoded. 10-bit (and other HDR
-//! depths) come out as 8-bit RGB: libheif's colour conversion to interleaved RGB reduces the bit
-//! depth. Like JPEG and PNG here, colour profiles are not converted.
+//! assembled, `irot`/`imir` (and `clap`) are applied while decoding; depth maps, other auxiliary
+//! images (an alpha plane excepted) and thumbnails are items of their own, never decoded. 10-bit
+//! (and other HDR depths) come out as 8-bit RGB: libheif's colour conversion to interleaved RGB
+//! reduces the bit depth (PQ/HLG are not tone-mapped). Like JPEG and PNG here, colour profiles
+//! are not converted.
 //!
-//! Limits: the primary image's size (after its transformations, and the coded `ispe` size) is
-//! checked against the preset before anything is decoded, so a file that declares a pixel flood
-//! costs nothing but parsing its boxes. The EXIF block, whose size the file declares, is read
-//! only when small.
+//! Limits: the primary image's size (after its transformations), its coded `ispe` size and, for
+//! a grid or overlay, the canvas its descriptor declares are checked against the preset before
+//! anything is decoded, so a file that declares a pixel flood costs nothing but parsing its
+//! boxes. The EXIF block, whose size the file declares, is read only when small. What is not
+//! checked beforehand is an HEVC/AV1 stream whose own header claims more than its `ispe`: that
+//! decode is bounded by the transform child's memory ceiling and time budget instead, and its
+//! result is refused (`too_many_pixels`) when over the preset.
 //!
 //! EXIF orientation: HEIF (MIAF) says the transformative properties decide how an image is
 //! shown, and cameras that write `irot` also leave the same turn in EXIF (iPhones do); applying
@@ -29,7 +33,7 @@ use libheif_rs::{
     LibHeif, RgbChroma,
 };
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Brands whose files libheif decodes: HEVC stills (`heic`, `heix`, and the generic `mif1`
@@ -38,11 +42,6 @@ const BRANDS: [&[u8; 4]; 6] = [b"heic", b"heix", b"mif1", b"msf1", b"avif", b"av
 
 /// Largest EXIF block read for its orientation; real ones are a few KiB.
 const MAX_EXIF_BYTES: usize = 1 << 20;
-
-/// How much of the file is read to find the primary item's transformations: the `meta` box
-/// comes first in camera files and is a few KiB. Past this the file is taken as transformed
-/// (EXIF ignored), which at worst leaves a rare file unrotated.
-const MAX_META_SCAN: u64 = 4 << 20;
 
 /// Does the file start with an `ftyp` box naming a HEIF or AVIF brand (major or compatible)?
 pub fn is_heif(head: &[u8]) -> bool {
@@ -65,7 +64,7 @@ pub fn is_heif(head: &[u8]) -> bool {
 
 /// Decodes the primary image, displayed as its properties (or, lacking them, its EXIF) say.
 pub fn decode(input: &Path, preset: &ImagePreset) -> Result<Decoded, WorkerError> {
-    let transformed = primary_is_transformed(input)?;
+    let primary = inspect(input)?;
     let _lib = LibHeif::new();
     let context = match input.to_str() {
         Some(path) => HeifContext::read_from_file(path).map_err(heif_error)?,
@@ -81,6 +80,9 @@ pub fn decode(input: &Path, preset: &ImagePreset) -> Result<Decoded, WorkerError
     // `irot`, `clap`), `ispe` is what the decoder has to produce first.
     let (width, height) = (handle.width(), handle.height());
     check_size(width, height, preset)?;
+    if let Some((w, h)) = primary.canvas {
+        check_size(w, h, preset)?;
+    }
     let (coded_w, coded_h) = (handle.ispe_width(), handle.ispe_height());
     if coded_w > 0 && coded_h > 0 {
         check_size(coded_w as u32, coded_h as u32, preset)?;
@@ -96,7 +98,7 @@ pub fn decode(input: &Path, preset: &ImagePreset) -> Result<Decoded, WorkerError
         )));
     }
 
-    let orientation = if transformed {
+    let orientation = if primary.transformed {
         Orientation::NoTransforms
     } else {
         exif_orientation(&handle).unwrap_or(Orientation::NoTransforms)
@@ -127,6 +129,8 @@ pub fn decode(input: &Path, preset: &ImagePreset) -> Result<Decoded, WorkerError
         )));
     }
     let (w, h) = (plane.width, plane.height);
+    // A coded stream bigger than its `ispe` decodes at its own size; refuse it before going on.
+    check_size(w, h, preset)?;
     let row = w as usize * channels as usize;
     let mut pixels = Vec::with_capacity(row * h as usize);
     for y in 0..h as usize {
@@ -163,7 +167,7 @@ fn exif_orientation(handle: &ImageHandle) -> Option<Orientation> {
     let count = handle.metadata_block_ids(&mut ids, b"Exif");
     let id = *ids.get(..count)?.first()?;
     let size = handle.metadata_size(id);
-    if size < 4 || size > MAX_EXIF_BYTES {
+    if !(4..=MAX_EXIF_BYTES).contains(&size) {
         return None;
     }
     let block = handle.metadata(id).ok()?;
@@ -173,14 +177,104 @@ fn exif_orientation(handle: &ImageHandle) -> Option<Orientation> {
     Orientation::from_exif_chunk(tiff)
 }
 
-/// Whether the primary item has an `irot` or `imir` property, from the `meta` box itself
-/// (libheif 1.15 has no call that says so). Anything it cannot follow counts as transformed.
-fn primary_is_transformed(input: &Path) -> Result<bool, WorkerError> {
-    let mut head = Vec::new();
-    File::open(input)?
-        .take(MAX_META_SCAN)
-        .read_to_end(&mut head)?;
-    Ok(boxes::primary_transformed(&head).unwrap_or(true))
+/// What the boxes say about the primary item, read here before libheif sees the file
+/// (libheif 1.15 has no call for either): whether it has an `irot` or `imir` property, and,
+/// for a `grid` or `iovl` (overlay) item, the canvas it declares. libheif reports a grid's
+/// `ispe` as its size but allocates the canvas its descriptor names, up to 32768x32768, so
+/// that canvas is checked too. A file whose boxes cannot be followed this far is refused: its
+/// limits could not be checked.
+struct Primary {
+    transformed: bool,
+    canvas: Option<(u32, u32)>,
+}
+
+/// The largest `meta` box read; camera files have a few KiB.
+const MAX_META_BYTES: u64 = 4 << 20;
+
+fn inspect(input: &Path) -> Result<Primary, WorkerError> {
+    let broken = |why: &str| WorkerError::DecodeFailed(format!("HEIF boxes: {why}"));
+    let mut file = File::open(input)?;
+    let len = file.metadata()?.len();
+    // Top-level boxes are skipped by seeking: `mdat` may come before `meta`.
+    let mut at = 0u64;
+    let meta = loop {
+        let mut head = [0u8; 16];
+        file.seek(SeekFrom::Start(at))?;
+        let got = read_up_to(&mut file, &mut head)?;
+        if got < 8 {
+            return Err(broken("no meta box"));
+        }
+        let size32 = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        let (header, size) = match size32 {
+            0 => (8, len - at),
+            1 if got == 16 => (
+                16,
+                u64::from_be_bytes(head[8..16].try_into().unwrap_or([0; 8])),
+            ),
+            1 => return Err(broken("a box header is cut short")),
+            n => (8, n),
+        };
+        if size < header || at.checked_add(size).is_none_or(|end| end > len) {
+            return Err(broken("a box runs past the end of the file"));
+        }
+        if &head[4..8] == b"meta" {
+            if size - header > MAX_META_BYTES {
+                return Err(broken("the meta box is over 4 MiB"));
+            }
+            let mut body = vec![0u8; (size - header) as usize];
+            file.seek(SeekFrom::Start(at + header))?;
+            file.read_exact(&mut body)?;
+            break body;
+        }
+        at += size;
+    };
+    let facts = boxes::primary(&meta).ok_or_else(|| broken("the primary item's boxes"))?;
+    let canvas = match &facts.data {
+        None => None,
+        Some(location) => {
+            let mut data = Vec::new();
+            for &(offset, length) in &location.extents {
+                let want = (32 - data.len()) as u64;
+                let length = if length == 0 { want } else { length.min(want) };
+                if location.idat {
+                    let idat = facts.idat.ok_or_else(|| broken("no idat box"))?;
+                    let start = usize::try_from(offset).map_err(|_| broken("idat offset"))?;
+                    let end = start.saturating_add(length as usize).min(idat.1);
+                    data.extend_from_slice(
+                        meta.get(idat.0 + start.min(end)..idat.0 + end)
+                            .unwrap_or(&[]),
+                    );
+                } else {
+                    let mut part = vec![0u8; length as usize];
+                    file.seek(SeekFrom::Start(offset))?;
+                    let got = read_up_to(&mut file, &mut part)?;
+                    data.extend_from_slice(&part[..got]);
+                }
+                if data.len() >= 32 {
+                    break;
+                }
+            }
+            Some(
+                boxes::canvas(&facts.kind, &data)
+                    .ok_or_else(|| broken("the grid or overlay descriptor"))?,
+            )
+        }
+    };
+    Ok(Primary {
+        transformed: facts.transformed,
+        canvas,
+    })
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize, WorkerError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
 }
 
 fn heif_error(e: HeifError) -> WorkerError {
@@ -232,39 +326,58 @@ mod boxes {
         Some(b.iter().fold(0u32, |acc, &x| (acc << 8) | u32::from(x)))
     }
 
-    /// Top-level boxes are walked until `meta`; a file cut before its end (or a `meta` cut by
-    /// the scan limit) gives `None`.
-    pub(super) fn primary_transformed(file: &[u8]) -> Option<bool> {
-        let mut at = 0usize;
-        let meta = loop {
-            let size32 = be(file, at, 4)? as usize;
-            let kind = file.get(at + 4..at + 8)?;
-            let (header, size) = match size32 {
-                0 => (8, file.len() - at),
-                1 => {
-                    let large =
-                        u64::from(be(file, at + 8, 4)?) << 32 | u64::from(be(file, at + 12, 4)?);
-                    (16, usize::try_from(large).ok()?)
-                }
-                n => (8, n),
-            };
-            if size < header {
-                return None;
-            }
-            if kind == b"meta" {
-                break file.get(at + header..at.checked_add(size)?)?;
-            }
-            at = at.checked_add(size)?;
-        };
-        // `meta` is a FullBox: version and flags first.
-        let meta = children(meta.get(4..)?)?;
-        let pitm = find(&meta, b"pitm")?;
+    /// Where an item's data lies: file offsets, or offsets into the `idat` box.
+    pub(super) struct Location {
+        pub idat: bool,
+        pub extents: Vec<(u64, u64)>,
+    }
+
+    pub(super) struct Facts {
+        pub transformed: bool,
+        /// The primary item's type (`hvc1`, `av01`, `grid`, `iovl`, ...).
+        pub kind: [u8; 4],
+        /// For a `grid` or `iovl` item, where its descriptor is.
+        pub data: Option<Location>,
+        /// The `idat` body, as (start, len) within the `meta` body.
+        pub idat: Option<(usize, usize)>,
+    }
+
+    fn be_n(bytes: &[u8], at: usize, len: usize) -> Option<u64> {
+        let b = bytes.get(at..at.checked_add(len)?)?;
+        Some(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+    }
+
+    /// `meta` is the body of the `meta` box (a FullBox: version and flags first).
+    pub(super) fn primary(meta: &[u8]) -> Option<Facts> {
+        let list = children(meta.get(4..)?)?;
+        let pitm = find(&list, b"pitm")?;
         let primary = if *pitm.first()? == 0 {
             be(pitm, 4, 2)?
         } else {
             be(pitm, 4, 4)?
         };
-        let iprp = children(find(&meta, b"iprp")?)?;
+
+        // Item type, from `iinf`'s `infe` (version 2 and 3 carry it).
+        let iinf = find(&list, b"iinf")?;
+        let count_len = if *iinf.first()? == 0 { 2 } else { 4 };
+        let mut kind = [0u8; 4];
+        for (k, infe) in children(iinf.get(4 + count_len..)?)? {
+            if &k != b"infe" {
+                continue;
+            }
+            let version = *infe.first()?;
+            let (id, after) = match version {
+                2 => (be(infe, 4, 2)?, 6),
+                3 => (be(infe, 4, 4)?, 8),
+                _ => continue,
+            };
+            if id == primary {
+                kind = infe.get(after + 2..after + 6)?.try_into().ok()?;
+            }
+        }
+
+        // Properties: irot / imir associated with the primary item.
+        let iprp = children(find(&list, b"iprp")?)?;
         let ipco = children(find(&iprp, b"ipco")?)?;
         let kinds: Vec<[u8; 4]> = ipco.iter().map(|(k, _)| *k).collect();
         let mut transformed = false;
@@ -297,6 +410,87 @@ mod boxes {
                 }
             }
         }
-        Some(transformed)
+
+        // Where a derived item's descriptor is, from `iloc`.
+        // `list` borrows from `meta`, so its bodies' places are offsets into it.
+        let idat = find(&list, b"idat")
+            .map(|body| (body.as_ptr() as usize - meta.as_ptr() as usize, body.len()));
+        let data = if &kind == b"grid" || &kind == b"iovl" {
+            Some(location(find(&list, b"iloc")?, primary)?)
+        } else {
+            None
+        };
+        Some(Facts {
+            transformed,
+            kind,
+            data,
+            idat,
+        })
+    }
+
+    fn location(iloc: &[u8], wanted: u32) -> Option<Location> {
+        let version = *iloc.first()?;
+        let sizes = be(iloc, 4, 1)?;
+        let (off_len, len_len) = ((sizes >> 4) as usize, (sizes & 15) as usize);
+        let sizes = be(iloc, 5, 1)?;
+        let base_len = (sizes >> 4) as usize;
+        let index_len = if version == 1 || version == 2 {
+            (sizes & 15) as usize
+        } else {
+            0
+        };
+        let (count, mut at) = if version < 2 {
+            (be(iloc, 6, 2)?, 8)
+        } else {
+            (be(iloc, 6, 4)?, 10)
+        };
+        for _ in 0..count {
+            let id_len = if version < 2 { 2 } else { 4 };
+            let id = be(iloc, at, id_len)?;
+            at += id_len;
+            let method = if version == 1 || version == 2 {
+                let m = be(iloc, at, 2)? & 15;
+                at += 2;
+                m
+            } else {
+                0
+            };
+            at += 2; // data_reference_index
+            let base = be_n(iloc, at, base_len)?;
+            at += base_len;
+            let extents = be(iloc, at, 2)?;
+            at += 2;
+            let mut list = Vec::new();
+            for _ in 0..extents {
+                at += index_len;
+                let offset = be_n(iloc, at, off_len)?;
+                at += off_len;
+                let length = be_n(iloc, at, len_len)?;
+                at += len_len;
+                list.push((base.checked_add(offset)?, length));
+            }
+            if id == wanted {
+                return match method {
+                    0 => Some(Location {
+                        idat: false,
+                        extents: list,
+                    }),
+                    1 => Some(Location {
+                        idat: true,
+                        extents: list,
+                    }),
+                    _ => None,
+                };
+            }
+        }
+        None
+    }
+
+    /// The output size a `grid` or `iovl` descriptor declares.
+    pub(super) fn canvas(kind: &[u8; 4], data: &[u8]) -> Option<(u32, u32)> {
+        let flags = *data.get(1)?;
+        let at = if kind == b"grid" { 4 } else { 10 };
+        let n = if flags & 1 == 1 { 4 } else { 2 };
+        Some((be(data, at, n)?, be(data, at + n, n)?))
     }
 }
