@@ -1,6 +1,7 @@
 //! Image originals lose their location (`original_metadata`) as they stream in, losslessly:
 //! no pixel is decoded or re-encoded. Each format is a state machine over its own framing
-//! (`jpeg`: segments and entropy-coded data; `png`: chunks; `webp`: RIFF chunks) that passes
+//! (`jpeg`: segments and entropy-coded data; `png`: chunks; `webp`: RIFF chunks; `heif`: the
+//! `meta` box's item locations, for HEIC/HEIF and AVIF) that passes
 //! pixel data through as it comes and holds back only a metadata segment or chunk, each
 //! bounded: a JPEG segment is at most 64 KiB, and a PNG or WebP metadata chunk over
 //! [`CHUNK_CAP`] is not read at all (PNG drops it, WebP overwrites it with an empty one of
@@ -14,6 +15,7 @@
 //! end of the upload is dropped.
 
 mod exif;
+mod heif;
 mod jpeg;
 mod png;
 mod webp;
@@ -50,6 +52,7 @@ pub enum Filter {
     Jpeg(jpeg::Jpeg),
     Png(png::Png),
     Webp(webp::Webp),
+    Heif(heif::Heif),
 }
 
 impl Filter {
@@ -68,6 +71,7 @@ impl Filter {
             "image/jpeg" => Filter::Jpeg(jpeg::Jpeg::new(mode)),
             "image/png" => Filter::Png(png::Png::new(mode)),
             "image/webp" => Filter::Webp(webp::Webp::new(mode)),
+            "image/heic" | "image/avif" => Filter::Heif(heif::Heif::new(mode)),
             _ => return None,
         })
     }
@@ -78,6 +82,7 @@ impl Filter {
             Filter::Jpeg(f) => f.push(input, out),
             Filter::Png(f) => f.push(input, out),
             Filter::Webp(f) => f.push(input, out),
+            Filter::Heif(f) => f.push(input, out),
         }
     }
 
@@ -88,6 +93,7 @@ impl Filter {
             Filter::Jpeg(f) => f.finish(out),
             Filter::Png(f) => f.finish(out),
             Filter::Webp(f) => f.finish(out),
+            Filter::Heif(f) => f.finish(out),
         }
     }
 }

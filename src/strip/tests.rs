@@ -25,7 +25,12 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-const GPS_PHOTOS: [&str; 3] = ["photo-gps.jpg", "photo-gps.png", "photo-gps.webp"];
+const GPS_PHOTOS: [&str; 4] = [
+    "photo-gps.jpg",
+    "photo-gps.png",
+    "photo-gps.webp",
+    "photo-gps.heic",
+];
 
 #[test]
 fn every_chunking_gives_the_same_bytes() {
@@ -101,6 +106,51 @@ fn truncated_and_mutated_inputs_never_panic_or_grow() {
             }
         }
     }
+}
+
+#[test]
+fn a_heic_loses_its_gps_ifd_and_keeps_its_orientation_in_place() {
+    let input = fixture("photo-gps.heic");
+    // GPSLatitude 52/1 31/1 12/1, big-endian as exiftool writes HEIC's EXIF.
+    let latitude = b"\0\0\0\x34\0\0\0\x01\0\0\0\x1f\0\0\0\x01";
+    assert!(contains(&input, latitude));
+    let out = run(OriginalMetadata::StripLocation, &input, 4096);
+    assert_eq!(out.len(), input.len());
+    assert!(!contains(&out, latitude));
+    assert!(contains(&out, b"SatchelCam") && !contains(&out, b"Berlin"));
+    // Only the EXIF and XMP items changed: the coded image is where iloc says, untouched.
+    let changed: Vec<usize> = (0..input.len()).filter(|&i| input[i] != out[i]).collect();
+    let (first, last) = (changed[0], changed[changed.len() - 1]);
+    assert!(
+        first > input.windows(4).position(|w| w == b"mdat").unwrap(),
+        "meta untouched"
+    );
+    assert!(last - first > 40_000, "XMP before the image, EXIF after it");
+
+    let all = run(OriginalMetadata::StripAll, &input, 4096);
+    assert_eq!(all.len(), input.len());
+    assert!(!contains(&all, b"SatchelCam") && !contains(&all, latitude));
+    // The Orientation (6) stays, in a minimal little-endian TIFF.
+    assert!(contains(
+        &all,
+        b"II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0"
+    ));
+}
+
+#[test]
+fn a_heic_whose_meta_comes_late_or_is_broken_passes_unchanged() {
+    let input = fixture("photo-gps.heic");
+    // mdat before meta: not held, stored as sent.
+    let meta_at = input.windows(4).position(|w| w == b"meta").unwrap() - 4;
+    let mdat_at = input.windows(4).position(|w| w == b"mdat").unwrap() - 4;
+    let mut late = input[..meta_at].to_vec();
+    late.extend_from_slice(&input[mdat_at..]);
+    late.extend_from_slice(&input[meta_at..mdat_at]);
+    assert_eq!(run(OriginalMetadata::StripLocation, &late, 4096), late);
+    // A meta box claiming more than the cap.
+    let mut huge = input.clone();
+    huge[meta_at..meta_at + 4].copy_from_slice(&(heif::HEAD_CAP as u32 + 1).to_be_bytes());
+    assert_eq!(run(OriginalMetadata::StripLocation, &huge, 4096), huge);
 }
 
 #[test]

@@ -52,3 +52,57 @@ async fn an_avif_photo_is_an_image_and_a_truncated_heic_fails_like_a_truncated_j
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["error"]["code"], "decode_failed", "{failed}");
 }
+
+/// exiftool's reading of `bytes` (`-G1`, numbers as numbers).
+fn exiftool(bytes: &[u8]) -> serde_json::Map<String, Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("file");
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("exiftool")
+        .args(["-j", "-G1", "-n", "-a"])
+        .arg(&path)
+        .output()
+        .expect("exiftool (Debian: libimage-exiftool-perl; scripts/install-deps.sh --test)");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    json[0].as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_heic_original_loses_its_location_in_place_and_still_processes() {
+    let app = spawn_app().await;
+    let sent = fixture("photo-gps.heic");
+    let before = exiftool(&sent);
+    assert!(before.keys().any(|k| k.contains("GPS")), "{before:?}");
+    assert_eq!(before["XMP-photoshop:City"], "Berlin");
+
+    let media = app
+        .upload_ok("c1", "u1", "IMG_0002.HEIC", sent.clone())
+        .await;
+    assert_eq!(media["mime"], "image/heic");
+    assert_eq!(media["uploaded_sha256"], sha256_hex(&sent));
+    assert_ne!(media["sha256"], media["uploaded_sha256"]);
+    assert_eq!(media["size"], sent.len(), "rewritten in place");
+    let id = media["id"].as_str().unwrap();
+    let r = app
+        .client
+        .get(app.link(id, "u1", "original").await)
+        .send()
+        .await
+        .unwrap();
+    let original = r.bytes().await.unwrap().to_vec();
+    assert_eq!(media["sha256"], sha256_hex(&original));
+
+    let after = exiftool(&original);
+    let gps: Vec<&String> = after.keys().filter(|k| k.contains("GPS")).collect();
+    assert!(gps.is_empty(), "keeps {gps:?}");
+    assert!(!after.contains_key("XMP-photoshop:City"), "{after:?}");
+    assert!(!after.contains_key("ExifTool:Warning"), "{after:?}");
+    assert_eq!(after["IFD0:Orientation"], 6, "{after:?}");
+    assert_eq!(after["IFD0:Make"], "SatchelCam", "only the location goes");
+
+    // Still the same picture: stored sideways with EXIF orientation 6 and no irot.
+    let done = app.wait_processed(id).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    assert_eq!(done["metadata"]["width"], 640, "{done}");
+    assert_eq!(done["metadata"]["height"], 480, "{done}");
+}
