@@ -106,3 +106,53 @@ async fn a_heic_original_loses_its_location_in_place_and_still_processes() {
     assert_eq!(done["metadata"]["width"], 640, "{done}");
     assert_eq!(done["metadata"]["height"], 480, "{done}");
 }
+
+/// Runs `satchel transform` on `input` under a data ceiling of `mib` MiB: its report.
+fn transform_under(input: &std::path::Path, mib: u64) -> Value {
+    use std::os::unix::process::CommandExt;
+    let out = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_satchel"));
+    command
+        .args(["transform", "--kind", "image", "--out"])
+        .arg(out.path())
+        .arg(input)
+        .env("SATCHEL_LOG", "error")
+        .stdin(std::process::Stdio::null());
+    // SAFETY: only setrlimit runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: mib << 20,
+                rlim_max: mib << 20,
+            };
+            match libc::setrlimit(libc::RLIMIT_DATA, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn a_declared_heic_flood_fails_in_the_transform_child_without_the_allocation() {
+    // 300 MP declared (900 MB of RGB if decoded), refused from its boxes by a child that may
+    // not allocate more than 192 MiB; the plain photo passes under the same ceiling.
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let report = transform_under(&fixtures.join("huge-dims.heic"), 192);
+    assert_eq!(report["outcome"], "failed", "{report}");
+    assert_eq!(report["code"], "too_many_pixels", "{report}");
+    // grid.heic whose grid descriptor (its last 8 bytes) claims 20000x15000.
+    let mut grid = fixture("grid.heic");
+    let at = grid.len() - 4;
+    grid[at..].copy_from_slice(&[0x4e, 0x20, 0x3a, 0x98]);
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("grid-bomb.heic");
+    std::fs::write(&bomb, grid).unwrap();
+    let report = transform_under(&bomb, 192);
+    assert_eq!(report["code"], "too_many_pixels", "{report}");
+    let report = transform_under(&fixtures.join("rotated.heic"), 192);
+    assert_eq!(report["outcome"], "done", "{report}");
+}
