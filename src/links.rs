@@ -68,6 +68,9 @@ pub struct Ticket {
     pub id: String,
     pub chat: String,
     pub user: String,
+    /// The membership it was issued under (`members.since`): a user who leaves and comes
+    /// back cannot use it.
+    pub membership: String,
     pub max_bytes: u64,
     /// The media's `ttl_seconds` (secret chats).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,7 +83,7 @@ pub struct Ticket {
 }
 
 /// Longer tickets are refused unread: a filename of 255 bytes and the longest ids fit well.
-const MAX_TICKET_LEN: usize = 4096;
+pub const MAX_TICKET_LEN: usize = 4096;
 
 impl LinkSigner {
     fn ticket_mac(&self, payload: &[u8]) -> Hmac<Sha256> {
@@ -157,6 +160,7 @@ mod tests {
             id: "abc".into(),
             chat: "c1".into(),
             user: "u1".into(),
+            membership: "m1".into(),
             max_bytes: 10,
             media_ttl_seconds: None,
             filename: Some("a.jpg".into()),

@@ -7,6 +7,8 @@ CREATE TABLE tus_uploads (
     id                TEXT PRIMARY KEY NOT NULL,
     chat_id           TEXT NOT NULL,
     user_id           TEXT NOT NULL,
+    -- The membership the ticket was issued under: the upload ends with it.
+    membership        TEXT NOT NULL,
     bucket            TEXT NOT NULL,
     generation        TEXT NOT NULL,
     length            BIGINT NOT NULL,

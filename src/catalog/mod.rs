@@ -171,6 +171,9 @@ pub struct TusUpload {
     pub id: String,
     pub chat: ChatId,
     pub user: UserId,
+    /// The membership its ticket was issued under (`members.since`): leaving the chat ends
+    /// the upload for good, as it ends links.
+    pub membership: String,
     /// The chat generation and bucket it was created in: it can only become a media of that
     /// generation.
     pub chat_record: ChatRecord,
@@ -343,14 +346,15 @@ pub trait Catalog: Send + Sync {
     /// unless the upload is no longer open, or another token holds it past `now`. A
     /// conditional `UPDATE`, never a lock held over a body.
     async fn lease_tus_upload(&self, id: &str, token: &str, until: i64, now: i64) -> Result<bool>;
-    /// Records the bytes a request appended and, with `release`, lets the upload go: only
-    /// while `token` holds it and it is open.
+    /// Records the bytes a request appended from offset `from` to `offset` and, with
+    /// `release`, lets the upload go: only while `token` holds it, it is open and still at
+    /// `from`.
     async fn tus_appended(
         &self,
         id: &str,
         token: &str,
-        offset: u64,
-        stage: &str,
+        from: u64,
+        to: (u64, &str),
         release: bool,
     ) -> Result<bool>;
     /// Lets the upload go without a change.

@@ -558,11 +558,11 @@ impl Catalog for SqlCatalog {
         &self,
         id: &str,
         token: &str,
-        offset: u64,
-        stage: &str,
+        from: u64,
+        to: (u64, &str),
         release: bool,
     ) -> Result<bool> {
-        tus::appended(&self.pool, id, token, offset, stage, release).await
+        tus::appended(&self.pool, id, token, from, to, release).await
     }
 
     async fn release_tus_upload(&self, id: &str, token: &str) -> Result<()> {

@@ -23,7 +23,10 @@ use utoipa::ToSchema;
 
 /// Response headers a web client may read on the tus route.
 const EXPOSED: &str = "Location, Upload-Offset, Upload-Length, Upload-Expires, Tus-Resumable, \
-    Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Satchel-Media-Id";
+    Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Satchel-Media-Id, \
+    Retry-After, RateLimit, RateLimit-Policy";
+/// `Upload-Metadata` longer than this is refused: it only carries a filename here.
+const MAX_METADATA_BYTES: usize = 8 * 1024;
 /// Request headers a web client may send (tus-js-client's, and Uppy's).
 const ALLOWED: &str = "Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset, \
     Upload-Checksum, Upload-Defer-Length, Upload-Concat, Content-Type, X-HTTP-Method-Override, \
@@ -134,9 +137,14 @@ fn ticket(state: &AppState, raw: &str, headers: &HeaderMap) -> Result<Ticket, Ap
 }
 
 fn number(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(name) else {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    // Two of them: a proxy that reads the other one would disagree about the upload.
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(format!("{name} more than once")));
+    }
     value
         .to_str()
         .ok()
@@ -152,6 +160,11 @@ fn metadata_filename(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         return Ok(None);
     };
     let malformed = || ApiError::BadRequest("malformed Upload-Metadata".into());
+    if value.len() > MAX_METADATA_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "Upload-Metadata is longer than {MAX_METADATA_BYTES} bytes"
+        )));
+    }
     let value = value.to_str().map_err(|_| malformed())?;
     let mut found = None;
     for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -165,6 +178,12 @@ fn metadata_filename(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             _ => false,
         };
         if take {
+            if decoded.len() > usecase::MAX_FILENAME_BYTES {
+                return Err(ApiError::BadRequest(format!(
+                    "the filename is longer than {} bytes",
+                    usecase::MAX_FILENAME_BYTES
+                )));
+            }
             found = Some(String::from_utf8(decoded).map_err(|_| malformed())?);
         }
     }
@@ -266,6 +285,27 @@ pub async fn create(
     Path(raw): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    // tus: a client behind a proxy that allows only GET and POST sends the method here.
+    let overridden = request
+        .headers()
+        .get("x-http-method-override")
+        .map(|m| m.as_bytes().to_ascii_uppercase());
+    match overridden.as_deref() {
+        None | Some(b"POST") => {}
+        Some(b"PATCH") => return patch(State(state), Path(raw), request).await,
+        Some(b"HEAD") => return head(State(state), Path(raw), request.headers().clone()).await,
+        Some(b"DELETE") => {
+            let headers = request.headers().clone();
+            return terminate(State(state), Path(raw), headers)
+                .await
+                .map(IntoResponse::into_response);
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "X-HTTP-Method-Override must be PATCH, HEAD or DELETE".into(),
+            ))
+        }
+    }
     let headers = request.headers();
     let ticket = ticket(&state, &raw, headers)?;
     if headers.contains_key("upload-defer-length") {
@@ -278,6 +318,8 @@ pub async fn create(
     let filename = metadata_filename(headers)?;
     let with_body = is_offset_stream(headers);
     let declared = number(headers, "content-length")?;
+    // Every header is read before the upload exists: a malformed one creates nothing.
+    let checksum = checksum(headers)?;
     let upload = usecase::create(&state, &ticket, length, filename).await?;
     let location = format!("{}/v1/tus/{raw}", state.public_url);
     let mut outcome = (upload, None);
@@ -285,7 +327,7 @@ pub async fn create(
         let chunk = Chunk {
             offset: 0,
             declared,
-            checksum: checksum(request.headers())?,
+            checksum,
         };
         let body = guarded(&state, request);
         match usecase::append(&state, &ticket, chunk, body).await {

@@ -400,7 +400,7 @@ fn is_format_char(c: char) -> bool {
 
 /// The name a download will carry: no directories, no control or format characters (bidi
 /// overrides), bounded length.
-fn clean_filename(declared: Option<&str>) -> String {
+pub fn clean_filename(declared: Option<&str>) -> String {
     let base = declared
         .unwrap_or_default()
         .rsplit(['/', '\\'])

@@ -772,3 +772,176 @@ async fn tickets_and_tus_requests_have_their_own_rate_limits() {
     assert!(r.headers().contains_key("retry-after"));
     assert_code(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
+
+#[tokio::test]
+async fn patches_racing_at_one_offset_append_once_and_the_offset_never_goes_back() {
+    let app = spawn_app().await;
+    for _ in 0..20 {
+        let url = ticket(&app, "c1", "u1", json!({})).await;
+        create(&app.client, &url, 1000).await;
+        let racing = (1..=4).map(|n| {
+            let (client, url) = (app.client.clone(), url.clone());
+            tokio::spawn(async move {
+                let r = patch(&client, &url, 0, &vec![b'a' + n as u8; n]).await;
+                let offset = r
+                    .headers()
+                    .get("upload-offset")
+                    .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+                (r.status(), offset)
+            })
+        });
+        let answers = futures_util::future::join_all(racing).await;
+        let accepted: Vec<u64> = answers
+            .iter()
+            .map(|a| a.as_ref().unwrap())
+            .filter(|(status, _)| *status == StatusCode::NO_CONTENT)
+            .map(|(_, offset)| offset.unwrap())
+            .collect();
+        assert_eq!(accepted.len(), 1, "{answers:?}");
+        assert_eq!(offset(&app.client, &url).await, accepted[0], "{answers:?}");
+        for (status, _) in answers.iter().map(|a| a.as_ref().unwrap()) {
+            assert!(
+                [StatusCode::NO_CONTENT, StatusCode::CONFLICT].contains(status),
+                "{answers:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_header_on_creation_creates_nothing() {
+    let app = spawn_app().await;
+    let url = ticket(&app, "c1", "u1", json!({})).await;
+    let with = |name: &'static str, value: &'static str| {
+        tus(&app.client, Method::POST, &url)
+            .header("Upload-Length", "5")
+            .header("Content-Type", OCTETS)
+            .header(name, value)
+            .body("hello")
+    };
+    for (name, value) in [
+        ("Upload-Checksum", "md5 AAAA"),
+        ("Upload-Checksum", "sha1 !!"),
+        ("Upload-Metadata", "filename !!!"),
+    ] {
+        let r = with(name, value).send().await.unwrap();
+        assert_code(r, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert_eq!(
+            head(&app.client, &url).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    // Two Upload-Length headers: refused, whichever a proxy would read.
+    let r = tus(&app.client, Method::POST, &url)
+        .header("Upload-Length", "5")
+        .header("Upload-Length", "99999999")
+        .send()
+        .await
+        .unwrap();
+    assert_code(r, StatusCode::BAD_REQUEST, "bad_request").await;
+    // A filename past 1 KiB, in the metadata or in the ticket.
+    use base64::Engine;
+    let long = base64::engine::general_purpose::STANDARD.encode("n".repeat(1025));
+    let r = tus(&app.client, Method::POST, &url)
+        .header("Upload-Length", "5")
+        .header("Upload-Metadata", format!("filename {long}"))
+        .send()
+        .await
+        .unwrap();
+    assert_code(r, StatusCode::BAD_REQUEST, "bad_request").await;
+    let r = app
+        .api(Method::POST, "/v1/chats/c1/upload-tickets")
+        .json(&json!({"user": "u1", "filename": "€".repeat(400)}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::BAD_REQUEST, "bad_request").await;
+    // The ticket is not spent by any of that.
+    let r = with("Upload-Metadata", "filename b2suYmlu")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.headers()["satchel-media-id"].to_str().unwrap().to_owned();
+    let media: Value = app.media(&id).await.json().await.unwrap();
+    assert_eq!(media["filename"], "ok.bin");
+}
+
+#[tokio::test]
+async fn a_ticket_named_with_control_characters_still_opens() {
+    let app = spawn_app().await;
+    let name = format!("{}photo.jpg", "\u{1}".repeat(600));
+    let url = ticket(&app, "c1", "u1", json!({"filename": name})).await;
+    let r = tus(&app.client, Method::POST, &url)
+        .header("Upload-Length", "5")
+        .header("Content-Type", OCTETS)
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.headers()["satchel-media-id"].to_str().unwrap().to_owned();
+    let media: Value = app.media(&id).await.json().await.unwrap();
+    assert_eq!(media["filename"], "photo.jpg");
+}
+
+#[tokio::test]
+async fn a_ticket_and_its_upload_end_with_the_membership_they_began_in() {
+    let app = spawn_app().await;
+    // Left and came back before the upload was created.
+    let url = ticket(&app, "c1", "u1", json!({})).await;
+    app.remove_member("c1", "u1").await;
+    app.add_member("c1", "u1").await;
+    let r = tus(&app.client, Method::POST, &url)
+        .header("Upload-Length", "10")
+        .send()
+        .await
+        .unwrap();
+    assert_code(r, StatusCode::FORBIDDEN, "not_a_member").await;
+    // The chat erased and made again, with the same member.
+    let url = ticket(&app, "c1", "u1", json!({})).await;
+    app.erase_chat("c1").await;
+    app.add_member("c1", "u1").await;
+    let r = tus(&app.client, Method::POST, &url)
+        .header("Upload-Length", "10")
+        .send()
+        .await
+        .unwrap();
+    assert_code(r, StatusCode::FORBIDDEN, "not_a_member").await;
+    // Left and came back between two chunks.
+    let url = ticket(&app, "c1", "u1", json!({})).await;
+    create(&app.client, &url, 20).await;
+    patch(&app.client, &url, 0, &blob(10)).await;
+    app.remove_member("c1", "u1").await;
+    app.add_member("c1", "u1").await;
+    let r = patch(&app.client, &url, 10, &blob(10)).await;
+    assert_code(r, StatusCode::FORBIDDEN, "not_a_member").await;
+    assert_eq!(chat_usage(&app, "c1").await["media"], 0);
+}
+
+#[tokio::test]
+async fn x_http_method_override_is_the_method() {
+    let app = spawn_app().await;
+    let url = ticket(&app, "c1", "u1", json!({})).await;
+    create(&app.client, &url, 10).await;
+    let r = tus(&app.client, Method::POST, &url)
+        .header("X-HTTP-Method-Override", "PATCH")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", OCTETS)
+        .body(blob(4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header_u64(&r, "upload-offset"), 4);
+    let r = tus(&app.client, Method::POST, &url)
+        .header("X-HTTP-Method-Override", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        head(&app.client, &url).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}

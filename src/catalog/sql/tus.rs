@@ -11,7 +11,7 @@ use sqlx::{AnyPool, Row};
 
 const COLUMNS: &str = "id, chat_id, user_id, bucket, generation, length, upload_offset, \
     filename, media_ttl_seconds, stage, state, media_id, lease_until, created_at, expires_at, \
-    ticket_expires_at";
+    ticket_expires_at, membership";
 
 fn decode(row: &AnyRow) -> Result<TusUpload> {
     let corrupt = |what: &str| CatalogError::Other(anyhow::anyhow!("tus_uploads: bad {what}"));
@@ -39,13 +39,14 @@ fn decode(row: &AnyRow) -> Result<TusUpload> {
         created_at: row.get(13),
         expires_at: row.get(14),
         ticket_expires_at: row.get(15),
+        membership: row.get(16),
     })
 }
 
 pub(super) async fn create(pool: &AnyPool, u: &TusUpload) -> Result<bool> {
     let done = sqlx::query(&format!(
         "INSERT INTO tus_uploads ({COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT DO NOTHING"
     ))
     .bind(&u.id)
@@ -64,6 +65,7 @@ pub(super) async fn create(pool: &AnyPool, u: &TusUpload) -> Result<bool> {
     .bind(u.created_at)
     .bind(u.expires_at)
     .bind(u.ticket_expires_at)
+    .bind(&u.membership)
     .execute(pool)
     .await
     .map_err(db)?;
@@ -104,18 +106,21 @@ pub(super) async fn appended(
     pool: &AnyPool,
     id: &str,
     token: &str,
-    offset: u64,
-    stage: &str,
+    from: u64,
+    (offset, stage): (u64, &str),
     release: bool,
 ) -> Result<bool> {
+    // The offset it began at as well as the lease: a request that read the upload before
+    // another one appended can never write its older view back.
     let sql = match release {
         true => {
             "UPDATE tus_uploads SET upload_offset = $3, stage = $4, lease_token = NULL, \
-             lease_until = 0 WHERE id = $1 AND lease_token = $2 AND state = 'open'"
+             lease_until = 0 WHERE id = $1 AND lease_token = $2 AND state = 'open' \
+             AND upload_offset = $5"
         }
         false => {
             "UPDATE tus_uploads SET upload_offset = $3, stage = $4 \
-             WHERE id = $1 AND lease_token = $2 AND state = 'open'"
+             WHERE id = $1 AND lease_token = $2 AND state = 'open' AND upload_offset = $5"
         }
     };
     let done = sqlx::query(sql)
@@ -123,6 +128,7 @@ pub(super) async fn appended(
         .bind(token)
         .bind(offset as i64)
         .bind(stage)
+        .bind(from as i64)
         .execute(pool)
         .await
         .map_err(db)?;

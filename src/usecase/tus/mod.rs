@@ -20,7 +20,7 @@ pub use checksum::Checksum;
 use lease::Lease;
 
 use super::ingest::IngestError;
-use super::upload::{check_media_ttl, Begun, Stored, Upload};
+use super::upload::{check_media_ttl, clean_filename, Begun, Stored, Upload};
 use crate::catalog::{TusState, TusUpload};
 use crate::domain::{ChatId, Media, UserId};
 use crate::error::ApiError;
@@ -36,6 +36,9 @@ pub const TUS_VERSION: &str = "1.0.0";
 pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,expiration,checksum,termination";
 pub const TUS_CHECKSUMS: &str = "sha1,sha256";
 
+/// The longest filename a ticket or `Upload-Metadata` may name (the media keeps 255 bytes of
+/// it).
+pub const MAX_FILENAME_BYTES: usize = 1024;
 /// A ticket's lifetime when the request names none, and the longest it may ask for.
 const DEFAULT_TICKET_TTL: u64 = 3600;
 const MAX_TICKET_TTL: u64 = 7 * 24 * 3600;
@@ -78,18 +81,22 @@ pub async fn issue_ticket(state: &AppState, request: TicketRequest) -> Result<Is
         None => state.config.max_upload_bytes,
     };
     let media_ttl_seconds = check_media_ttl(request.media_ttl_seconds)?;
-    if request.filename.as_ref().is_some_and(|f| f.len() > 1024) {
-        return Err(ApiError::BadRequest(
-            "filename is longer than 1024 bytes".into(),
-        ));
-    }
-    if !state
+    let filename = match request.filename {
+        Some(f) if f.len() > MAX_FILENAME_BYTES => {
+            return Err(ApiError::BadRequest(format!(
+                "filename is longer than {MAX_FILENAME_BYTES} bytes"
+            )))
+        }
+        // As the media will be named: no directories, control or format characters.
+        f => f.map(|f| clean_filename(Some(&f))),
+    };
+    let Some(membership) = state
         .catalog
-        .is_member(&request.chat, &request.user)
+        .membership(&request.chat, &request.user)
         .await?
-    {
+    else {
         return Err(ApiError::NotAMember);
-    }
+    };
     state
         .limits
         .check(Name::UploadTicketsPerUser, request.user.as_str(), 1)
@@ -102,17 +109,20 @@ pub async fn issue_ticket(state: &AppState, request: TicketRequest) -> Result<Is
         id: ulid::Ulid::new().to_string().to_lowercase(),
         chat: request.chat.to_string(),
         user: request.user.to_string(),
+        membership,
         max_bytes,
         media_ttl_seconds,
-        filename: request.filename,
+        filename,
         expires: expires_at.unix_timestamp(),
     };
+    let signed = state.signer.ticket(&ticket);
+    // Cannot happen with ids of 128 characters and names of 255 bytes; checked all the same,
+    // since a ticket longer than this would never open.
+    if signed.len() > crate::links::MAX_TICKET_LEN {
+        return Err(ApiError::BadRequest("the ticket would be too long".into()));
+    }
     Ok(Issued {
-        upload_url: format!(
-            "{}/v1/tus/{}",
-            state.public_url,
-            state.signer.ticket(&ticket)
-        ),
+        upload_url: format!("{}/v1/tus/{signed}", state.public_url),
         expires_at,
     })
 }
@@ -165,7 +175,13 @@ pub async fn create(
         Some(_) => return Err(ApiError::UploadExists),
     }
     let (chat, user) = ticket_ids(ticket)?;
-    let filename = ticket.filename.clone().or(client_filename);
+    if !same_membership(state, &chat, &user, &ticket.membership).await? {
+        return Err(ApiError::NotAMember);
+    }
+    let filename = ticket
+        .filename
+        .clone()
+        .or(client_filename.map(|f| clean_filename(Some(&f))));
     let upload = Upload {
         chat: chat.clone(),
         user: user.clone(),
@@ -185,6 +201,7 @@ pub async fn create(
         id: ticket.id.clone(),
         chat,
         user,
+        membership: ticket.membership.clone(),
         chat_record,
         length,
         offset: 0,
@@ -203,6 +220,17 @@ pub async fn create(
     }
     state.metrics.tus("created");
     Ok(row)
+}
+
+/// Whether `user` is still a member of `chat` under the membership a ticket was issued in:
+/// one who left (and perhaps came back, or the chat was erased and made again) is not.
+async fn same_membership(
+    state: &AppState,
+    chat: &ChatId,
+    user: &UserId,
+    membership: &str,
+) -> Result<bool, ApiError> {
+    Ok(state.catalog.membership(chat, user).await?.as_deref() == Some(membership))
 }
 
 fn ticket_ids(ticket: &Ticket) -> Result<(ChatId, UserId), ApiError> {
@@ -254,7 +282,17 @@ pub async fn status(state: &AppState, ticket: &Ticket) -> Result<Status, ApiErro
             media: None,
         });
     }
-    let lease = Lease::take(state, &upload.id).await?;
+    let lease = match Lease::take(state, &upload.id).await {
+        Ok(lease) => lease,
+        // Another request is finishing it this moment: it is where it is.
+        Err(ApiError::UploadBusy) => {
+            return Ok(Status {
+                upload,
+                media: None,
+            })
+        }
+        Err(e) => return Err(e),
+    };
     let finished = finish(state, &upload, &lease).await;
     lease.release().await;
     let media = finished?;
@@ -305,7 +343,7 @@ where
     if chunk.declared.is_some_and(|n| n > left) {
         return Err(past_length(upload.length));
     }
-    if !state.catalog.is_member(&upload.chat, &upload.user).await? {
+    if !same_membership(state, &upload.chat, &upload.user, &upload.membership).await? {
         // Left the chat: the upload ends here, and its bytes go.
         state
             .catalog
@@ -316,7 +354,15 @@ where
     }
     let _slot = state.in_flight.enter(upload.user.as_str())?;
     let lease = Lease::take(state, &upload.id).await?;
-    let appended = append_held(state, &upload, &lease, chunk.checksum, left, body).await;
+    // What was read before the lease may be stale: another request may have appended in
+    // between. Only the upload as it is now, held, is appended to.
+    let appended = match state.catalog.tus_upload(&upload.id).await? {
+        Some(now) if now.state == TusState::Open && now.offset == chunk.offset => {
+            append_held(state, &now, &lease, chunk.checksum, left, body).await
+        }
+        Some(now) => Err(ApiError::OffsetMismatch(now.offset)),
+        None => Err(ApiError::InvalidTicket),
+    };
     lease.release().await;
     appended
 }
@@ -385,7 +431,13 @@ where
         let last = offset == upload.length;
         if !state
             .catalog
-            .tus_appended(&upload.id, &lease.token, offset, &stage, !last)
+            .tus_appended(
+                &upload.id,
+                &lease.token,
+                upload.offset,
+                (offset, &stage),
+                !last,
+            )
             .await?
         {
             // Ended meanwhile (terminated, erased, expired) or taken over: say which.
@@ -445,18 +497,24 @@ fn cut_error(cut: &IngestError) -> IngestError {
 /// quota, chat erased, empty) ends it and removes its bytes; trouble that may pass (storage)
 /// leaves it open, finished by the next `HEAD` or `PATCH`.
 async fn finish(state: &AppState, upload: &TusUpload, lease: &Lease) -> Result<Media, ApiError> {
-    let resumed = Upload {
-        chat: upload.chat.clone(),
-        user: upload.user.clone(),
-        filename: upload.filename.clone(),
-        ttl_seconds: upload.media_ttl_seconds,
-        idempotency_key: Some(format!("tus:{}", upload.id)),
-        digest: None,
-        declared_size: Some(upload.length),
-        framing: 0,
-    }
-    .resume(state, upload.chat_record.clone())
-    .await;
+    let member = same_membership(state, &upload.chat, &upload.user, &upload.membership).await?;
+    let resumed = match member {
+        false => Err(ApiError::NotAMember),
+        true => {
+            Upload {
+                chat: upload.chat.clone(),
+                user: upload.user.clone(),
+                filename: upload.filename.clone(),
+                ttl_seconds: upload.media_ttl_seconds,
+                idempotency_key: Some(format!("tus:{}", upload.id)),
+                digest: None,
+                declared_size: Some(upload.length),
+                framing: 0,
+            }
+            .resume(state, upload.chat_record.clone())
+            .await
+        }
+    };
     let stored = match resumed {
         Ok(Begun::Existing(media)) => Ok(Stored::Existing(media)),
         Ok(Begun::Receiving(receiving)) => {
