@@ -369,6 +369,9 @@ pub trait Catalog: Send + Sync {
         state: TusState,
         media: Option<&MediaId>,
     ) -> Result<bool>;
+    /// Bytes staged by the open resumable uploads of `chat` and of `user` (each a sum of
+    /// offsets), leaving out upload `except`.
+    async fn tus_staged(&self, chat: &ChatId, user: &UserId, except: &str) -> Result<(u64, u64)>;
     /// Lets go of the uploads that requests of `node` held (tokens `<node>:...`): for the
     /// start-up of a node whose previous run died holding them.
     async fn release_tus_leases(&self, node: &str) -> Result<u64>;

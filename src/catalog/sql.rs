@@ -579,6 +579,10 @@ impl Catalog for SqlCatalog {
         tus::end(&self.pool, id, token, state, media).await
     }
 
+    async fn tus_staged(&self, chat: &ChatId, user: &UserId, except: &str) -> Result<(u64, u64)> {
+        tus::staged(&self.pool, chat, user, except).await
+    }
+
     async fn release_tus_leases(&self, node: &str) -> Result<u64> {
         tus::release_node(&self.pool, node).await
     }

@@ -321,17 +321,28 @@ impl Receiving {
 /// it is; `None` when no quota is configured. The catalog checks again, atomically, when the
 /// media is recorded.
 async fn room(state: &AppState, chat: &ChatId, user: &UserId) -> Result<Option<Room>, ApiError> {
+    room_besides(state, chat, user, (0, 0)).await
+}
+
+/// [`room`] less `staged`: the bytes that resumable uploads of the chat (`.0`) and of the
+/// user (`.1`) hold staged, not media yet.
+pub(super) async fn room_besides(
+    state: &AppState,
+    chat: &ChatId,
+    user: &UserId,
+    staged: (u64, u64),
+) -> Result<Option<Room>, ApiError> {
     let quota = state.config.quota;
     let mut room: Option<Room> = None;
     if let Some(max) = quota.chat_bytes {
-        let used = state.catalog.chat_usage(chat).await?.bytes;
+        let used = state.catalog.chat_usage(chat).await?.bytes + staged.0;
         room = Some(Room {
             left: max.saturating_sub(used),
             scope: QuotaScope::Chat,
         });
     }
     if let Some(max) = quota.user_bytes {
-        let used = state.catalog.user_usage(user).await?.bytes;
+        let used = state.catalog.user_usage(user).await?.bytes + staged.1;
         let left = max.saturating_sub(used);
         if room.is_none_or(|r| left < r.left) {
             room = Some(Room {

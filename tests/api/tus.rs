@@ -573,7 +573,7 @@ async fn an_erased_chat_takes_its_uploads_and_the_next_members_never_see_them() 
 }
 
 #[tokio::test]
-async fn the_quota_is_checked_again_when_the_last_byte_arrives() {
+async fn the_quota_filled_meanwhile_refuses_the_next_chunk_until_room_is_made() {
     let app = spawn_app_with(&[("SATCHEL_MAX_CHAT_BYTES", "100000")]).await;
     let url = ticket(&app, "c1", "u1", json!({})).await;
     let bytes = blob(60_000);
@@ -587,7 +587,7 @@ async fn the_quota_is_checked_again_when_the_last_byte_arrives() {
     create(&app.client, &url, bytes.len()).await;
     patch(&app.client, &url, 0, &bytes[..30_000]).await;
     // Meanwhile another upload takes the room.
-    app.upload_ok("c1", "u2", "other.bin", blob(60_000)).await;
+    let other = app.upload_ok("c1", "u2", "other.bin", blob(60_000)).await;
     let r = patch(&app.client, &url, 30_000, &bytes[30_000..]).await;
     assert_code(r, StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded").await;
     let usage = chat_usage(&app, "c1").await;
@@ -595,8 +595,20 @@ async fn the_quota_is_checked_again_when_the_last_byte_arrives() {
         (usage["bytes"].as_u64(), usage["media"].as_u64()),
         (Some(60_000), Some(1))
     );
-    let r = head(&app.client, &url).await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND, "the ticket is spent");
+    assert_eq!(offset(&app.client, &url).await, 30_000, "nothing appended");
+    // The other media is unsent: there is room again, and the upload goes on.
+    let r = app
+        .api(
+            Method::DELETE,
+            &format!("/v1/media/{}", other["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = patch(&app.client, &url, 30_000, &bytes[30_000..]).await;
+    assert!(status_of(&r).1.is_some(), "a media: {:?}", r.status());
+    assert_eq!(chat_usage(&app, "c1").await["bytes"], 60_000);
     staged_bytes_go(&app).await;
 }
 
@@ -944,4 +956,53 @@ async fn x_http_method_override_is_the_method() {
         head(&app.client, &url).await.status(),
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn bytes_staged_in_unfinished_uploads_count_against_the_quota() {
+    let app = spawn_app_with(&[("SATCHEL_MAX_CHAT_BYTES", "100000")]).await;
+    // One upload stages 60 000 bytes and stops there.
+    let parked = ticket(&app, "c1", "u1", json!({})).await;
+    create(&app.client, &parked, 90_000).await;
+    patch(&app.client, &parked, 0, &blob(60_000)).await;
+    // Another cannot be created for more than the 40 000 left, by anyone in the chat.
+    let other = ticket(&app, "c1", "u2", json!({})).await;
+    let r = tus(&app.client, Method::POST, &other)
+        .header("Upload-Length", "40001")
+        .send()
+        .await
+        .unwrap();
+    assert_code(r, StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded").await;
+    create(&app.client, &other, 40_000).await;
+    // Nor can the first take more than its room once the second has staged its part.
+    patch(&app.client, &other, 0, &blob(30_000)).await;
+    let r = patch(&app.client, &parked, 60_000, &blob(10_001)).await;
+    assert_code(r, StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded").await;
+    assert_eq!(
+        offset(&app.client, &parked).await,
+        60_000,
+        "nothing appended"
+    );
+    // Chunked, known only as it streams: the same.
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        blob(10_001).chunks(1000).map(|c| Ok(c.to_vec())).collect();
+    let r = tus(&app.client, Method::PATCH, &parked)
+        .header("Upload-Offset", "60000")
+        .header("Content-Type", OCTETS)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            pieces,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_code(r, StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded").await;
+    assert_eq!(
+        offset(&app.client, &parked).await,
+        60_000,
+        "nothing appended"
+    );
+    // What fits goes on, and the second upload completes.
+    let r = patch(&app.client, &other, 30_000, &blob(40_000)[30_000..]).await;
+    assert!(status_of(&r).1.is_some(), "the second upload is a media");
+    assert_eq!(chat_usage(&app, "c1").await["bytes"], 40_000);
 }

@@ -148,6 +148,31 @@ pub(super) async fn release(pool: &AnyPool, id: &str, token: &str) -> Result<()>
     Ok(())
 }
 
+pub(super) async fn staged(
+    pool: &AnyPool,
+    chat: &ChatId,
+    user: &UserId,
+    except: &str,
+) -> Result<(u64, u64)> {
+    let mut sums = [0u64; 2];
+    for (sum, (column, id)) in sums
+        .iter_mut()
+        .zip([("chat_id", chat.as_str()), ("user_id", user.as_str())])
+    {
+        let staged: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT CAST(SUM(upload_offset) AS BIGINT) FROM tus_uploads \
+             WHERE {column} = $1 AND state = 'open' AND id <> $2"
+        ))
+        .bind(id)
+        .bind(except)
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+        *sum = staged.unwrap_or(0).max(0) as u64;
+    }
+    Ok((sums[0], sums[1]))
+}
+
 pub(super) async fn release_node(pool: &AnyPool, node: &str) -> Result<u64> {
     let escaped = node
         .replace('\\', "\\\\")

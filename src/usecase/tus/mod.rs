@@ -20,7 +20,8 @@ pub use checksum::Checksum;
 use lease::Lease;
 
 use super::ingest::IngestError;
-use super::upload::{check_media_ttl, clean_filename, Begun, Stored, Upload};
+use super::ingest::Room;
+use super::upload::{check_media_ttl, clean_filename, room_besides, Begun, Stored, Upload};
 use crate::catalog::{TusState, TusUpload};
 use crate::domain::{ChatId, Media, UserId};
 use crate::error::ApiError;
@@ -178,6 +179,14 @@ pub async fn create(
     if !same_membership(state, &chat, &user, &ticket.membership).await? {
         return Err(ApiError::NotAMember);
     }
+    // What other resumable uploads hold staged counts against the quotas too: a member
+    // cannot park more than the quota's room in unfinished uploads.
+    if let Some(room) = staged_room(state, &chat, &user, &ticket.id).await? {
+        if length > room.left {
+            state.metrics.quota_refused("unknown", room.scope);
+            return Err(ApiError::QuotaExceeded(room.scope));
+        }
+    }
     let filename = ticket
         .filename
         .clone()
@@ -231,6 +240,22 @@ async fn same_membership(
     membership: &str,
 ) -> Result<bool, ApiError> {
     Ok(state.catalog.membership(chat, user).await?.as_deref() == Some(membership))
+}
+
+/// What is left of the tightest storage quota for upload `id`: the usage and what the chat's
+/// and the user's other resumable uploads hold staged both count.
+async fn staged_room(
+    state: &AppState,
+    chat: &ChatId,
+    user: &UserId,
+    id: &str,
+) -> Result<Option<Room>, ApiError> {
+    let quota = state.config.quota;
+    if quota.chat_bytes.is_none() && quota.user_bytes.is_none() {
+        return Ok(None);
+    }
+    let staged = state.catalog.tus_staged(chat, user, id).await?;
+    room_besides(state, chat, user, staged).await
 }
 
 fn ticket_ids(ticket: &Ticket) -> Result<(ChatId, UserId), ApiError> {
@@ -358,7 +383,15 @@ where
     // between. Only the upload as it is now, held, is appended to.
     let appended = match state.catalog.tus_upload(&upload.id).await? {
         Some(now) if now.state == TusState::Open && now.offset == chunk.offset => {
-            append_held(state, &now, &lease, chunk.checksum, left, body).await
+            match staged_room(state, &now.chat, &now.user, &now.id).await {
+                Ok(Some(room)) if chunk.declared.is_some_and(|n| now.offset + n > room.left) => {
+                    Err(ApiError::QuotaExceeded(room.scope))
+                }
+                Ok(room) => {
+                    append_held(state, &now, &lease, (chunk.checksum, room), left, body).await
+                }
+                Err(e) => Err(e),
+            }
         }
         Some(now) => Err(ApiError::OffsetMismatch(now.offset)),
         None => Err(ApiError::InvalidTicket),
@@ -377,7 +410,7 @@ async fn append_held<S>(
     state: &AppState,
     upload: &TusUpload,
     lease: &Lease,
-    checksum: Option<Checksum>,
+    (checksum, room): (Option<Checksum>, Option<Room>),
     left: u64,
     body: S,
 ) -> Result<Appended, ApiError>
@@ -401,6 +434,10 @@ where
                 if received > left {
                     state.metrics.tus("past_length");
                     return Err(past_length(upload.length));
+                }
+                if let Some(room) = room.filter(|r| upload.offset + received > r.left) {
+                    state.metrics.quota_refused("unknown", room.scope);
+                    return Err(ApiError::QuotaExceeded(room.scope));
                 }
                 lease.held()?;
                 if let Some(h) = &mut hasher {
