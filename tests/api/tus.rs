@@ -83,6 +83,17 @@ pub fn header_u64(r: &Response, name: &str) -> u64 {
     r.headers()[name].to_str().unwrap().parse().unwrap()
 }
 
+/// The media an answer's `Satchel-Media-Id` names, as `GET /v1/media/{id}` has it.
+pub async fn made(app: &TestApp, r: &Response) -> Value {
+    let id = r
+        .headers()
+        .get("satchel-media-id")
+        .unwrap_or_else(|| panic!("no Satchel-Media-Id: {}", r.status()))
+        .to_str()
+        .unwrap();
+    app.media(id).await.json().await.unwrap()
+}
+
 /// The server's offset for the upload.
 pub async fn offset(client: &reqwest::Client, url: &str) -> u64 {
     let r = head(client, url).await;
@@ -333,8 +344,7 @@ async fn creation_with_upload_of_the_whole_body_answers_the_media_and_the_ticket
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(header_u64(&r, "upload-offset"), bytes.len() as u64);
-    let id = r.headers()["satchel-media-id"].to_str().unwrap().to_owned();
-    let media: Value = app.media(&id).await.json().await.unwrap();
+    let media = made(&app, &r).await;
     assert_eq!(media["filename"], "named-by-backend.bin");
     assert_eq!(media["sha256"], sha256_hex(&bytes));
     assert_eq!(media["status"], "ready");
@@ -470,9 +480,8 @@ async fn hostile_chunks_change_nothing() {
 
     // After all that, the honest rest completes, with exactly the honest bytes.
     let r = patch(&app.client, &url, 40_000, &bytes[40_000..]).await;
-    let (status, id) = status_of(&r);
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let media: Value = app.media(&id.unwrap()).await.json().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let media = made(&app, &r).await;
     assert_eq!(media["sha256"], sha256_hex(&bytes));
 }
 
@@ -645,8 +654,7 @@ async fn a_second_patch_while_one_streams_is_busy_and_changes_nothing() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header_u64(&r, "upload-offset"), 100_000);
     let r = patch(&app.client, &url, 100_000, &bytes[100_000..]).await;
-    let id = status_of(&r).1.expect("the media");
-    let media: Value = app.media(&id).await.json().await.unwrap();
+    let media = made(&app, &r).await;
     assert_eq!(media["sha256"], sha256_hex(&bytes));
 }
 
@@ -690,8 +698,7 @@ async fn a_connection_cut_mid_chunk_keeps_what_arrived_and_the_upload_resumes() 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let id = status_of(&r).1.expect("the media");
-    let media: Value = app.media(&id).await.json().await.unwrap();
+    let media = made(&app, &r).await;
     assert_eq!(
         media["sha256"],
         sha256_hex(&bytes),
@@ -874,8 +881,7 @@ async fn a_malformed_header_on_creation_creates_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.headers()["satchel-media-id"].to_str().unwrap().to_owned();
-    let media: Value = app.media(&id).await.json().await.unwrap();
+    let media = made(&app, &r).await;
     assert_eq!(media["filename"], "ok.bin");
 }
 
@@ -892,8 +898,7 @@ async fn a_ticket_named_with_control_characters_still_opens() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.headers()["satchel-media-id"].to_str().unwrap().to_owned();
-    let media: Value = app.media(&id).await.json().await.unwrap();
+    let media = made(&app, &r).await;
     assert_eq!(media["filename"], "photo.jpg");
 }
 
