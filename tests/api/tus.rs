@@ -75,6 +75,28 @@ pub async fn patch(client: &reqwest::Client, url: &str, offset: usize, bytes: &[
         .unwrap()
 }
 
+/// A `PATCH` whose body has no `Content-Length`: `bytes` in pieces of `piece`, so the
+/// server learns its size only as it streams.
+async fn patch_chunked(
+    client: &reqwest::Client,
+    url: &str,
+    offset: u64,
+    bytes: Vec<u8>,
+    piece: usize,
+) -> Response {
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(piece).map(|c| Ok(c.to_vec())).collect();
+    tus(client, Method::PATCH, url)
+        .header("Upload-Offset", offset.to_string())
+        .header("Content-Type", OCTETS)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            pieces,
+        )))
+        .send()
+        .await
+        .unwrap()
+}
+
 pub async fn head(client: &reqwest::Client, url: &str) -> Response {
     tus(client, Method::HEAD, url).send().await.unwrap()
 }
@@ -427,17 +449,7 @@ async fn hostile_chunks_change_nothing() {
     // Past Upload-Length: announced, and chunked (known only as it streams).
     let r = patch(&app.client, &url, 40_000, &blob(60_001)).await;
     assert_code(r, StatusCode::BAD_REQUEST, "bad_request").await;
-    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
-        blob(60_001).chunks(4096).map(|c| Ok(c.to_vec())).collect();
-    let r = tus(&app.client, Method::PATCH, &url)
-        .header("Upload-Offset", "40000")
-        .header("Content-Type", OCTETS)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            pieces,
-        )))
-        .send()
-        .await
-        .unwrap();
+    let r = patch_chunked(&app.client, &url, 40000, blob(60_001), 4096).await;
     assert_code(r, StatusCode::BAD_REQUEST, "bad_request").await;
     assert_eq!(offset(&app.client, &url).await, 40_000, "nothing appended");
     // Not the tus content type.
@@ -989,17 +1001,7 @@ async fn bytes_staged_in_unfinished_uploads_count_against_the_quota() {
         "nothing appended"
     );
     // Chunked, known only as it streams: the same.
-    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
-        blob(10_001).chunks(1000).map(|c| Ok(c.to_vec())).collect();
-    let r = tus(&app.client, Method::PATCH, &parked)
-        .header("Upload-Offset", "60000")
-        .header("Content-Type", OCTETS)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            pieces,
-        )))
-        .send()
-        .await
-        .unwrap();
+    let r = patch_chunked(&app.client, &parked, 60000, blob(10_001), 1000).await;
     assert_code(r, StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded").await;
     assert_eq!(
         offset(&app.client, &parked).await,
