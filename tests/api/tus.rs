@@ -51,6 +51,15 @@ fn tus(client: &reqwest::Client, method: Method, url: &str) -> reqwest::RequestB
     client.request(method, url).header("Tus-Resumable", "1.0.0")
 }
 
+/// A creation `POST` with this `Upload-Length` and nothing else, as the server answers it.
+async fn create_with(client: &reqwest::Client, url: &str, length: &str) -> Response {
+    tus(client, Method::POST, url)
+        .header("Upload-Length", length)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Creates the upload of `length` bytes; the `201`'s headers.
 pub async fn create(client: &reqwest::Client, url: &str, length: usize) -> HeaderMap {
     let r = tus(client, Method::POST, url)
@@ -371,11 +380,7 @@ async fn creation_with_upload_of_the_whole_body_answers_the_media_and_the_ticket
     assert_eq!(media["sha256"], sha256_hex(&bytes));
     assert_eq!(media["status"], "ready");
     // A ticket is for one upload.
-    let r = tus(&app.client, Method::POST, &url)
-        .header("Upload-Length", "10")
-        .send()
-        .await
-        .unwrap();
+    let r = create_with(&app.client, &url, "10").await;
     assert_code(r, StatusCode::CONFLICT, "upload_exists").await;
 }
 
@@ -385,11 +390,7 @@ async fn hostile_chunks_change_nothing() {
     let url = ticket(&app, "c1", "u1", json!({"max_bytes": 500_000})).await;
     // Over the ticket's max_bytes, over max_upload_bytes: refused before anything exists.
     for length in ["500001", "1000001"] {
-        let r = tus(&app.client, Method::POST, &url)
-            .header("Upload-Length", length)
-            .send()
-            .await
-            .unwrap();
+        let r = create_with(&app.client, &url, length).await;
         assert_code(r, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
     }
     let r = app
@@ -405,11 +406,7 @@ async fn hostile_chunks_change_nothing() {
         "unsupported_tus_version",
     )
     .await;
-    let r = tus(&app.client, Method::POST, &url)
-        .header("Upload-Length", "-5")
-        .send()
-        .await
-        .unwrap();
+    let r = create_with(&app.client, &url, "-5").await;
     assert_code(r, StatusCode::BAD_REQUEST, "bad_request").await;
     let bytes = blob(100_000);
     create(&app.client, &url, bytes.len()).await;
@@ -482,11 +479,7 @@ async fn hostile_chunks_change_nothing() {
     for bad in [forged.as_str(), truncated, &app.url("/v1/tus/nonsense")] {
         let r = patch(&app.client, bad, 40_000, &bytes[40_000..]).await;
         assert_code(r, StatusCode::NOT_FOUND, "invalid_ticket").await;
-        let r = tus(&app.client, Method::POST, bad)
-            .header("Upload-Length", "10")
-            .send()
-            .await
-            .unwrap();
+        let r = create_with(&app.client, bad, "10").await;
         assert_code(r, StatusCode::NOT_FOUND, "invalid_ticket").await;
     }
 
@@ -506,11 +499,7 @@ async fn an_expired_ticket_creates_nothing_but_a_created_upload_outlives_its_tic
     create(&app.client, &early, bytes.len()).await;
     patch(&app.client, &early, 0, &bytes[..5000]).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let r = tus(&app.client, Method::POST, &late)
-        .header("Upload-Length", "10")
-        .send()
-        .await
-        .unwrap();
+    let r = create_with(&app.client, &late, "10").await;
     assert_code(r, StatusCode::NOT_FOUND, "invalid_ticket").await;
     // Upload-Expires governs the created upload, not the ticket.
     let r = patch(&app.client, &early, 5000, &bytes[5000..]).await;
@@ -546,11 +535,7 @@ async fn termination_removes_the_bytes_and_spends_the_ticket() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = patch(&app.client, &url, 20_000, &blob(30_000)).await;
     assert_code(r, StatusCode::NOT_FOUND, "invalid_ticket").await;
-    let r = tus(&app.client, Method::POST, &url)
-        .header("Upload-Length", "10")
-        .send()
-        .await
-        .unwrap();
+    let r = create_with(&app.client, &url, "10").await;
     assert_code(r, StatusCode::NOT_FOUND, "invalid_ticket").await;
     staged_bytes_go(&app).await;
     assert_eq!(chat_usage(&app, "c1").await["media"], 0);
@@ -599,11 +584,7 @@ async fn the_quota_filled_meanwhile_refuses_the_next_chunk_until_room_is_made() 
     let url = ticket(&app, "c1", "u1", json!({})).await;
     let bytes = blob(60_000);
     // Over the room already: refused at creation.
-    let r = tus(&app.client, Method::POST, &url)
-        .header("Upload-Length", "100001")
-        .send()
-        .await
-        .unwrap();
+    let r = create_with(&app.client, &url, "100001").await;
     assert_code(r, StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded").await;
     create(&app.client, &url, bytes.len()).await;
     patch(&app.client, &url, 0, &bytes[..30_000]).await;
@@ -921,21 +902,13 @@ async fn a_ticket_and_its_upload_end_with_the_membership_they_began_in() {
     let url = ticket(&app, "c1", "u1", json!({})).await;
     app.remove_member("c1", "u1").await;
     app.add_member("c1", "u1").await;
-    let r = tus(&app.client, Method::POST, &url)
-        .header("Upload-Length", "10")
-        .send()
-        .await
-        .unwrap();
+    let r = create_with(&app.client, &url, "10").await;
     assert_code(r, StatusCode::FORBIDDEN, "not_a_member").await;
     // The chat erased and made again, with the same member.
     let url = ticket(&app, "c1", "u1", json!({})).await;
     app.erase_chat("c1").await;
     app.add_member("c1", "u1").await;
-    let r = tus(&app.client, Method::POST, &url)
-        .header("Upload-Length", "10")
-        .send()
-        .await
-        .unwrap();
+    let r = create_with(&app.client, &url, "10").await;
     assert_code(r, StatusCode::FORBIDDEN, "not_a_member").await;
     // Left and came back between two chunks.
     let url = ticket(&app, "c1", "u1", json!({})).await;
@@ -984,11 +957,7 @@ async fn bytes_staged_in_unfinished_uploads_count_against_the_quota() {
     patch(&app.client, &parked, 0, &blob(60_000)).await;
     // Another cannot be created for more than the 40 000 left, by anyone in the chat.
     let other = ticket(&app, "c1", "u2", json!({})).await;
-    let r = tus(&app.client, Method::POST, &other)
-        .header("Upload-Length", "40001")
-        .send()
-        .await
-        .unwrap();
+    let r = create_with(&app.client, &other, "40001").await;
     assert_code(r, StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded").await;
     create(&app.client, &other, 40_000).await;
     // Nor can the first take more than its room once the second has staged its part.
