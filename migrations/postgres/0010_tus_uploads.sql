@@ -24,5 +24,8 @@ CREATE TABLE tus_uploads (
     expires_at        BIGINT NOT NULL,
     ticket_expires_at BIGINT NOT NULL
 );
-CREATE INDEX tus_uploads_chat ON tus_uploads (chat_id);
+-- The staged bytes a chat's and a user's open uploads hold are summed at each creation and
+-- PATCH (quotas).
+CREATE INDEX tus_uploads_chat ON tus_uploads (chat_id, state);
+CREATE INDEX tus_uploads_user ON tus_uploads (user_id, state);
 CREATE INDEX tus_uploads_expiry ON tus_uploads (state, expires_at);

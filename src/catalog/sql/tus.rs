@@ -110,20 +110,17 @@ pub(super) async fn appended(
     (offset, stage): (u64, &str),
     release: bool,
 ) -> Result<bool> {
+    let released = match release {
+        true => ", lease_token = NULL, lease_until = 0",
+        false => "",
+    };
     // The offset it began at as well as the lease: a request that read the upload before
     // another one appended can never write its older view back.
-    let sql = match release {
-        true => {
-            "UPDATE tus_uploads SET upload_offset = $3, stage = $4, lease_token = NULL, \
-             lease_until = 0 WHERE id = $1 AND lease_token = $2 AND state = 'open' \
-             AND upload_offset = $5"
-        }
-        false => {
-            "UPDATE tus_uploads SET upload_offset = $3, stage = $4 \
-             WHERE id = $1 AND lease_token = $2 AND state = 'open' AND upload_offset = $5"
-        }
-    };
-    let done = sqlx::query(sql)
+    let sql = format!(
+        "UPDATE tus_uploads SET upload_offset = $3, stage = $4{released} \
+         WHERE id = $1 AND lease_token = $2 AND state = 'open' AND upload_offset = $5"
+    );
+    let done = sqlx::query(&sql)
         .bind(id)
         .bind(token)
         .bind(offset as i64)

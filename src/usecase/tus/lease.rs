@@ -1,7 +1,7 @@
 //! A request's hold on a resumable upload, so that two `PATCH`es never append at once.
 
 use super::now_ms;
-use crate::catalog::{Catalog, TusState};
+use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::state::AppState;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,12 +34,7 @@ impl Lease {
             .lease_tus_upload(id, &token, now + LEASE.as_millis() as i64, now)
             .await?
         {
-            return Err(match catalog.tus_upload(id).await? {
-                Some(u) if u.state == TusState::Open => ApiError::UploadBusy,
-                Some(u) if u.state == TusState::Erased => ApiError::Gone,
-                Some(u) if u.state == TusState::Expired => ApiError::UploadExpired,
-                _ => ApiError::InvalidTicket,
-            });
+            return Err(super::not_held(catalog.tus_upload(id).await?));
         }
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = tokio::spawn({

@@ -425,7 +425,7 @@ where
     let mut hasher = checksum.as_ref().map(Checksum::hasher);
     let mut received = 0u64;
     let mut body = std::pin::pin!(body);
-    let cut = loop {
+    let mut cut = loop {
         match body.next().await {
             None => break None,
             Some(Err(e)) => break Some(e),
@@ -447,18 +447,21 @@ where
             }
         }
     };
-    if let Some(cut) = &cut {
-        // Without a checksum, what arrived before the cut is kept (tus: the client resumes
-        // from the offset HEAD gives); with one, nothing can be trusted.
-        state.metrics.tus(cut.code());
-        if hasher.is_some() || received == 0 {
-            return Err(ApiError::from(cut_error(cut)));
+    match &cut {
+        Some(cut) => state.metrics.tus(cut.code()),
+        None => {
+            if let (Some(want), Some(h)) = (&checksum, hasher.take()) {
+                if !want.matches(h) {
+                    state.metrics.tus("checksum_mismatch");
+                    return Err(ApiError::ChecksumMismatch);
+                }
+            }
         }
-    } else if let (Some(want), Some(h)) = (&checksum, hasher) {
-        if !want.matches(h) {
-            state.metrics.tus("checksum_mismatch");
-            return Err(ApiError::ChecksumMismatch);
-        }
+    }
+    // Without a checksum, what arrived before a cut is kept (tus: the client resumes from the
+    // offset HEAD gives); with one, nothing of it can be trusted.
+    if let Some(cut) = cut.take_if(|_| hasher.is_some() || received == 0) {
+        return Err(ApiError::from(cut));
     }
     let offset = upload.offset + received;
     let mut upload = upload.clone();
@@ -477,13 +480,7 @@ where
             )
             .await?
         {
-            // Ended meanwhile (terminated, erased, expired) or taken over: say which.
-            return Err(match state.catalog.tus_upload(&upload.id).await? {
-                Some(u) if u.state == TusState::Erased => ApiError::Gone,
-                Some(u) if u.state == TusState::Expired => ApiError::UploadExpired,
-                Some(u) if u.state == TusState::Open => ApiError::UploadBusy,
-                _ => ApiError::InvalidTicket,
-            });
+            return Err(not_held(state.catalog.tus_upload(&upload.id).await?));
         }
         sink.recorded().await;
         state.metrics.tus_bytes.inc_by(received);
@@ -509,23 +506,14 @@ where
     })
 }
 
-/// The same error again (an [`IngestError`] is not `Clone`).
-fn cut_error(cut: &IngestError) -> IngestError {
-    match cut {
-        IngestError::TooLarge { limit } => IngestError::TooLarge { limit: *limit },
-        IngestError::OverQuota(scope) => IngestError::OverQuota(*scope),
-        IngestError::Body(why) => IngestError::Body(why.clone()),
-        IngestError::Idle(after) => IngestError::Idle(*after),
-        IngestError::TooSlow {
-            bytes_per_second,
-            window,
-        } => IngestError::TooSlow {
-            bytes_per_second: *bytes_per_second,
-            window: *window,
-        },
-        IngestError::Storage(e) => {
-            IngestError::Storage(crate::storage::StorageError::Other(anyhow::anyhow!("{e}")))
-        }
+/// Why a conditional write found the upload no longer held by this request, or no longer
+/// open: taken over by another request, or ended meanwhile (erased, expired, terminated).
+pub(super) fn not_held(now: Option<TusUpload>) -> ApiError {
+    match now.map(|u| u.state) {
+        Some(TusState::Open) => ApiError::UploadBusy,
+        Some(TusState::Erased) => ApiError::Gone,
+        Some(TusState::Expired) => ApiError::UploadExpired,
+        _ => ApiError::InvalidTicket,
     }
 }
 
