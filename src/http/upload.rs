@@ -85,6 +85,7 @@ pub async fn upload(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok()),
         framing,
+        staged: (0, 0),
     };
     // A client waiting for `100 Continue` has sent nothing: an early refusal reads nothing.
     let expects_continue = headers

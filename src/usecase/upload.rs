@@ -32,6 +32,9 @@ pub struct Upload {
     /// Bytes of framing around the file (multipart) that the announced length may exceed the
     /// limit by.
     pub framing: u64,
+    /// Bytes that other resumable uploads of the chat (`.0`) and of the uploader (`.1`) hold
+    /// staged, counted against the storage quotas' room like the usage.
+    pub staged: (u64, u64),
 }
 
 pub enum Begun {
@@ -150,7 +153,7 @@ impl Upload {
             state.metrics.upload("unknown", "too_large");
             return Err(ApiError::TooLarge(limit));
         }
-        let room = room(state, &self.chat, &self.user).await?;
+        let room = room(state, &self.chat, &self.user, self.staged).await?;
         if let Some(room) = room {
             // Nothing fits, or the announced length cannot (framing aside).
             let announced = self.declared_size.map(|n| n.saturating_sub(self.framing));
@@ -320,13 +323,9 @@ impl Receiving {
 /// What is left of the tightest storage quota for an upload into `chat` by `user`, and whose
 /// it is; `None` when no quota is configured. The catalog checks again, atomically, when the
 /// media is recorded.
-async fn room(state: &AppState, chat: &ChatId, user: &UserId) -> Result<Option<Room>, ApiError> {
-    room_besides(state, chat, user, (0, 0)).await
-}
-
-/// [`room`] less `staged`: the bytes that resumable uploads of the chat (`.0`) and of the
+/// `staged` counts as used: the bytes that resumable uploads of the chat (`.0`) and of the
 /// user (`.1`) hold staged, not media yet.
-pub(super) async fn room_besides(
+pub(super) async fn room(
     state: &AppState,
     chat: &ChatId,
     user: &UserId,

@@ -21,7 +21,7 @@ use lease::Lease;
 
 use super::ingest::IngestError;
 use super::ingest::Room;
-use super::upload::{check_media_ttl, clean_filename, room_besides, Begun, Stored, Upload};
+use super::upload::{check_media_ttl, clean_filename, room, Begun, Stored, Upload};
 use crate::catalog::{TusState, TusUpload};
 use crate::domain::{ChatId, Media, UserId};
 use crate::error::ApiError;
@@ -179,14 +179,6 @@ pub async fn create(
     if !same_membership(state, &chat, &user, &ticket.membership).await? {
         return Err(ApiError::NotAMember);
     }
-    // What other resumable uploads hold staged counts against the quotas too: a member
-    // cannot park more than the quota's room in unfinished uploads.
-    if let Some(room) = staged_room(state, &chat, &user, &ticket.id).await? {
-        if length > room.left {
-            state.metrics.quota_refused("unknown", room.scope);
-            return Err(ApiError::QuotaExceeded(room.scope));
-        }
-    }
     let filename = ticket
         .filename
         .clone()
@@ -200,6 +192,9 @@ pub async fn create(
         digest: None,
         declared_size: Some(length),
         framing: 0,
+        // What other resumable uploads hold staged counts against the quotas too: a member
+        // cannot park more than the quota's room in unfinished uploads.
+        staged: staged(state, &chat, &user, &ticket.id).await?,
     };
     let chat_record = match upload.begin(state).await? {
         Begun::Receiving(receiving) => receiving.chat().clone(),
@@ -242,6 +237,21 @@ async fn same_membership(
     Ok(state.catalog.membership(chat, user).await?.as_deref() == Some(membership))
 }
 
+/// The bytes the chat's and the user's open resumable uploads other than `id` hold staged
+/// (not asked for without a quota).
+async fn staged(
+    state: &AppState,
+    chat: &ChatId,
+    user: &UserId,
+    id: &str,
+) -> Result<(u64, u64), ApiError> {
+    let quota = state.config.quota;
+    if quota.chat_bytes.is_none() && quota.user_bytes.is_none() {
+        return Ok((0, 0));
+    }
+    Ok(state.catalog.tus_staged(chat, user, id).await?)
+}
+
 /// What is left of the tightest storage quota for upload `id`: the usage and what the chat's
 /// and the user's other resumable uploads hold staged both count.
 async fn staged_room(
@@ -250,12 +260,8 @@ async fn staged_room(
     user: &UserId,
     id: &str,
 ) -> Result<Option<Room>, ApiError> {
-    let quota = state.config.quota;
-    if quota.chat_bytes.is_none() && quota.user_bytes.is_none() {
-        return Ok(None);
-    }
-    let staged = state.catalog.tus_staged(chat, user, id).await?;
-    room_besides(state, chat, user, staged).await
+    let staged = staged(state, chat, user, id).await?;
+    room(state, chat, user, staged).await
 }
 
 fn ticket_ids(ticket: &Ticket) -> Result<(ChatId, UserId), ApiError> {
@@ -535,6 +541,8 @@ async fn finish(state: &AppState, upload: &TusUpload, lease: &Lease) -> Result<M
                 digest: None,
                 declared_size: Some(upload.length),
                 framing: 0,
+                // Checked atomically with the usage as the media is recorded, as for a POST.
+                staged: (0, 0),
             }
             .resume(state, upload.chat_record.clone())
             .await
