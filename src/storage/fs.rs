@@ -1,7 +1,7 @@
 //! The embedded store: `DATA_DIR/objects/<bucket>/<key>`, one private directory per chat.
 //! Writes go to `DATA_DIR/tmp` and are renamed into place, so a reader never sees half a file.
 
-use super::{staging_prefix, AppendSink, BlobStore, Object, PutSink, Result, StorageError};
+use super::{staged_key, AppendSink, BlobStore, Object, PutSink, Result, StorageError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ops::Range;
@@ -138,7 +138,7 @@ impl AppendSink for FsAppend {
 
 impl FsStore {
     fn staged_path(&self, bucket: &str, upload: &str) -> Result<PathBuf> {
-        self.path(bucket, &format!("{}data", staging_prefix(upload)))
+        self.path(bucket, &staged_key(upload))
     }
 }
 

@@ -168,6 +168,11 @@ pub fn staging_prefix(upload: &str) -> String {
     format!("tus/{upload}/")
 }
 
+/// The key of a resumable upload's staged bytes: the append file, or the multipart upload.
+pub fn staged_key(upload: &str) -> String {
+    format!("{}data", staging_prefix(upload))
+}
+
 pub fn media_prefix(media: &crate::domain::MediaId) -> String {
     format!("{media}/")
 }

@@ -11,7 +11,9 @@
 
 use super::sink::{create_multipart, put_object};
 use super::{classify, other, MIN_PART_SIZE};
-use crate::storage::{staging_prefix, AppendSink, Object, PartPlan, Result, StorageError};
+use crate::storage::{
+    staged_key, staging_prefix, AppendSink, Object, PartPlan, Result, StorageError,
+};
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -54,10 +56,6 @@ impl Stage {
     fn parts_size(&self) -> u64 {
         self.parts.iter().map(|p| p.size).sum()
     }
-}
-
-fn data_key(upload: &str) -> String {
-    format!("{}data", staging_prefix(upload))
 }
 
 pub(super) struct S3Append {
@@ -106,7 +104,7 @@ impl S3Append {
     }
 
     async fn send_part(&mut self, body: Bytes) -> Result<()> {
-        let key = data_key(&self.upload);
+        let key = staged_key(&self.upload);
         let upload_id = match &self.stage.upload_id {
             Some(id) => id.clone(),
             None => {
@@ -255,7 +253,7 @@ pub(super) async fn read(
             })
         }
         (Some(upload_id), tail) => {
-            let key = data_key(upload);
+            let key = staged_key(upload);
             let mut parts = stage.parts.clone();
             if let Some(tail) = tail {
                 let bytes = read_tail(client, bucket, tail).await?;
