@@ -14,7 +14,7 @@ use crate::links::Ticket;
 use crate::state::AppState;
 use crate::usecase::tus::{self as usecase, Checksum, Chunk, TUS_VERSION};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,6 @@ const ALLOWED: &str = "Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Off
     Upload-Checksum, Upload-Defer-Length, Upload-Concat, Content-Type, X-HTTP-Method-Override, \
     X-Requested-With";
 const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
-const MEDIA_ID: HeaderName = HeaderName::from_static("satchel-media-id");
 
 #[derive(Deserialize, ToSchema)]
 pub struct TicketRequest {
@@ -223,20 +222,13 @@ fn insert(response: &mut Response, name: &'static str, value: String) {
     }
 }
 
-/// The headers that say where an upload is.
-fn describe(
-    response: &mut Response,
-    upload: &crate::catalog::TusUpload,
-    media: Option<&crate::domain::MediaId>,
-) {
+/// The headers that say where an upload is: its offset and length, and its media once it is
+/// one (else when it expires).
+fn describe(response: &mut Response, upload: &crate::catalog::TusUpload) {
     insert(response, "upload-offset", upload.offset.to_string());
     insert(response, "upload-length", upload.length.to_string());
-    match media.or(upload.media_id.as_ref()) {
-        Some(id) => {
-            if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-                response.headers_mut().insert(MEDIA_ID, v);
-            }
-        }
+    match &upload.media_id {
+        Some(id) => insert(response, "satchel-media-id", id.to_string()),
         None => insert(response, "upload-expires", http_date(upload.expires_at)),
     }
 }
@@ -320,9 +312,8 @@ pub async fn create(
     let declared = number(headers, "content-length")?;
     // Every header is read before the upload exists: a malformed one creates nothing.
     let checksum = checksum(headers)?;
-    let upload = usecase::create(&state, &ticket, length, filename).await?;
+    let mut upload = usecase::create(&state, &ticket, length, filename).await?;
     let location = format!("{}/v1/tus/{raw}", state.public_url);
-    let mut outcome = (upload, None);
     if with_body && declared != Some(0) {
         let chunk = Chunk {
             offset: 0,
@@ -331,11 +322,11 @@ pub async fn create(
         };
         let body = guarded(&state, request);
         match usecase::append(&state, &ticket, chunk, body).await {
-            Ok(appended) => outcome = (appended.upload, appended.media.map(|m| m.id)),
+            Ok(appended) => upload = appended,
             // The upload exists; the client resumes it from the offset HEAD gives.
             Err(e) if resumable(&e) => {
                 if let Some(now) = state.catalog.tus_upload(&ticket.id).await? {
-                    outcome.0 = now;
+                    upload = now;
                 }
             }
             Err(e) => return Err(e),
@@ -343,7 +334,7 @@ pub async fn create(
     }
     let mut response = StatusCode::CREATED.into_response();
     insert(&mut response, "location", location);
-    describe(&mut response, &outcome.0, outcome.1.as_ref());
+    describe(&mut response, &upload);
     Ok(response)
 }
 
@@ -374,13 +365,9 @@ pub async fn head(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ticket = ticket(&state, &raw, &headers)?;
-    let status = usecase::status(&state, &ticket).await?;
+    let upload = usecase::status(&state, &ticket).await?;
     let mut response = StatusCode::OK.into_response();
-    describe(
-        &mut response,
-        &status.upload,
-        status.media.as_ref().map(|m| &m.id),
-    );
+    describe(&mut response, &upload);
     Ok(response)
 }
 
@@ -420,13 +407,9 @@ pub async fn patch(
         checksum: checksum(headers)?,
     };
     let body = guarded(&state, request);
-    let appended = usecase::append(&state, &ticket, chunk, body).await?;
+    let upload = usecase::append(&state, &ticket, chunk, body).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    describe(
-        &mut response,
-        &appended.upload,
-        appended.media.as_ref().map(|m| &m.id),
-    );
+    describe(&mut response, &upload);
     Ok(response)
 }
 

@@ -294,46 +294,30 @@ async fn live(state: &AppState, ticket: &Ticket) -> Result<TusUpload, ApiError> 
     }
 }
 
-/// An upload as the client sees it: its offset, length, expiry and, once it is one, media.
-pub struct Status {
-    pub upload: TusUpload,
-    pub media: Option<Media>,
-}
-
-/// `HEAD`: where the upload is. One whose bytes are all in but which did not become a media
-/// (the node finishing it died) is finished here.
-pub async fn status(state: &AppState, ticket: &Ticket) -> Result<Status, ApiError> {
+/// `HEAD`: where the upload is (its offset, length, expiry and, once it is one, its media).
+/// One whose bytes are all in but which did not become a media (the node finishing it died)
+/// is finished here.
+pub async fn status(state: &AppState, ticket: &Ticket) -> Result<TusUpload, ApiError> {
     let upload = live(state, ticket).await?;
     let finishable = upload.state == TusState::Open
         && upload.offset == upload.length
         && upload.lease_until <= now_ms();
     if !finishable {
-        return Ok(Status {
-            upload,
-            media: None,
-        });
+        return Ok(upload);
     }
     let lease = match Lease::take(state, &upload.id).await {
         Ok(lease) => lease,
         // Another request is finishing it this moment: it is where it is.
-        Err(ApiError::UploadBusy) => {
-            return Ok(Status {
-                upload,
-                media: None,
-            })
-        }
+        Err(ApiError::UploadBusy) => return Ok(upload),
         Err(e) => return Err(e),
     };
     let finished = finish(state, &upload, &lease).await;
     lease.release().await;
     let media = finished?;
-    Ok(Status {
-        upload: TusUpload {
-            state: TusState::Done,
-            media_id: Some(media.id),
-            ..upload
-        },
-        media: Some(media),
+    Ok(TusUpload {
+        state: TusState::Done,
+        media_id: Some(media.id),
+        ..upload
     })
 }
 
@@ -345,21 +329,16 @@ pub struct Chunk {
     pub checksum: Option<Checksum>,
 }
 
-/// What an append did: the upload's new offset and, if that was its last byte, its media.
-pub struct Appended {
-    pub upload: TusUpload,
-    pub media: Option<Media>,
-}
-
 /// `PATCH`: appends the body at `chunk.offset`, which must be the upload's. The bytes count
 /// only when they are all in (and match the checksum, if one was given); a body cut short
-/// without a checksum keeps what arrived. The last byte makes the media.
+/// without a checksum keeps what arrived. The last byte makes the media: the upload as it is
+/// then, with its new offset and, after the last byte, its media.
 pub async fn append<S>(
     state: &AppState,
     ticket: &Ticket,
     chunk: Chunk,
     body: S,
-) -> Result<Appended, ApiError>
+) -> Result<TusUpload, ApiError>
 where
     S: Stream<Item = Result<Bytes, IngestError>>,
 {
@@ -419,7 +398,7 @@ async fn append_held<S>(
     (checksum, room): (Option<Checksum>, Option<Room>),
     left: u64,
     body: S,
-) -> Result<Appended, ApiError>
+) -> Result<TusUpload, ApiError>
 where
     S: Stream<Item = Result<Bytes, IngestError>>,
 {
@@ -498,18 +477,12 @@ where
     }
     if upload.offset < upload.length {
         state.metrics.tus("appended");
-        return Ok(Appended {
-            upload,
-            media: None,
-        });
+        return Ok(upload);
     }
     let media = finish(state, &upload, lease).await?;
     upload.state = TusState::Done;
     upload.media_id = Some(media.id);
-    Ok(Appended {
-        upload,
-        media: Some(media),
-    })
+    Ok(upload)
 }
 
 /// Why a conditional write found the upload no longer held by this request, or no longer
