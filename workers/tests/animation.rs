@@ -2,16 +2,12 @@
 //! the fixtures of `fixtures/make-animations.sh`. What was written is checked with `ffprobe`
 //! and `ffmpeg` (Debian's, the same libraries the workers link), never with the code under test.
 
+mod common;
+use common::fixture;
 use satchel_workers::{process, MediaKind, Presets, Processed, Variant, WorkerError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
 
 fn run(name: &str) -> (tempfile::TempDir, Result<Processed, WorkerError>) {
     let out = tempfile::tempdir().unwrap();
@@ -466,21 +462,9 @@ fn hostile_animations_never_panic() {
     let mut cases: Vec<Vec<u8>> = Vec::new();
     for name in ["anim.gif", "anim.webp", "anim.apng", "zero-delay.gif"] {
         let src = std::fs::read(fixture(name)).unwrap();
-        for cut in [
-            20,
-            60,
-            src.len() / 3,
-            src.len() / 2,
-            src.len() - 10,
-            src.len() - 1,
-        ] {
-            cases.push(src[..cut.min(src.len())].to_vec());
-        }
-        for at in (6..src.len()).step_by(src.len() / 29 + 1) {
-            let mut bad = src.clone();
-            bad[at] ^= 0x5a;
-            cases.push(bad);
-        }
+        let n = src.len();
+        let cuts = [20, 60, n / 3, n / 2, n - 10, n - 1];
+        cases.extend(common::cut_and_flipped(&src, &cuts, 6, 29));
     }
     for (i, bytes) in cases.iter().enumerate() {
         let input = dir.path().join(format!("case-{i}"));

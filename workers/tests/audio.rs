@@ -1,13 +1,8 @@
 //! The audio pipeline through the crate's entry point: real fixtures in, real files out.
 
+mod common;
+use common::fixture;
 use satchel_workers::{process, MediaKind, Presets};
-use std::path::{Path, PathBuf};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
 
 /// What an Ogg Opus file says about itself: channels from `OpusHead`, and the playable length
 /// (last granule position minus the encoder's pre-skip) in ms.

@@ -2,16 +2,12 @@
 //! 640x480 four-quadrant picture (red top-left, green top-right, blue bottom-left, white
 //! bottom-right) stored in the ways phones store it.
 
+mod common;
+use common::fixture;
 use satchel_workers::preset::ImagePreset;
 use satchel_workers::{image as pipeline, Presets, Processed, Variant, WorkerError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
 
 fn preset() -> ImagePreset {
     Presets::default().image

@@ -1,15 +1,10 @@
 //! The image pipeline's contract, checked on the fixtures from `fixtures/make-images.sh`.
 
+mod common;
+use common::fixture;
 use satchel_workers::preset::{ImageFormat, ImagePreset};
 use satchel_workers::{image as pipeline, Presets, Processed, Variant, WorkerError};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
 
 fn preset() -> ImagePreset {
     Presets::default().image
@@ -250,14 +245,8 @@ fn hostile_bytes_never_panic() {
     let mut cases: Vec<Vec<u8>> = vec![vec![], b"\xff\xd8".to_vec(), b"\xff\xd8\xff".to_vec()];
     // Cut at many points and with bytes flipped in the headers and the entropy-coded data.
     for src in [&photo, &png, &gif] {
-        for cut in [1, 3, 20, 100, 300, src.len() / 3, src.len() - 1] {
-            cases.push(src[..cut.min(src.len())].to_vec());
-        }
-        for at in (2..src.len()).step_by(src.len() / 23 + 1) {
-            let mut bad = src.clone();
-            bad[at] ^= 0x5a;
-            cases.push(bad);
-        }
+        let cuts = [1, 3, 20, 100, 300, src.len() / 3, src.len() - 1];
+        cases.extend(common::cut_and_flipped(src, &cuts, 2, 23));
     }
     for (i, bytes) in cases.iter().enumerate() {
         let input = dir.path().join(format!("case-{i}"));

@@ -1,16 +1,12 @@
 //! The video pipeline through the crate's entry point: real fixtures in, real files out, and
 //! hostile inputs refused without touching anything but the input.
 
+mod common;
+use common::fixture;
 use satchel_workers::{process, MediaKind, Presets, Processed, WorkerError};
 use std::io::ErrorKind;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
+use std::path::Path;
 
 fn run(path: &Path) -> (tempfile::TempDir, Result<Processed, WorkerError>) {
     let out = tempfile::tempdir().unwrap();
