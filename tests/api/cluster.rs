@@ -526,6 +526,19 @@ async fn a_resumable_upload_begun_on_one_node_is_finished_on_the_other_after_a_k
         .unwrap()
         .unwrap();
     assert!(out.status.success(), "{shown}: {out:?}");
+    // 6 MiB became a part of the multipart upload of the staged data, and nothing waits in a
+    // tail object (only a remainder under 5 MiB would).
+    let (_, objects) = s3_listing(&cluster.s3).await;
+    let staged: Vec<String> = objects
+        .iter()
+        .map(|o| o.to_string_lossy().into_owned())
+        .filter(|o| o.contains("/tus/"))
+        .collect();
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    assert!(
+        staged[0].starts_with("s3-upload://") && staged[0].ends_with("/data"),
+        "{staged:?}"
+    );
     // The node that took the first chunk dies without a word.
     signal(&a, "KILL");
     let _ = a.child.wait();

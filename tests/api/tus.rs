@@ -71,6 +71,7 @@ pub async fn create(client: &reqwest::Client, url: &str, length: usize) -> Heade
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
     assert_eq!(r.headers()["location"].to_str().unwrap(), url);
     assert!(r.headers().contains_key("upload-expires"));
+    assert_eq!(r.headers()["tus-resumable"], "1.0.0");
     r.headers().clone()
 }
 
@@ -129,6 +130,8 @@ pub async fn made(app: &TestApp, r: &Response) -> Value {
 pub async fn offset(client: &reqwest::Client, url: &str) -> u64 {
     let r = head(client, url).await;
     assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["tus-resumable"], "1.0.0");
     header_u64(&r, "upload-offset")
 }
 
@@ -262,8 +265,17 @@ async fn tickets_need_the_token_and_a_member_and_the_tus_route_answers_any_origi
     for name in [
         "Location",
         "Upload-Offset",
-        "Satchel-Media-Id",
+        "Upload-Length",
         "Upload-Expires",
+        "Tus-Resumable",
+        "Tus-Version",
+        "Tus-Extension",
+        "Tus-Max-Size",
+        "Tus-Checksum-Algorithm",
+        "Satchel-Media-Id",
+        "Retry-After",
+        "RateLimit",
+        "RateLimit-Policy",
     ] {
         assert!(exposed.contains(name), "{exposed}");
     }
@@ -851,6 +863,19 @@ async fn a_malformed_header_on_creation_creates_nothing() {
         .await
         .unwrap();
     assert_code(r, StatusCode::BAD_REQUEST, "bad_request").await;
+    // The same for Upload-Offset, on an upload that exists.
+    let other = ticket(&app, "c1", "u1", json!({})).await;
+    create(&app.client, &other, 5).await;
+    let r = tus(&app.client, Method::PATCH, &other)
+        .header("Upload-Offset", "0")
+        .header("Upload-Offset", "3")
+        .header("Content-Type", OCTETS)
+        .body("hel")
+        .send()
+        .await
+        .unwrap();
+    assert_code(r, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert_eq!(offset(&app.client, &other).await, 0);
     // A filename past 1 KiB, in the metadata or in the ticket.
     use base64::Engine;
     let long = base64::engine::general_purpose::STANDARD.encode("n".repeat(1025));
@@ -935,6 +960,13 @@ async fn x_http_method_override_is_the_method() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header_u64(&r, "upload-offset"), 4);
+    let r = tus(&app.client, Method::POST, &url)
+        .header("X-HTTP-Method-Override", "HEAD")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header_u64(&r, "upload-offset"), 4);
     let r = tus(&app.client, Method::POST, &url)
         .header("X-HTTP-Method-Override", "DELETE")
