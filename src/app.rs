@@ -294,7 +294,17 @@ impl Application {
             limits.max_uploads_in_flight,
         );
         let role = Role::default_for(&config);
+        let transforms = crate::jobs::isolate::Isolation::new(
+            match &config.worker_exe {
+                Some(exe) => exe.clone(),
+                None => std::env::current_exe()?,
+            },
+            config.presets.clone(),
+            config.job_memory_limit,
+            work_dir.clone(),
+        )?;
         let state = AppState {
+            transforms: Arc::new(transforms),
             limits: Arc::new(rate_limits),
             in_flight: Arc::new(in_flight),
             budgets,

@@ -6,7 +6,7 @@ use satchel::{Application, Config};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Media processing for chat backends.
 #[derive(Parser)]
@@ -51,17 +51,25 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// A worker's child process: one job's transform, reported as JSON on stdout. It confines
-    /// itself to FILE (read) and OUT (read and write) before it opens FILE.
+    /// One transform, reported as JSON on stdout: it confines itself to FILE (read) and OUT
+    /// (read and write) before it opens FILE. With `--host`, a worker's transform host instead:
+    /// one forked, confined child per request read from stdin (`jobs/host.rs`).
     #[command(hide = true)]
     Transform {
-        file: PathBuf,
-        #[arg(long, required_unless_present = "probe")]
+        #[arg(required_unless_present = "host")]
+        file: Option<PathBuf>,
+        #[arg(long, required_unless_present_any = ["probe", "host"])]
         kind: Option<String>,
         #[arg(long)]
         preset: Option<PathBuf>,
+        #[arg(long, required_unless_present = "host")]
+        out: Option<PathBuf>,
+        /// Be a transform host for the worker that started it.
+        #[arg(long, requires = "within", conflicts_with_all = ["probe", "kind", "file"])]
+        host: bool,
+        /// With `--host`: the scratch directory every job's files are in.
         #[arg(long)]
-        out: PathBuf,
+        within: Option<PathBuf>,
         /// Instead of the transform, be the child of `satchel sandbox-probe`.
         #[arg(long)]
         probe: bool,
@@ -150,13 +158,30 @@ fn main_inner() -> anyhow::Result<()> {
             kind,
             preset,
             out,
+            host,
+            within,
             probe,
             probe_open,
             probe_connect,
-        } => match kind {
-            Some(kind) if !probe => transform(file, &kind, preset, out),
-            _ => probe_child(file, out, &probe_open, probe_connect),
-        },
+        } => {
+            // The presets are the worker's own file: read before the sandbox closes the
+            // filesystem.
+            let presets = presets(preset)?;
+            if host {
+                let within = within.expect("clap requires --within");
+                return satchel::jobs::host::serve(&within, &presets);
+            }
+            let (file, out) = (file.expect("clap"), out.expect("clap"));
+            let task = match kind {
+                Some(kind) if !probe => satchel::jobs::host::Task::Transform { kind },
+                _ => satchel::jobs::host::Task::Probe {
+                    open: probe_open,
+                    connect: probe_connect,
+                    neighbour: None,
+                },
+            };
+            transform(&task, &file, &out, &presets)
+        }
         Command::SandboxProbe { open, connect } => sandbox_probe(&open, connect),
         Command::Bench { args } => bench(args),
     }
@@ -228,33 +253,19 @@ fn presets(preset: Option<PathBuf>) -> anyhow::Result<satchel_workers::Presets> 
     }
 }
 
+/// `satchel transform` without a host: what one job's child does, in this process.
 fn transform(
-    file: PathBuf,
-    kind: &str,
-    preset: Option<PathBuf>,
-    out: PathBuf,
+    task: &satchel::jobs::host::Task,
+    file: &std::path::Path,
+    out: &std::path::Path,
+    presets: &satchel_workers::Presets,
 ) -> anyhow::Result<()> {
-    let pipeline = Kind::parse(kind)
-        .and_then(Kind::pipeline)
-        .ok_or_else(|| anyhow::anyhow!("no pipeline for {kind:?}"))?;
-    // The presets are the worker's own file: read before the sandbox closes the filesystem.
-    let presets = presets(preset)?;
-    satchel::jobs::sandbox::confine(&file, &out)?;
-    let report = satchel::jobs::isolate::transform(pipeline, &file, &presets, &out);
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
-}
-
-/// The child of `satchel sandbox-probe`: confined exactly as a transform is.
-fn probe_child(
-    file: PathBuf,
-    out: PathBuf,
-    open: &[PathBuf],
-    connect: Option<SocketAddr>,
-) -> anyhow::Result<()> {
-    let applied = satchel::jobs::sandbox::confine(&file, &out)?;
-    let probe = satchel::jobs::sandbox::probe(&applied, &file, &out, open, connect);
-    println!("{}", serde_json::to_string(&probe)?);
+    let report = satchel::jobs::host::execute(task, file, out, presets);
+    if report.is_empty() {
+        anyhow::bail!("the transform made no report");
+    }
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &report)?;
+    println!();
     Ok(())
 }
 
@@ -266,16 +277,26 @@ fn sandbox_probe(open: &[PathBuf], connect: Option<SocketAddr>) -> anyhow::Resul
     std::fs::write(&input, b"probe input")?;
     let out_dir = scratch.path().join("out");
     std::fs::create_dir(&out_dir)?;
-    let isolation = satchel::jobs::isolate::Isolation {
-        exe: std::env::current_exe()?,
-        presets: None,
-        memory_limit: 256 << 20,
-        timeout: Duration::from_secs(30),
-    };
+    // Another job's original beside this one, as in a worker's scratch directory.
+    let neighbour = scratch.path().join("neighbour");
+    std::fs::create_dir(&neighbour)?;
+    std::fs::write(neighbour.join("original"), b"another job's input")?;
+    let isolation = satchel::jobs::isolate::Isolation::new(
+        std::env::current_exe()?,
+        None,
+        256 << 20,
+        scratch.path().to_path_buf(),
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let probe = runtime.block_on(isolation.probe(&input, &out_dir, open, connect))?;
+    let probe = runtime.block_on(isolation.probe(
+        &input,
+        &out_dir,
+        open,
+        connect,
+        Some(&neighbour.join("original")),
+    ))?;
     println!("{}", serde_json::to_string(&probe)?);
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub node: Arc<str>,
     /// Scratch space for jobs: inputs fetched from storage and outputs before upload.
     pub work_dir: PathBuf,
+    /// The transform hosts jobs run in (started when the first job needs one).
+    pub transforms: Arc<crate::jobs::isolate::Isolation>,
 }
 
 /// A value kept for a while: the first caller after it goes stale computes it anew while the

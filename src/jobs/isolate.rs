@@ -1,14 +1,20 @@
-//! Every job's transform runs in a child process (`satchel transform`), never in the worker's
-//! own address space. FFmpeg's C decoders read hostile bytes there, and a decoder may ask for
-//! more memory than the machine has: in a child, a crash, a runaway allocation or a job over its
-//! time budget ends that one job, not the worker and every job it holds.
+//! Every job's transform runs in a process of its own, never in the worker's address space.
+//! FFmpeg's C decoders read hostile bytes there, and a decoder may ask for more memory than the
+//! machine has: in a child, a crash, a runaway allocation or a job over its time budget ends
+//! that one job, not the worker and every job it holds.
 //!
-//! The child gets a memory ceiling (`RLIMIT_DATA`), dies with its parent (`PR_SET_PDEATHSIG`),
-//! and is killed when the job's time is up. It inherits no secret: its environment is cleared
-//! but for how to log ([`child_env`]), every descriptor above stderr is closed on exec, and it
-//! starts in its output directory. It reports one JSON [`Report`] on stdout; a child that exits
-//! without one has crashed. [`Isolation::probe`] starts a probe child by the same code.
+//! The worker does not start a process per job: [`Isolation`] keeps long-lived transform hosts
+//! (`satchel transform --host`, one per job running at once), each of which forks one child per
+//! job (`host.rs`). A host is started with a cleared environment but for how to log
+//! ([`child_env`]), no descriptor but its request and answer pipes and stderr, dies with the
+//! worker (`PR_SET_PDEATHSIG`), and confines itself to the worker's scratch directory; each
+//! job's child gets the job's memory ceiling (`RLIMIT_DATA`), its own input and output
+//! directory as all it may reach, dies with its host, and is killed when the job's time is up.
+//! It reports one JSON [`Report`]; a child that exits without one has crashed. A host that
+//! dies or stops answering is replaced. [`Isolation::probe`] runs a probe child by the same
+//! code.
 
+use super::host::{Answer, Exit, Request, Task, MAX_REPORT, MAX_REQUEST};
 use super::sandbox::Probe;
 use crate::domain::{MediaMetadata, MediaPlaceholder, VariantInfo};
 use satchel_workers::{MediaKind, Presets, Processed, WorkerError};
@@ -16,9 +22,10 @@ use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// What a finished transform produced, as it crosses the process boundary.
 #[derive(Debug, Serialize, Deserialize)]
@@ -101,19 +108,22 @@ fn output(p: Processed) -> Output {
     }
 }
 
-/// The parent side.
+/// The worker's side: transform hosts, kept between jobs.
 pub struct Isolation {
-    pub exe: PathBuf,
-    pub presets: Option<PathBuf>,
-    pub memory_limit: u64,
-    pub timeout: Duration,
+    exe: PathBuf,
+    presets: Option<PathBuf>,
+    memory_limit: u64,
+    /// The scratch directory every job's files are in: all that a host may reach.
+    within: PathBuf,
+    idle: Mutex<Vec<Host>>,
 }
 
-/// Reports are small; anything longer is not one.
-const MAX_REPORT: u64 = 1 << 20;
+/// A host waits this long past a job's budget for its answer before it is given up as hung.
+const ANSWER_GRACE: Duration = Duration::from_secs(10);
 
-/// The variables a child gets, all that it gets: how to log (stderr is the worker's), the
-/// allocator's arena count, and backtraces if the worker has them. Never a secret or a URL.
+/// The variables a host (and so each job's child) gets, all that it gets: how to log (stderr
+/// is the worker's), the allocator's arena count, and backtraces if the worker has them. Never
+/// a secret or a URL.
 fn child_env() -> Vec<(&'static str, OsString)> {
     let mut env = vec![
         ("SATCHEL_LOG", OsString::from("warn")),
@@ -129,20 +139,56 @@ fn child_env() -> Vec<(&'static str, OsString)> {
 }
 
 impl Isolation {
-    /// Runs one transform in a child and waits for it, at most `timeout`.
+    /// Hosts of `exe` (the worker's own executable, or the one configured), with the presets
+    /// file each host reads once, for jobs whose files are beneath `within`.
+    pub fn new(
+        exe: PathBuf,
+        presets: Option<PathBuf>,
+        memory_limit: u64,
+        within: PathBuf,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            exe: std::path::absolute(exe)?,
+            presets: presets.map(std::path::absolute).transpose()?,
+            memory_limit,
+            within: std::path::absolute(within)?,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs one transform in a child of a host and waits for it, at most `timeout`.
     pub async fn run(
         &self,
         kind: MediaKind,
         input: &Path,
         out_dir: &Path,
+        timeout: Duration,
     ) -> std::io::Result<Ended> {
-        let mut command = self.command(input, out_dir)?;
-        command.arg("--kind").arg(kind.as_str());
-        let Some((status, report)) = self.finish(command).await? else {
-            return Ok(Ended::TimedOut);
+        let task = Task::Transform {
+            kind: kind.as_str().into(),
         };
-        if !status.success() {
-            return Ok(Ended::Crashed(format!("the transform {status}")));
+        let (exit, report) = match self.ask(task, input, out_dir, timeout).await? {
+            Ok(answered) => answered,
+            Err(why) => return Ok(Ended::Crashed(why)),
+        };
+        match exit {
+            Exit::Exited { code: 0 } => {}
+            Exit::TimedOut => return Ok(Ended::TimedOut),
+            Exit::Overlong => {
+                return Ok(Ended::Crashed(
+                    "the transform wrote more than a report".into(),
+                ))
+            }
+            Exit::Exited { code } => {
+                return Ok(Ended::Crashed(format!(
+                    "the transform exited with status {code}"
+                )))
+            }
+            Exit::Signaled { signal } => {
+                return Ok(Ended::Crashed(format!(
+                    "the transform was killed by signal {signal}"
+                )))
+            }
         }
         match serde_json::from_slice::<Report>(&report) {
             Ok(report) => Ok(Ended::Reported(report)),
@@ -152,67 +198,124 @@ impl Isolation {
         }
     }
 
-    /// Runs a probe child, started and confined as [`run`](Self::run) starts a transform, that
-    /// tries to read each of `open` and to reach `connect` (`satchel sandbox-probe`).
+    /// Runs a probe child, started and confined as [`run`](Self::run) runs a transform, that
+    /// tries to read each of `open` and `neighbour` (another job's file) and to reach
+    /// `connect` (`satchel sandbox-probe`).
     pub async fn probe(
         &self,
         input: &Path,
         out_dir: &Path,
         open: &[PathBuf],
         connect: Option<SocketAddr>,
+        neighbour: Option<&Path>,
     ) -> anyhow::Result<Probe> {
-        let mut command = self.command(input, out_dir)?;
-        command.arg("--probe");
-        for path in open {
-            command.arg("--probe-open").arg(path);
-        }
-        if let Some(addr) = connect {
-            command.arg("--probe-connect").arg(addr.to_string());
-        }
-        let Some((status, report)) = self.finish(command).await? else {
-            anyhow::bail!("the probe timed out");
+        let task = Task::Probe {
+            open: open.to_vec(),
+            connect,
+            neighbour: neighbour.map(Path::to_path_buf),
         };
-        if !status.success() {
-            anyhow::bail!("the probe {status}");
+        let timeout = Duration::from_secs(30);
+        let (exit, report) = self
+            .ask(task, input, out_dir, timeout)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        if exit != (Exit::Exited { code: 0 }) {
+            anyhow::bail!("the probe ended: {exit:?}");
         }
         Ok(serde_json::from_slice(&report)?)
     }
 
-    /// `satchel transform --out OUT_DIR [--preset FILE] INPUT`, to which the caller adds what
-    /// the child is to do: an environment of [`child_env`] only, its output directory as its
-    /// working directory, no descriptor but stdin (`/dev/null`), stdout (the report) and
-    /// stderr (the worker's), a memory ceiling, and death with the worker.
-    /// Every path is made absolute first, since the child starts in another directory.
-    fn command(&self, input: &Path, out_dir: &Path) -> std::io::Result<tokio::process::Command> {
-        let absolute = |path: &Path| std::path::absolute(path);
-        let mut command = tokio::process::Command::new(absolute(&self.exe)?);
+    /// Has a host run `task`: its child's end and report, `Err(why)` when the host died or hung
+    /// (it is then replaced), or an I/O error when no host could be started.
+    async fn ask(
+        &self,
+        task: Task,
+        input: &Path,
+        out_dir: &Path,
+        timeout: Duration,
+    ) -> std::io::Result<Result<(Exit, Vec<u8>), String>> {
+        let request = Request {
+            input: std::path::absolute(input)?,
+            out_dir: std::path::absolute(out_dir)?,
+            memory_limit: self.memory_limit,
+            timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            task,
+        };
+        let mut line = serde_json::to_vec(&request)?;
+        line.push(b'\n');
+        let mut host = match self.idle_host() {
+            Some(host) => host,
+            None => self.start()?,
+        };
+        if host.send(&line).await.is_err() {
+            // A kept host that died since: nothing of the job has run yet, so a new one may
+            // take it.
+            host = self.start()?;
+            if let Err(e) = host.send(&line).await {
+                return Ok(Err(format!("the transform host takes no request: {e}")));
+            }
+        }
+        match tokio::time::timeout(timeout + ANSWER_GRACE, host.receive()).await {
+            Ok(Ok(answered)) => {
+                self.idle.lock().expect("not poisoned").push(host);
+                Ok(Ok(answered))
+            }
+            // Dropped, so killed with whatever child it still has.
+            Ok(Err(e)) => Ok(Err(format!("the transform host failed: {e}"))),
+            Err(_) => Ok(Err("the transform host stopped answering".into())),
+        }
+    }
+
+    /// Starts hosts until `n` are kept, so that the first jobs do not wait for one to start.
+    pub fn warm(&self, n: usize) {
+        let missing = n.saturating_sub(self.idle.lock().expect("not poisoned").len());
+        for _ in 0..missing {
+            match self.start() {
+                Ok(host) => self.idle.lock().expect("not poisoned").push(host),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a transform host yet");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A kept host that is still alive.
+    fn idle_host(&self) -> Option<Host> {
+        let mut idle = self.idle.lock().expect("not poisoned");
+        while let Some(mut host) = idle.pop() {
+            if matches!(host.child.try_wait(), Ok(None)) {
+                return Some(host);
+            }
+        }
+        None
+    }
+
+    /// `satchel transform --host --within DIR [--preset FILE]`: an environment of
+    /// [`child_env`] only, the scratch directory as its working directory, no descriptor but
+    /// its request pipe (stdin), its answer pipe (stdout) and the worker's stderr, and death
+    /// with the worker.
+    fn start(&self) -> std::io::Result<Host> {
+        let mut command = tokio::process::Command::new(&self.exe);
         command
             .arg("transform")
-            .arg("--out")
-            .arg(absolute(out_dir)?)
-            .arg(absolute(input)?)
+            .arg("--host")
+            .arg("--within")
+            .arg(&self.within)
             .env_clear()
             .envs(child_env())
-            .current_dir(out_dir)
-            .stdin(Stdio::null())
+            .current_dir(&self.within)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         if let Some(presets) = &self.presets {
-            command.arg("--preset").arg(absolute(presets)?);
+            command.arg("--preset").arg(presets);
         }
-        let limit = self.memory_limit;
-        // SAFETY: only async-signal-safe calls (setrlimit, prctl, getppid, close_range) run
-        // between fork and exec.
+        // SAFETY: only async-signal-safe calls (prctl, getppid, close_range) run between fork
+        // and exec.
         unsafe {
             command.pre_exec(move || {
-                let rlimit = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_DATA, &rlimit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -222,7 +325,7 @@ impl Isolation {
                 }
                 // Rust and our libraries open every descriptor close-on-exec, but one the
                 // worker inherited (from its supervisor, say) may not be: mark them all, from
-                // 3 up. Before Linux 5.11 this fails, and only the libraries' care is left.
+                // 3 up. Before Linux 5.11 this fails, and the host closes them in each child.
                 libc::syscall(
                     libc::SYS_close_range,
                     3u32,
@@ -232,33 +335,52 @@ impl Isolation {
                 Ok(())
             });
         }
-        Ok(command)
+        let mut child = command.spawn()?;
+        let requests = child.stdin.take().expect("stdin is piped");
+        let answers = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        Ok(Host {
+            child,
+            requests,
+            answers,
+        })
+    }
+}
+
+/// One transform host; killed when dropped.
+struct Host {
+    child: tokio::process::Child,
+    requests: tokio::process::ChildStdin,
+    answers: BufReader<tokio::process::ChildStdout>,
+}
+
+impl Host {
+    /// Sends one request line.
+    async fn send(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.requests.write_all(line).await?;
+        self.requests.flush().await
     }
 
-    /// Spawns `command` and waits for its exit, at most `timeout`: its status and stdout, or
-    /// `None` when it ran out of time and was killed.
-    async fn finish(
-        &self,
-        mut command: tokio::process::Command,
-    ) -> std::io::Result<Option<(ExitStatus, Vec<u8>)>> {
-        let mut child = command.spawn()?;
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let finished = async {
-            let mut report = Vec::new();
-            (&mut stdout)
-                .take(MAX_REPORT)
-                .read_to_end(&mut report)
-                .await?;
-            let status = child.wait().await?;
-            std::io::Result::Ok((status, report))
-        };
-        match tokio::time::timeout(self.timeout, finished).await {
-            Ok(finished) => finished.map(Some),
-            Err(_) => {
-                // kill_on_drop would do it too, but the job is not over until the child is.
-                let _ = child.kill().await;
-                Ok(None)
-            }
+    /// Reads the answer to a request: the answer line, then the report.
+    async fn receive(&mut self) -> std::io::Result<(Exit, Vec<u8>)> {
+        let mut head = Vec::new();
+        (&mut self.answers)
+            .take(MAX_REQUEST)
+            .read_until(b'\n', &mut head)
+            .await?;
+        if head.last() != Some(&b'\n') {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the host exited",
+            ));
         }
+        let answer: Answer = serde_json::from_slice(&head)?;
+        if answer.report_len > MAX_REPORT {
+            return Err(std::io::Error::other(
+                "the host announced an overlong report",
+            ));
+        }
+        let mut report = vec![0; answer.report_len];
+        self.answers.read_exact(&mut report).await?;
+        Ok((answer.exit, report))
     }
 }

@@ -2,6 +2,7 @@
 //! pool of workers that feed it ([`pool::WorkerPool`]).
 
 pub mod budgets;
+pub mod host;
 pub mod isolate;
 pub mod pool;
 pub mod run;

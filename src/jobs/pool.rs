@@ -29,6 +29,7 @@ pub struct WorkerPool {
 impl WorkerPool {
     pub fn spawn(state: AppState, kinds: Vec<Kind>, concurrency: usize) -> Self {
         let workers = Group::new(state.metrics.clone());
+        state.transforms.warm(concurrency);
         for n in 0..concurrency {
             workers.spawn(Worker {
                 state: state.clone(),

@@ -1,7 +1,7 @@
 //! One job, start to finish: fetch the original, run the worker, store the variants, record
 //! the outcome. Jobs are idempotent: a rerun writes the same keys and the same rows.
 
-use super::isolate::{Ended, Isolation, Report};
+use super::isolate::{Ended, Report};
 use crate::catalog::{Job, JobResult};
 use crate::codes::{media, Code};
 use crate::domain::MediaError;
@@ -172,14 +172,9 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
         .fetch_to(&stored.bucket, &original_key(&job.media_id), &input)
         .await?;
 
-    let isolation = Isolation {
-        exe: worker_exe(state).map_err(|e| Stop::Retry(e.into()))?,
-        presets: state.config.presets.clone(),
-        memory_limit: state.config.job_memory_limit,
-        timeout: state.budgets.of(job.kind),
-    };
-    let ended = isolation
-        .run(pipeline, &input, &out_dir)
+    let ended = state
+        .transforms
+        .run(pipeline, &input, &out_dir, state.budgets.of(job.kind))
         .await
         .map_err(|e| Stop::Retry(anyhow::Error::new(e).context("cannot start the transform")))?;
     let output = match ended {
@@ -239,11 +234,4 @@ fn inside<'a>(out_dir: &Path, path: &'a Path) -> Result<&'a Path, Stop> {
         )));
     }
     Ok(path)
-}
-
-fn worker_exe(state: &AppState) -> std::io::Result<std::path::PathBuf> {
-    match &state.config.worker_exe {
-        Some(exe) => Ok(exe.clone()),
-        None => std::env::current_exe(),
-    }
 }

@@ -81,15 +81,39 @@ pub fn confine(input: &Path, out_dir: &Path) -> anyhow::Result<Applied> {
     Ok(applied)
 }
 
+/// Confines the transform host (`host.rs`) before its first request: the same layers, with
+/// the worker's scratch directory, where every job's files are, as all the filesystem it has.
+/// Each job's child then confines itself further to its own files ([`confine`]).
+pub fn confine_host(within: &Path) -> anyhow::Result<Applied> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot set no_new_privs");
+    }
+    let landlock = restrict(&[(within, OUT_DIR_ACCESS)])
+        .context("cannot apply the host's Landlock ruleset")?;
+    let seccomp = seccomp().context("cannot apply the seccomp filter")?;
+    Ok(Applied { landlock, seccomp })
+}
+
 fn landlock(input: &Path, out_dir: &Path) -> anyhow::Result<Option<i32>> {
-    let status = Ruleset::default()
+    restrict(&[
+        (input, AccessFs::ReadFile.into()),
+        (out_dir, OUT_DIR_ACCESS),
+    ])
+}
+
+/// Landlock on the calling thread and what it starts later: `rules` are all the filesystem it
+/// keeps; no TCP, no signal or abstract socket out of the sandbox.
+fn restrict(rules: &[(&Path, landlock::BitFlags<AccessFs>)]) -> anyhow::Result<Option<i32>> {
+    let mut ruleset = Ruleset::default()
         .handle_access(AccessFs::from_all(LANDLOCK_ABI))?
         .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)?
         .scope(Scope::AbstractUnixSocket | Scope::Signal)?
-        .create()?
-        .add_rule(PathBeneath::new(PathFd::new(input)?, AccessFs::ReadFile))?
-        .add_rule(PathBeneath::new(PathFd::new(out_dir)?, OUT_DIR_ACCESS))?
-        .restrict_self()?;
+        .create()?;
+    for (path, access) in rules {
+        ruleset = ruleset.add_rule(PathBeneath::new(PathFd::new(path)?, *access))?;
+    }
+    let status = ruleset.restrict_self()?;
     Ok(match (status.ruleset, status.landlock) {
         (RulesetStatus::NotEnforced, _) => None,
         (_, LandlockStatus::Available { effective_abi, .. }) => Some(effective_abi as i32),
@@ -214,6 +238,11 @@ pub struct Probe {
     pub unix: String,
     /// Signal 0 (no signal, the permission check only) to its parent, the worker.
     pub signal_parent: String,
+    /// Reading a file of another job in the same scratch directory, when there was one.
+    pub neighbour: Option<String>,
+    /// Reading its stdin: `eof` when it is `/dev/null`, as it must be, not a pipe of the worker
+    /// or of the transform host.
+    pub stdin: String,
     /// The names of its environment variables.
     pub env: Vec<String>,
     /// Its open file descriptors.
@@ -234,6 +263,7 @@ pub fn probe(
     out_dir: &Path,
     open: &[PathBuf],
     connect: Option<SocketAddr>,
+    neighbour: Option<&Path>,
 ) -> Probe {
     // First, before this function opens anything itself.
     let fds = (0..1024)
@@ -273,9 +303,31 @@ pub fn probe(
             0 => Ok(()),
             _ => Err(std::io::Error::last_os_error()),
         }),
+        neighbour: neighbour.map(|p| outcome(std::fs::read(p))),
+        stdin: read_stdin(),
         env: std::env::vars_os()
             .map(|(name, _)| name.to_string_lossy().into_owned())
             .collect(),
         fds,
+    }
+}
+
+/// What reading descriptor 0 gives, without waiting: `eof`, or what came instead.
+fn read_stdin() -> String {
+    let mut poll = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on the stack, no wait.
+    if unsafe { libc::poll(&mut poll, 1, 0) } <= 0 {
+        return "nothing to read (not /dev/null)".into();
+    }
+    let mut buf = [0u8; 64];
+    // SAFETY: reading into a local buffer.
+    match unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) } {
+        0 => "eof".into(),
+        n if n > 0 => format!("read {n} bytes"),
+        _ => std::io::Error::last_os_error().to_string(),
     }
 }

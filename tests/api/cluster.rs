@@ -7,7 +7,10 @@
 //! of the suite (the embedded run leaves them out by name).
 
 use crate::helpers::*;
-use crate::processes::{metrics, signal, start_node_logging, terminate, transform_children, Node};
+use crate::processes::{
+    alive, metrics, signal, start_node_logging, terminate, transform_children, transform_hosts,
+    Node,
+};
 use reqwest::StatusCode;
 use satchel::config::S3Settings;
 use serde_json::{json, Value};
@@ -203,17 +206,6 @@ async fn jobs_counted(client: &reqwest::Client, nodes: &[&Node], outcome: &str, 
     }
 }
 
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scripts")
@@ -305,9 +297,11 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_another() {
         .await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    let transform = loop {
-        if let Some(pid) = transform_children(w1.child.id()).first() {
-            break *pid;
+    let (hosts, job) = loop {
+        let hosts = transform_hosts(w1.child.id());
+        let job = transform_children(w1.child.id());
+        if !job.is_empty() {
+            break (hosts, job);
         }
         assert!(
             Instant::now() < deadline,
@@ -317,9 +311,10 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_another() {
     };
     signal(&w1, "KILL");
     drop(w1);
-    // Its transform dies with it rather than running on as an orphan.
+    // Its transform (the job's process and its host) dies with it rather than running on as
+    // an orphan.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(transform) {
+    while job.iter().chain(&hosts).any(|&pid| alive(pid)) {
         assert!(
             Instant::now() < deadline,
             "the transform outlived its worker"

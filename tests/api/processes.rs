@@ -158,10 +158,9 @@ pub async fn metrics(client: &reqwest::Client, base: &str) -> String {
         .unwrap()
 }
 
-/// The `satchel transform` children of process `pid`: the jobs it is running right now.
-pub fn transform_children(pid: u32) -> Vec<u32> {
+/// The children of process `pid` (each listed under the thread that spawned it).
+fn children(pid: u32) -> Vec<u32> {
     let mut children = Vec::new();
-    // A child is listed under the thread that spawned it.
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
@@ -173,9 +172,33 @@ pub fn transform_children(pid: u32) -> Vec<u32> {
                 .filter_map(|p| p.parse::<u32>().ok()),
         );
     }
-    children.retain(|child| {
-        std::fs::read(format!("/proc/{child}/cmdline"))
-            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"transform"))
-    });
     children
+}
+
+/// The transform hosts of worker process `pid`: its `satchel transform --host` children.
+pub fn transform_hosts(pid: u32) -> Vec<u32> {
+    let mut hosts = children(pid);
+    hosts.retain(|child| {
+        std::fs::read(format!("/proc/{child}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"--host"))
+    });
+    hosts
+}
+
+/// The job processes of worker process `pid` running right now: the children its transform
+/// hosts forked, one per job.
+pub fn transform_children(pid: u32) -> Vec<u32> {
+    transform_hosts(pid)
+        .into_iter()
+        .flat_map(children)
+        .collect()
+}
+
+/// Whether process `pid` exists (a zombie not yet reaped counts as gone).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
 }

@@ -114,6 +114,21 @@ fn a_transform_child_sees_no_secret_and_holds_no_inherited_descriptor() {
         "{}",
         p.report
     );
+    // Its stdin is /dev/null: not the host's request pipe, which would hand it the next job.
+    assert_eq!(p.report["stdin"], "eof", "{}", p.report);
+}
+
+/// A job's process is forked from a long-lived host that may reach the whole scratch
+/// directory; the job itself reaches only its own files, not another job's beside them.
+#[test]
+fn a_transform_child_cannot_read_another_jobs_files() {
+    let p = probe();
+    let neighbour = p.report["neighbour"].as_str().expect("the read was tried");
+    assert!(
+        neighbour.contains("Permission denied"),
+        "another job's input: {neighbour} ({})",
+        p.report
+    );
 }
 
 #[test]
@@ -184,15 +199,19 @@ const FIXTURES: [(&str, Result<(), &str>); 25] = [
 ];
 
 /// Every kind of input the decoders take still transforms in a confined child started as a
-/// job starts it (`Isolation::run`): nothing they need at run time is refused.
+/// job starts it (`Isolation::run`): nothing they need at run time is refused. One host runs
+/// them all, one after the other, as a worker's host does: a failed or crashed job before
+/// leaves nothing behind for the next.
 #[tokio::test]
 async fn every_fixture_kind_transforms_in_a_confined_child() {
-    let isolation = Isolation {
-        exe: env!("CARGO_BIN_EXE_satchel").into(),
-        presets: None,
-        memory_limit: 2 << 30,
-        timeout: Duration::from_secs(120),
-    };
+    let root = tempfile::tempdir().unwrap();
+    let isolation = Isolation::new(
+        env!("CARGO_BIN_EXE_satchel").into(),
+        None,
+        2 << 30,
+        root.path().to_path_buf(),
+    )
+    .unwrap();
     let mut wrong = Vec::new();
     for (name, expected) in FIXTURES {
         let bytes = crate::helpers::fixture(name);
@@ -200,12 +219,15 @@ async fn every_fixture_kind_transforms_in_a_confined_child() {
             .kind
             .pipeline()
             .unwrap_or_else(|| panic!("{name} is not processed"));
-        let scratch = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir_in(root.path()).unwrap();
         let input = scratch.path().join("original");
         std::fs::write(&input, &bytes).unwrap();
         let out_dir = scratch.path().join("out");
         std::fs::create_dir(&out_dir).unwrap();
-        let ended = isolation.run(kind, &input, &out_dir).await.unwrap();
+        let ended = isolation
+            .run(kind, &input, &out_dir, Duration::from_secs(120))
+            .await
+            .unwrap();
         let got = match &ended {
             Ended::Reported(Report::Done(output)) => {
                 let stored = output

@@ -58,7 +58,7 @@ async fn a_variant_of_a_failed_image_is_not_ready() {
 }
 
 /// A mono 16-bit PCM WAV of `seconds` of a 440 Hz tone at 8 kHz.
-fn long_wav(seconds: u32) -> Vec<u8> {
+pub(crate) fn long_wav(seconds: u32) -> Vec<u8> {
     let rate = 8000u32;
     let samples = rate * seconds;
     let mut wav = Vec::with_capacity(44 + 2 * samples as usize);
@@ -83,7 +83,7 @@ fn long_wav(seconds: u32) -> Vec<u8> {
 }
 
 /// The built-in presets with the audio jobs' own budget, `max_job_seconds`, set to `seconds`.
-fn presets_with_audio_budget(dir: &std::path::Path, seconds: u32) -> String {
+pub(crate) fn presets_with_audio_budget(dir: &std::path::Path, seconds: u32) -> String {
     let default =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/presets/default.toml"))
             .unwrap();

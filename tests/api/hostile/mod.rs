@@ -4,6 +4,7 @@
 
 mod backtraces;
 mod decoders;
+mod hosts;
 mod multipart;
 mod mutations;
 mod originals;

@@ -1,0 +1,173 @@
+//! Issue 15: a worker keeps long-lived transform hosts and each job runs in a process forked
+//! from one. The attacks: a job that dies, runs over its budget or is killed must end only
+//! itself (the host serves on, or is replaced); a killed host or worker leaves no process
+//! running; and the host must really be kept (a worker that started a process per job again
+//! would pay ~64 ms of start-up per job).
+
+use super::decoders::{long_wav, presets_with_audio_budget};
+use crate::helpers::*;
+use crate::processes::{alive, start_node, transform_children, transform_hosts};
+use std::time::{Duration, Instant};
+
+fn me() -> u32 {
+    std::process::id()
+}
+
+/// Uploads the photo fixture and waits until it is ready.
+async fn photo_ready(app: &TestApp) {
+    let media = app
+        .upload_ok("c1", "u1", "photo.jpg", fixture("photo.jpg"))
+        .await;
+    let done = app.wait_processed(media["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "ready", "{done}");
+}
+
+/// Waits until a job's process runs under a host of worker `pid`: the host and the job.
+async fn running_job(pid: u32) -> (u32, u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for host in transform_hosts(pid) {
+            if let Some(&job) = crate::processes::transform_children(pid)
+                .iter()
+                .find(|&&job| parent_of(job) == Some(host))
+            {
+                return (host, job);
+            }
+        }
+        assert!(Instant::now() < deadline, "no job started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+async fn gone_within(pids: &[u32], within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while pids.iter().any(|&pid| alive(pid)) {
+        assert!(Instant::now() < deadline, "{what} still running: {pids:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_one_after_another_share_one_long_lived_host() {
+    let app = spawn_app_with(&[("SATCHEL_WORKERS", "1")]).await;
+    photo_ready(&app).await;
+    let hosts = transform_hosts(me());
+    assert_eq!(hosts.len(), 1, "one worker, one host: {hosts:?}");
+    for _ in 0..4 {
+        photo_ready(&app).await;
+        assert_eq!(transform_hosts(me()), hosts, "the host was not kept");
+    }
+    // Each job's process ended with its job.
+    assert_eq!(transform_children(me()), Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn a_job_killed_at_its_budget_leaves_its_host_serving_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let presets = presets_with_audio_budget(dir.path(), 1);
+    let app = spawn_app_with(&[
+        ("SATCHEL_WORKERS", "1"),
+        ("SATCHEL_JOB_TIMEOUT_SECONDS", "1"),
+        ("SATCHEL_PRESETS", &presets),
+    ])
+    .await;
+    photo_ready(&app).await;
+    let hosts = transform_hosts(me());
+
+    let started = Instant::now();
+    let media = app.upload_ok("c1", "u1", "long.wav", long_wav(600)).await;
+    let done = app.wait_processed(media["id"].as_str().unwrap()).await;
+    assert_eq!(done["error"]["code"], "timed_out", "{done}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "killed at a 1 s budget, failed after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        transform_children(me()),
+        Vec::<u32>::new(),
+        "the job lives on"
+    );
+    assert_eq!(transform_hosts(me()), hosts, "the host went with its job");
+    photo_ready(&app).await;
+}
+
+#[tokio::test]
+async fn a_job_that_dies_on_its_memory_ceiling_leaves_its_host_serving_the_next() {
+    // 64 MiB for each job; decoding this PNG needs 108 MB, so the job's process aborts.
+    let app = spawn_app_with(&[
+        ("SATCHEL_WORKERS", "1"),
+        ("SATCHEL_JOB_MEMORY_LIMIT_MIB", "64"),
+        ("SATCHEL_JOB_MAX_ATTEMPTS", "1"),
+    ])
+    .await;
+    photo_ready(&app).await;
+    let hosts = transform_hosts(me());
+    let media = app.upload_ok("c1", "u1", "huge.png", flat_png(6000)).await;
+    let done = app.wait_processed(media["id"].as_str().unwrap()).await;
+    let code = if real_backend() {
+        "dead_lettered"
+    } else {
+        "worker_crashed"
+    };
+    assert_eq!(done["error"]["code"], code, "{done}");
+    assert_eq!(transform_hosts(me()), hosts, "the host died with its job");
+    // The ceiling is the job's, not spent: the next job in the same host gets all of it.
+    photo_ready(&app).await;
+}
+
+#[tokio::test]
+async fn a_host_killed_mid_job_takes_its_job_along_and_is_replaced() {
+    let app = spawn_app_with(&[("SATCHEL_WORKERS", "1")]).await;
+    app.add_member("c1", "u1").await;
+    // Fifteen minutes of audio: seconds of work, time to kill its host.
+    let media = app.upload_ok("c1", "u1", "long.wav", long_wav(900)).await;
+    let (host, job) = running_job(me()).await;
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(host as i32, libc::SIGKILL) }, 0);
+    gone_within(&[host, job], Duration::from_secs(1), "the host or its job").await;
+
+    // The job crashed and runs again, in a new host, to the end.
+    let done = app.wait_processed(media["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let hosts = transform_hosts(me());
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_ne!(hosts, vec![host], "the killed host answers again?");
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_leaves_no_transform_process_behind() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(
+        &["serve"],
+        data.path(),
+        [("SATCHEL_API_TOKENS", TOKEN), ("SATCHEL_WORKERS", "1")],
+    )
+    .await;
+    node.add_member("c1", "u1").await;
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/chats/c1/media?user=u1&filename=long.wav",
+            node.base
+        ))
+        .bearer_auth(TOKEN)
+        .body(long_wav(900))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let (host, job) = running_job(node.child.id()).await;
+    crate::processes::signal(&node, "KILL");
+    drop(node);
+    gone_within(&[host, job], Duration::from_secs(1), "the host or its job").await;
+}
