@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # satchel: build with Debian 12's FFmpeg 5.1 and libheif 1.15 -dev packages, run on
-# bookworm-slim with only their runtime libraries. Data (store, catalog, generated secrets) in
-# /var/lib/satchel.
+# bookworm-slim with only their runtime libraries (libjpeg-turbo is built from the source
+# turbojpeg-sys bundles, with CMake and NASM, and linked in statically). Data (store, catalog,
+# generated secrets) in /var/lib/satchel.
 
 FROM rust:1-bookworm AS builder
 # Debian's stable packages only get security fixes; pinning exact versions would break the
@@ -9,7 +10,7 @@ FROM rust:1-bookworm AS builder
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        clang libclang-dev pkg-config cmake \
+        clang libclang-dev pkg-config cmake nasm \
         libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
         libavfilter-dev libavdevice-dev libheif-dev \
     && rm -rf /var/lib/apt/lists/*

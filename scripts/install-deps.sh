@@ -27,20 +27,22 @@ esac
 # libheif (HEIC/AVIF, with its HEVC and AV1 decoders) through libheif-sys (pkg-config);
 # libwebp and SQLite are compiled from source by their -sys crates (hence a C compiler).
 # aws-lc-sys (under the S3 client) builds with cc here, and falls back to CMake when it
-# cannot; nasm it only wants on Windows. The ffmpeg CLI is what fixtures/make-av.sh uses to
-# regenerate the audio/video fixtures.
+# cannot; nasm it only wants on Windows. turbojpeg-sys builds the libjpeg-turbo it bundles
+# (the JPEG decoder) with CMake and NASM, for its SIMD code, and links it statically. The
+# ffmpeg CLI is what fixtures/make-av.sh uses to regenerate the audio/video fixtures.
 BUILD_PACKAGES=(
-  ca-certificates build-essential pkg-config clang libclang-dev cmake
+  ca-certificates build-essential pkg-config clang libclang-dev cmake nasm
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev ffmpeg
   libheif-dev
 )
 # ImageMagick and python3 regenerate the image fixtures (fixtures/make-images.sh,
-# fixtures/make-bench.sh); vips is the reference the image benchmarks compare against;
+# fixtures/make-bench.sh); vips is the reference the image benchmarks compare against, and
+# djpeg (libjpeg-turbo-progs) the one workers/examples/measure_jpeg.rs times beside satchel's;
 # exiftool and cwebp make the fixtures of originals with a location, heif-enc
 # (libheif-examples) the HEIC/AVIF ones (fixtures/make-heif.sh); Chromium and its
 # chromedriver are the web client of tests/api/browser.rs.
-TEST_PACKAGES=(imagemagick libheif-examples libvips-tools python3 python3-venv curl libimage-exiftool-perl webp chromium chromium-driver nodejs)
+TEST_PACKAGES=(imagemagick libheif-examples libvips-tools libjpeg-turbo-progs python3 python3-venv curl libimage-exiftool-perl webp chromium chromium-driver nodejs)
 
 say() { printf '==> %s\n' "$*"; }
 

@@ -15,6 +15,7 @@ mod heif;
 mod orient;
 pub mod placeholder;
 pub mod resize;
+pub mod turbo;
 
 use crate::av::Deadline;
 use crate::preset::{ImageOutputPreset, ImagePreset};
