@@ -4,10 +4,26 @@
 use crate::{preset::ImageFormat, WorkerError};
 use image::DynamicImage;
 
-/// libwebp's speed/size trade-off, 0 (fast) to 6 (small). 4 is libwebp's own default; the
-/// bench showed 4 costs ~40% more time than 2 on the 1280 px preview for ~3% smaller files,
-/// and the preview encode sits on the critical path of every image job.
-const WEBP_METHOD: i32 = 2;
+/// The libwebp settings besides quality that an image job uses; `examples/webp_table.rs`
+/// measures the alternatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebpTuning {
+    /// libwebp's speed/size trade-off, 0 (fast) to 6 (small); libwebp's own default is 4.
+    pub method: i32,
+    /// libwebp's `thread_level`: 1 lets the encoder use a second thread where it can.
+    pub thread_level: i32,
+    /// libwebp's "sharp" RGB to YUV conversion: slower, keeps colour edges crisper.
+    pub sharp_yuv: bool,
+}
+
+/// What an image job uses. The bench showed method 4 costs ~40% more time than 2 on the
+/// 1280 px preview for ~3% smaller files, and the preview encode sits on the critical path of
+/// every image job.
+pub const WEBP_TUNING: WebpTuning = WebpTuning {
+    method: 2,
+    thread_level: 0,
+    sharp_yuv: false,
+};
 
 /// Encodes `image` (8-bit grey, RGB or RGBA, see `resize::normalize`) as `format`.
 pub fn encode(
@@ -16,12 +32,17 @@ pub fn encode(
     quality: u8,
 ) -> Result<Vec<u8>, WorkerError> {
     match format {
-        ImageFormat::Webp => encode_webp(image, quality),
+        ImageFormat::Webp => encode_webp(image, quality, WEBP_TUNING),
         ImageFormat::Jpeg => encode_jpeg(image, quality),
     }
 }
 
-fn encode_webp(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, WorkerError> {
+/// Encodes `image` as lossy WebP with `tuning` (what [`encode`] does with [`WEBP_TUNING`]).
+pub fn encode_webp(
+    image: &DynamicImage,
+    quality: u8,
+    tuning: WebpTuning,
+) -> Result<Vec<u8>, WorkerError> {
     let (w, h) = (image.width(), image.height());
     // WebP has no grey mode; RGB of a small variant is cheap to make.
     let rgb;
@@ -36,7 +57,9 @@ fn encode_webp(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, WorkerError
     let mut config = webp::WebPConfig::new()
         .map_err(|()| WorkerError::EncodeFailed("libwebp version mismatch".into()))?;
     config.quality = f32::from(quality.clamp(1, 100));
-    config.method = WEBP_METHOD;
+    config.method = tuning.method;
+    config.thread_level = tuning.thread_level;
+    config.use_sharp_yuv = i32::from(tuning.sharp_yuv);
     let memory = encoder
         .encode_advanced(&config)
         .map_err(|e| WorkerError::EncodeFailed(format!("webp: {e:?}")))?;

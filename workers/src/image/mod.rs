@@ -5,7 +5,8 @@
 //!
 //! The order of work is chosen for speed on big phone photos: decode only as many pixels as the
 //! largest output needs (JPEG shrinks in the DCT domain), make each smaller output from the
-//! previous one rather than from the original, and encode the outputs in parallel.
+//! previous one rather than from the original, and encode each output on its own thread as soon as
+//! its pixels exist.
 
 pub mod animation;
 pub mod blur;
@@ -22,6 +23,7 @@ use crate::preset::{ImageOutputPreset, ImagePreset};
 use crate::{Metadata, Placeholder, Processed, Step, Variant, WorkerError};
 use image::DynamicImage;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The still variant names an image job produces, in the order they are reported; an
@@ -122,11 +124,12 @@ fn largest_edge(preset: &ImagePreset, names: &[&str]) -> u32 {
         .fold(placeholder::TINY_EDGE, u32::max)
 }
 
-/// A picture on the way to the encoders.
+/// A picture on the way to the encoders; shared with the resize ladder while a smaller output
+/// may still start from it.
 struct Pending<'p> {
     name: &'static str,
     output: &'p ImageOutputPreset,
-    pixels: DynamicImage,
+    pixels: Arc<DynamicImage>,
 }
 
 /// Resizes, blurs, encodes and writes; `image` may be smaller than `original` (decoded at a
@@ -145,50 +148,46 @@ fn render(
         .filter(|n| names.contains(n))
         .map(|n| (n, output_preset(preset, n)))
         .collect();
-    // Largest first, so each output can be made from the one before it.
+    // Largest first, so each output can be made from the one before it, and the largest
+    // encode, which dominates the job, starts first.
     wanted.sort_by_key(|(_, out)| std::cmp::Reverse(out.max_edge));
 
-    // `ladder` holds unblurred pictures, each smaller than the one before; every resize starts
-    // from the smallest rung that is still at least as big as the target.
-    let mut ladder: Vec<DynamicImage> = vec![image];
-    let mut pending = Vec::with_capacity(wanted.len());
-    for (name, output) in wanted {
-        let target = target_size(original, output.max_edge, &ladder[0]);
-        let pixels = resize::resize(rung_for(&ladder, target), target.0, target.1)?;
-        if output.blur_sigma > 0.0 {
-            pending.push(Pending {
+    // Each variant is encoded on its own thread as soon as its pixels exist, so the preview
+    // encode runs while the smaller outputs are resized and the placeholders computed on this
+    // thread: on two cores the job takes about as long as the preview's resize and encode.
+    let result = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(wanted.len());
+        // `ladder` holds unblurred pictures, each smaller than the one before; every resize
+        // starts from the smallest rung that is still at least as big as the target.
+        let mut ladder: Vec<Arc<DynamicImage>> = vec![Arc::new(image)];
+        let mut encode_started = None;
+        for (name, output) in wanted {
+            let target = target_size(original, output.max_edge, &ladder[0]);
+            let pixels = Arc::new(resize::resize(
+                rung_for(&ladder, target),
+                target.0,
+                target.1,
+            )?);
+            let pending = Pending {
                 name,
                 output,
-                pixels: blur::blur(&pixels, output.blur_sigma),
-            });
+                pixels: if output.blur_sigma > 0.0 {
+                    Arc::new(blur::blur(&pixels, output.blur_sigma))
+                } else {
+                    Arc::clone(&pixels)
+                },
+            };
+            encode_started.get_or_insert_with(Instant::now);
+            handles.push(scope.spawn(move || write_variant(&pending, out_dir)));
             ladder.push(pixels);
-        } else {
-            // Encoding borrows nothing from the ladder, so the pixels are shared by a clone
-            // only when a later, smaller output may still start from them.
-            ladder.push(pixels.clone());
-            pending.push(Pending {
-                name,
-                output,
-                pixels,
-            });
         }
-    }
-    let tiny_size = target_size(original, placeholder::TINY_EDGE, &ladder[0]);
-    let tiny = resize::resize(rung_for(&ladder, tiny_size), tiny_size.0, tiny_size.1)?;
-    drop(ladder);
-    steps.push(Step {
-        name: "resize",
-        took: started.elapsed(),
-    });
-
-    // Each variant is encoded on its own thread; the placeholders are computed meanwhile on
-    // this one. The preview dominates, so the job takes about as long as its encode.
-    let started = Instant::now();
-    let (written, placeholder) = std::thread::scope(|scope| {
-        let handles: Vec<_> = pending
-            .iter()
-            .map(|p| scope.spawn(move || write_variant(p, out_dir)))
-            .collect();
+        let tiny_size = target_size(original, placeholder::TINY_EDGE, &ladder[0]);
+        let tiny = resize::resize(rung_for(&ladder, tiny_size), tiny_size.0, tiny_size.1)?;
+        drop(ladder);
+        steps.push(Step {
+            name: "resize",
+            took: started.elapsed(),
+        });
         let placeholder_started = Instant::now();
         let placeholder = placeholder::placeholders(&tiny, preset.blurhash_components);
         let placeholder_took = placeholder_started.elapsed();
@@ -200,13 +199,15 @@ fn render(
                 })
             })
             .collect();
-        (written, placeholder.map(|p| (p, placeholder_took)))
+        // From the first encode's start to the last one's end: it overlaps "resize".
+        steps.push(Step {
+            name: "encode",
+            took: encode_started.map_or_else(Default::default, |at| at.elapsed()),
+        });
+        Ok::<_, WorkerError>((written, placeholder, placeholder_took))
     });
-    steps.push(Step {
-        name: "encode",
-        took: started.elapsed(),
-    });
-    let (placeholder, placeholder_took) = placeholder?;
+    let (written, placeholder, placeholder_took) = result?;
+    let placeholder = placeholder?;
     steps.push(Step {
         name: "placeholder",
         took: placeholder_took,
@@ -224,7 +225,7 @@ fn target_size(original: (u32, u32), max_edge: u32, decoded: &DynamicImage) -> (
     (w.min(decoded.width()), h.min(decoded.height()))
 }
 
-fn rung_for(ladder: &[DynamicImage], target: (u32, u32)) -> &DynamicImage {
+fn rung_for(ladder: &[Arc<DynamicImage>], target: (u32, u32)) -> &DynamicImage {
     ladder
         .iter()
         .rev()

@@ -1,0 +1,508 @@
+//! Measures lossy WebP settings for the image job's preview and thumbnail: bytes, DSSIM against
+//! the resized pixels the encoder was given (lower is better; 0 is identical) and the median
+//! encode time, over libwebp method 0-6 × quality 60-90, plus thread_level 1 and sharp YUV at
+//! the preset's quality, plus libvips' WebP (`vips_webp.py`) of the same pictures as the peer.
+//! Ends with the whole image job, as the service runs it, timed on each input.
+//!
+//! `cargo run --release -p satchel-workers --example webp_table -- [--runs N] [--vips PYTHON]
+//! [--out DIR] [--pipeline-only]`
+//!
+//! PYTHON is an interpreter with pyvips, e.g. `/tmp/vipsvenv/bin/python` after
+//! `python3 -m venv /tmp/vipsvenv && /tmp/vipsvenv/bin/pip install pyvips pyvips-binary`.
+//! Inputs are made here, deterministically (the bench's photo generator: colour fields, texture
+//! and sensor noise, saved as JPEG q90), plus `fixtures/photo.jpg`. Timings are medians of
+//! `--runs` (default 9): "cpu ms" is the encoding thread's CPU time, which other work on a
+//! shared machine does not inflate (libwebp-sys builds libwebp without threads, so the encode
+//! is all on that thread); "wall ms" is the elapsed time, true only on an idle machine.
+
+use dssim_core::{Dssim, DssimImage};
+use image::{DynamicImage, ImageBuffer, Rgb, RgbImage};
+use satchel_workers::image::encode::{encode_webp, WebpTuning, WEBP_TUNING};
+use satchel_workers::image::{decode, resize};
+use satchel_workers::{process, MediaKind, Presets};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const QUALITIES: [u8; 6] = [60, 70, 75, 80, 85, 90];
+const METHODS: std::ops::RangeInclusive<i32> = 0..=6;
+
+struct Options {
+    runs: usize,
+    vips: Option<PathBuf>,
+    out: PathBuf,
+    pipeline_only: bool,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        runs: 9,
+        vips: None,
+        out: std::env::temp_dir().join("satchel-webp-table"),
+        pipeline_only: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => o.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+            "--vips" => o.vips = Some(args.next().expect("--vips PYTHON").into()),
+            "--out" => o.out = args.next().expect("--out DIR").into(),
+            "--pipeline-only" => o.pipeline_only = true,
+            _ => {
+                eprintln!(
+                    "usage: webp_table [--runs N] [--vips PYTHON] [--out DIR] [--pipeline-only]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    o
+}
+
+/// One measured encoding of one picture.
+#[derive(Clone)]
+struct Row {
+    label: String,
+    quality: u8,
+    tuning: Option<WebpTuning>,
+    bytes: usize,
+    dssim: f64,
+    /// Median CPU time of the encoding thread.
+    ms: f64,
+    /// Median elapsed time.
+    wall: f64,
+}
+
+fn main() {
+    let o = options();
+    std::fs::create_dir_all(&o.out).expect("create the output directory");
+    let presets = Presets::default();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/photo.jpg");
+    let inputs = [
+        ("photo 640×480", photo(&o.out, 640, 480, 1)),
+        ("photo 1600×1200", photo(&o.out, 1600, 1200, 2)),
+        ("fixtures/photo.jpg (480×640)", fixture),
+    ];
+    println!(
+        "libwebp {}, {} run(s) each, production tuning {WEBP_TUNING:?}\n",
+        libwebp_version(),
+        o.runs
+    );
+    if !o.pipeline_only {
+        for (name, path) in &inputs {
+            table(name, path, &presets, &o);
+        }
+    }
+    pipeline(&inputs, &presets, &o);
+}
+
+fn libwebp_version() -> String {
+    // SAFETY: a plain getter with no arguments.
+    let v = unsafe { libwebp_sys::WebPGetEncoderVersion() };
+    format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff)
+}
+
+/// The preview and thumbnail of `path` exactly as the image job makes them, then every setting.
+fn table(name: &str, path: &Path, presets: &Presets, o: &Options) {
+    let preset = &presets.image;
+    let decoded = decode::decode(path, preset, preset.preview.max_edge).expect("decode");
+    let original = (decoded.width, decoded.height);
+    let full = resize::normalize(decoded.image);
+    let fit = |edge: u32| {
+        let (w, h) = resize::fit(original.0, original.1, edge);
+        (w.min(full.width()), h.min(full.height()))
+    };
+    let (pw, ph) = fit(preset.preview.max_edge);
+    let preview = resize::resize(&full, pw, ph).expect("resize");
+    let (tw, th) = fit(preset.thumbnail.max_edge);
+    let thumbnail = resize::resize(&preview, tw, th).expect("resize");
+
+    let stem = name
+        .split_whitespace()
+        .next()
+        .unwrap_or("in")
+        .replace('/', "_");
+    let stem = format!("{stem}-{}x{}", original.0, original.1);
+    let vips = o.vips.as_ref().map(|py| {
+        vips_rows(
+            py,
+            path,
+            &o.out,
+            &stem,
+            o.runs,
+            &[preset.preview.max_edge, preset.thumbnail.max_edge],
+        )
+    });
+    let dssim = Dssim::new();
+    for (variant, pixels, edge, today_q) in [
+        (
+            "preview",
+            &preview,
+            preset.preview.max_edge,
+            preset.preview.quality,
+        ),
+        (
+            "thumbnail",
+            &thumbnail,
+            preset.thumbnail.max_edge,
+            preset.thumbnail.quality,
+        ),
+    ] {
+        let reference = dssim_image(&dssim, pixels);
+        let measure = |quality: u8, tuning: WebpTuning, label: String| -> Row {
+            let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+            let mut out = Vec::new();
+            for _ in 0..o.runs.max(1) {
+                let (started, started_cpu) = (Instant::now(), thread_cpu_ms());
+                out = encode_webp(pixels, quality, tuning).expect("encode");
+                cpu.push(thread_cpu_ms() - started_cpu);
+                wall.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            let back = image::load_from_memory_with_format(&out, image::ImageFormat::WebP)
+                .expect("decode our WebP");
+            let (val, _) = dssim.compare(&reference, dssim_image(&dssim, &back));
+            Row {
+                label,
+                quality,
+                tuning: Some(tuning),
+                bytes: out.len(),
+                dssim: f64::from(val),
+                ms: median(&mut cpu),
+                wall: median(&mut wall),
+            }
+        };
+        let plain = |method| WebpTuning {
+            method,
+            thread_level: 0,
+            sharp_yuv: false,
+        };
+        let mut grid = Vec::new();
+        for method in METHODS {
+            for q in QUALITIES {
+                grid.push(measure(q, plain(method), format!("m{method}")));
+            }
+        }
+        let mut extra = Vec::new();
+        for method in METHODS {
+            let threads = WebpTuning {
+                thread_level: 1,
+                ..plain(method)
+            };
+            extra.push(measure(
+                today_q,
+                threads,
+                format!("m{method} thread_level 1"),
+            ));
+            let sharp = WebpTuning {
+                sharp_yuv: true,
+                ..plain(method)
+            };
+            extra.push(measure(today_q, sharp, format!("m{method} sharp_yuv")));
+        }
+        let peer: Vec<Row> = vips
+            .iter()
+            .flatten()
+            .filter(|v| v.edge == edge)
+            .map(|v| {
+                let back = image::load_from_memory_with_format(&v.data, image::ImageFormat::WebP)
+                    .expect("decode vips' WebP");
+                let (w, h) = (back.width(), back.height());
+                // vips may round a side differently: compare with our pixels at its size.
+                let reference = if (w, h) == (pixels.width(), pixels.height()) {
+                    reference.clone()
+                } else {
+                    dssim_image(&dssim, &resize::resize(&full, w, h).expect("resize"))
+                };
+                let (val, _) = dssim.compare(&reference, dssim_image(&dssim, &back));
+                Row {
+                    label: format!("vips {w}×{h}"),
+                    quality: v.quality,
+                    tuning: None,
+                    bytes: v.data.len(),
+                    dssim: f64::from(val),
+                    ms: v.ms,
+                    wall: v.wall,
+                }
+            })
+            .collect();
+        print_tables(
+            &format!("{name}, {variant} {}×{}", pixels.width(), pixels.height()),
+            today_q,
+            &grid,
+            &extra,
+            &peer,
+        );
+        write_tsv(
+            &o.out,
+            &stem,
+            variant,
+            grid.iter().chain(&extra).chain(&peer),
+        );
+    }
+}
+
+fn dssim_image(dssim: &Dssim, img: &DynamicImage) -> DssimImage<f32> {
+    let rgb = img.to_rgb8();
+    let px: Vec<rgb::RGB8> = rgb
+        .pixels()
+        .map(|p| rgb::RGB8::new(p[0], p[1], p[2]))
+        .collect();
+    dssim
+        .create_image_rgb(&px, rgb.width() as usize, rgb.height() as usize)
+        .expect("a DSSIM image")
+}
+
+fn print_tables(title: &str, today_q: u8, grid: &[Row], extra: &[Row], peer: &[Row]) {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "### {title}\n\nEach cell: bytes / DSSIM×1000 / median encode CPU ms. Today: m{} q{today_q}.\n",
+        WEBP_TUNING.method
+    );
+    let _ = write!(s, "| method |");
+    for q in QUALITIES {
+        let _ = write!(s, " q{q} |");
+    }
+    let _ = write!(s, "\n|---|");
+    for _ in QUALITIES {
+        let _ = write!(s, "---|");
+    }
+    s.push('\n');
+    for method in METHODS {
+        let _ = write!(s, "| m{method} |");
+        for q in QUALITIES {
+            if let Some(r) = grid
+                .iter()
+                .find(|r| r.quality == q && r.tuning.is_some_and(|t| t.method == method))
+            {
+                let _ = write!(s, " {} / {:.3} / {:.1} |", r.bytes, r.dssim * 1e3, r.ms);
+            }
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "\n| setting | q | bytes | DSSIM×1000 | cpu ms | wall ms |\n|---|---|---|---|---|---|"
+    );
+    for r in extra.iter().chain(peer) {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.3} | {:.1} | {:.1} |",
+            r.label,
+            r.quality,
+            r.bytes,
+            r.dssim * 1e3,
+            r.ms,
+            r.wall
+        );
+    }
+    // Settings no worse than today's nor than vips' at the same quality, on both counts.
+    let today = grid
+        .iter()
+        .find(|r| r.quality == today_q && r.tuning.is_some_and(|t| t.method == WEBP_TUNING.method));
+    let vips = peer.iter().find(|r| r.quality == today_q);
+    if let Some(today) = today {
+        let bytes = vips.map_or(today.bytes, |v| v.bytes.min(today.bytes));
+        let dssim = vips.map_or(today.dssim, |v| v.dssim.min(today.dssim));
+        let mut ok: Vec<&Row> = grid
+            .iter()
+            .chain(extra)
+            .filter(|r| r.bytes <= bytes && r.dssim <= dssim)
+            .collect();
+        ok.sort_by(|a, b| a.ms.total_cmp(&b.ms));
+        let _ = writeln!(
+            s,
+            "\nAt most {bytes} bytes and DSSIM×1000 {:.3} (today{}), fastest first:",
+            dssim * 1e3,
+            if vips.is_some() { " and vips" } else { "" }
+        );
+        for r in ok.iter().take(8) {
+            let _ = writeln!(
+                s,
+                "- {} q{}: {} B, {:.3}, {:.1} ms",
+                r.label,
+                r.quality,
+                r.bytes,
+                r.dssim * 1e3,
+                r.ms
+            );
+        }
+    }
+    println!("{s}");
+}
+
+fn write_tsv<'r>(out: &Path, stem: &str, variant: &str, rows: impl Iterator<Item = &'r Row>) {
+    let mut s = String::from("setting\tquality\tbytes\tdssim\tcpu_ms\twall_ms\n");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{}\t{}\t{}\t{:.6}\t{:.3}\t{:.3}",
+            r.label, r.quality, r.bytes, r.dssim, r.ms, r.wall
+        );
+    }
+    std::fs::write(out.join(format!("{stem}-{variant}.tsv")), s).expect("write the TSV");
+}
+
+struct VipsOut {
+    edge: u32,
+    quality: u8,
+    data: Vec<u8>,
+    ms: f64,
+    wall: f64,
+}
+
+fn vips_rows(
+    python: &Path,
+    input: &Path,
+    out: &Path,
+    stem: &str,
+    runs: usize,
+    edges: &[u32],
+) -> Vec<VipsOut> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vips_webp.py");
+    let qs = QUALITIES.map(|q| q.to_string()).join(",");
+    let specs: Vec<String> = edges.iter().map(|e| format!("{e}:{qs}")).collect();
+    let done = Command::new(python)
+        .arg(script)
+        .arg(input)
+        .arg(out)
+        .arg(stem)
+        .arg(runs.to_string())
+        .args(&specs)
+        .output()
+        .expect("run vips_webp.py");
+    assert!(
+        done.status.success(),
+        "vips_webp.py: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    eprint!("{}", String::from_utf8_lossy(&done.stderr));
+    String::from_utf8_lossy(&done.stdout)
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            let (edge, quality): (u32, u8) = (f[0].parse().unwrap(), f[1].parse().unwrap());
+            let file = out.join(format!("{stem}-{edge}-q{quality}.webp"));
+            VipsOut {
+                edge,
+                quality,
+                data: std::fs::read(file).expect("read vips' output"),
+                ms: f[5].parse().unwrap(),
+                wall: f[6].parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The whole image job, as the service runs it (this build's settings and the preset).
+fn pipeline(inputs: &[(&str, PathBuf)], presets: &Presets, o: &Options) {
+    println!("### The whole image job (median of {} runs)\n", o.runs);
+    println!(
+        "Wall ms is elapsed (median, and min: the least disturbed run); CPU ms is all threads'.\n"
+    );
+    println!("| input | job wall ms | min | job CPU ms | encode step wall ms | preview bytes | thumbnail bytes |\n|---|---|---|---|---|---|---|");
+    let dir = o.out.join("job");
+    std::fs::create_dir_all(&dir).expect("create the job directory");
+    for (name, path) in inputs {
+        let (mut total, mut encode, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+        let mut sizes = (0, 0);
+        for _ in 0..o.runs.max(1) {
+            let (started, started_cpu) = (Instant::now(), process_cpu_ms());
+            let done = process(MediaKind::Image, path, presets, &dir).expect("the image job");
+            total.push(started.elapsed().as_secs_f64() * 1e3);
+            cpu.push(process_cpu_ms() - started_cpu);
+            let step = done.steps.iter().find(|s| s.name == "encode");
+            encode.push(step.map_or(0.0, |s| s.took.as_secs_f64() * 1e3));
+            let size = |n: &str| done.variants.iter().find(|v| v.name == n).map(|v| v.size);
+            sizes = (size("preview").unwrap_or(0), size("thumbnail").unwrap_or(0));
+        }
+        let wall = median(&mut total);
+        println!(
+            "| {name} | {wall:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            total[0],
+            median(&mut cpu),
+            median(&mut encode),
+            sizes.0,
+            sizes.1
+        );
+    }
+}
+
+fn thread_cpu_ms() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
+fn process_cpu_ms() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The bench's photo-like JPEG (bench/src/inputs.rs `photo`): smooth colour fields, mid-sized
+/// texture and per-pixel sensor noise, from a seeded SplitMix64; cached in `dir`.
+fn photo(dir: &Path, width: u32, height: u32, seed: u64) -> PathBuf {
+    let path = dir.join(format!("photo-{width}x{height}-s{seed}.jpg"));
+    if path.exists() {
+        return path;
+    }
+    let mut rng = Rng(seed ^ 0x5EED_5A7C_4E15_0001);
+    let layer = |rng: &mut Rng, cell: u32, amplitude: f32| -> RgbImage {
+        let (gw, gh) = (width.div_ceil(cell) + 1, height.div_ceil(cell) + 1);
+        let grid = ImageBuffer::from_fn(gw, gh, |_, _| {
+            let base = rng.unit();
+            Rgb([0, 1, 2].map(|_| {
+                let c = 128.0 + amplitude * (base - 0.5) + 0.4 * amplitude * (rng.unit() - 0.5);
+                c.clamp(0.0, 255.0) as u8
+            }))
+        });
+        image::imageops::resize(&grid, width, height, image::imageops::FilterType::Triangle)
+    };
+    let mut img = layer(&mut rng, 400, 220.0);
+    let texture = layer(&mut rng, 12, 60.0);
+    for (out, tex) in img.pixels_mut().zip(texture.pixels()) {
+        let n = rng.next_u64();
+        for c in 0..3 {
+            let draw = |shift: usize| ((n >> shift) & 31) as i32;
+            let noise = (draw(10 * c) + draw(10 * c + 5) - 31) / 2;
+            let v = i32::from(out[c]) + (i32::from(tex[c]) - 128) + noise;
+            out[c] = v.clamp(0, 255) as u8;
+        }
+    }
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create the photo"));
+    image::codecs::jpeg::JpegEncoder::new_with_quality(file, 90)
+        .encode_image(&img)
+        .expect("write the photo");
+    path
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
