@@ -18,6 +18,11 @@ pub fn write(report: &Report, dir: &Path) -> anyhow::Result<Vec<String>> {
             "End-to-end load: upload latency and time to ready",
         ),
         (
+            "photos",
+            "latency-photos.svg",
+            "Photos end to end: time to ready",
+        ),
+        (
             "links",
             "latency-links.svg",
             "Link issuance latency against /healthz",

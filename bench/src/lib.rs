@@ -2,9 +2,9 @@
 //! with the tools they would otherwise use, measured on their own machine and deployment in
 //! one run. It drives the `satchel` binary that sits next to its own executable.
 //!
-//! Six workloads (`image`, `voice`, `video`, `upload`, `load`, `links`) each yield rows of
-//! figures and comparisons (satchel ÷ peer); a workload that fails is reported as failed and
-//! the run goes on. Inputs are generated from a seed, so two runs measure the same bytes.
+//! Seven workloads (`image`, `voice`, `video`, `upload`, `load`, `links`, `photos`) each
+//! yield rows of figures and comparisons (satchel ÷ peer); a workload that fails is reported
+//! as failed and the run goes on. Inputs are generated from a seed, so two runs measure the same bytes.
 
 mod charts;
 mod client;
@@ -16,7 +16,9 @@ mod machine;
 mod measure;
 mod options;
 pub mod peers;
+mod photos;
 mod progress;
+mod pyvips;
 mod report;
 mod report_json;
 mod report_md;
@@ -79,7 +81,31 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         Some(path) => Presets::load(path).map_err(anyhow::Error::msg)?,
         None => Presets::default(),
     };
-    let peers = Peers::find();
+    let mut peers = Peers::find();
+    let selected = |id: WorkloadId| args.only.is_empty() || args.only.contains(&id);
+    let cache = args
+        .cache
+        .clone()
+        .unwrap_or_else(|| args.out.join("inputs"));
+    if selected(WorkloadId::Photos) {
+        let venv = args
+            .pyvips_venv
+            .clone()
+            .unwrap_or_else(|| cache.join("pyvips-venv"));
+        let pb = progress::spinner(format!(
+            "setting up pyvips in {} (once; pip needs PyPI)",
+            venv.display()
+        ));
+        let peer = pyvips::setup(&venv);
+        progress::finish(
+            &pb,
+            match &peer.version {
+                Some(v) => format!("pyvips peer: {v}"),
+                None => format!("pyvips peer missing: {}", peer.missing_note()),
+            },
+        );
+        peers.pyvips = Some(peer);
+    }
     eprintln!(
         "satchel bench: {} suite, output in {}",
         args.suite.name(),
@@ -119,10 +145,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         exe,
         plan: args.suite.plan(),
         seed: args.seed,
-        cache: args
-            .cache
-            .clone()
-            .unwrap_or_else(|| args.out.join("inputs")),
+        cache,
         work: args.out.join("work"),
         presets,
         preset_path: args.preset.clone(),
@@ -131,7 +154,6 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         target,
         s3,
     };
-    let selected = |id: WorkloadId| args.only.is_empty() || args.only.contains(&id);
     let mut workloads = Vec::new();
     for id in [
         WorkloadId::Image,
@@ -140,6 +162,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         WorkloadId::Upload,
         WorkloadId::Load,
         WorkloadId::Links,
+        WorkloadId::Photos,
     ] {
         if !selected(id) {
             continue;
@@ -197,6 +220,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
                 },
                 path: p.path.as_ref().map(|p| p.display().to_string()),
                 version: p.version.clone(),
+                note: p.path.is_none().then(|| p.missing_note()),
             })
             .collect(),
         plan,
@@ -223,6 +247,7 @@ async fn run_workload(ctx: &Ctx, id: WorkloadId) -> Workload {
         WorkloadId::Upload => ("upload", upload::run(ctx).await),
         WorkloadId::Load => ("load", load::run(ctx).await),
         WorkloadId::Links => ("links", links::run(ctx).await),
+        WorkloadId::Photos => ("photos", photos::run(ctx).await),
     };
     result.unwrap_or_else(|e| {
         eprintln!("workload {name} failed: {e:#}");

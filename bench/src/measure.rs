@@ -174,3 +174,106 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// CPU seconds a process tree has used so far: `pid`'s own and its reaped children's
+/// (`utime + stime + cutime + cstime` of `/proc/<pid>/stat`), plus the same of every live
+/// descendant, found by walking `/proc/*/stat` by parent pid. Live descendants (a server's
+/// long-lived job children) are in their own figures until reaped, and then in their
+/// parent's `cutime`/`cstime`, so at any instant each CPU second is counted once, and the
+/// difference of two samples is what the tree used between them, short-lived children
+/// included.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeCpu {
+    pub seconds: f64,
+    /// Processes of the tree alive at the sample, `pid` included.
+    pub processes: usize,
+}
+
+pub fn tree_cpu(pid: u32) -> Option<TreeCpu> {
+    let ticks = clock_ticks()?;
+    let mut all: Vec<(u32, u32, u64)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some((ppid, t)) = stat_times(p) {
+            all.push((p, ppid, t));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            all.iter()
+                .filter(|(_, ppid, _)| *ppid == parent)
+                .map(|(p, _, _)| *p),
+        );
+        i += 1;
+    }
+    let own = all.iter().find(|(p, _, _)| *p == pid)?;
+    let total: u64 = own.2
+        + all
+            .iter()
+            .filter(|(p, _, _)| *p != pid && tree.contains(p))
+            .map(|(_, _, t)| t)
+            .sum::<u64>();
+    Some(TreeCpu {
+        seconds: total as f64 / ticks,
+        processes: tree.len(),
+    })
+}
+
+/// Parent pid and `utime + stime + cutime + cstime` in clock ticks. The fields are counted
+/// after the command name's closing parenthesis, since the name may hold spaces.
+fn stat_times(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    // After the name: state (field 3 of stat(5)) is 0, ppid 1, utime 11 .. cstime 14.
+    let ppid = fields.get(1)?.parse().ok()?;
+    let times: u64 = fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<i64>().unwrap_or(0).max(0) as u64)
+        .sum();
+    Some((ppid, times))
+}
+
+fn clock_ticks() -> Option<f64> {
+    // SAFETY: sysconf only reads a constant of the system.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (t > 0).then_some(t as f64)
+}
+
+/// CPU seconds (user + system) this whole process has used so far, every thread included.
+pub fn self_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_counts_its_children_live_and_reaped() {
+        let me = std::process::id();
+        let before = tree_cpu(me).unwrap();
+        // A child that burns CPU and is reaped: its time lands in our cutime.
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let after = tree_cpu(me).unwrap();
+        assert!(after.seconds > before.seconds, "{before:?} {after:?}");
+        assert!(after.processes >= 1);
+    }
+}

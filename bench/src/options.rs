@@ -31,6 +31,11 @@ pub struct BenchArgs {
     /// Run only these workloads.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<WorkloadId>,
+    /// The Python virtual environment of the photos workload's peer (pyvips with
+    /// pyvips-binary). Used as it is when it imports pyvips; otherwise made there with
+    /// `python3 -m venv` and pip (default: CACHE/pyvips-venv).
+    #[arg(long)]
+    pub pyvips_venv: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +53,7 @@ pub enum WorkloadId {
     Upload,
     Load,
     Links,
+    Photos,
 }
 
 impl Suite {
@@ -78,6 +84,11 @@ impl Suite {
                 mix_file_bytes: 64 << 10,
                 links_seconds: 1.0,
                 links_concurrency: 4,
+                photos_sizes: PHOTO_SIZES,
+                photos_clients: 8,
+                photos_jobs: [16, 8],
+                photos_transform_runs: 3,
+                photos_peer_seconds: 1.0,
             },
             Suite::Quick => Plan {
                 photo: (6000, 4000),
@@ -96,6 +107,11 @@ impl Suite {
                 mix_file_bytes: 2 << 20,
                 links_seconds: 5.0,
                 links_concurrency: 16,
+                photos_sizes: PHOTO_SIZES,
+                photos_clients: 8,
+                photos_jobs: [400, 120],
+                photos_transform_runs: 15,
+                photos_peer_seconds: 8.0,
             },
             Suite::Full => Plan {
                 photo: (6000, 4000),
@@ -114,6 +130,11 @@ impl Suite {
                 mix_file_bytes: 8 << 20,
                 links_seconds: 15.0,
                 links_concurrency: 32,
+                photos_sizes: PHOTO_SIZES,
+                photos_clients: 8,
+                photos_jobs: [1500, 500],
+                photos_transform_runs: 30,
+                photos_peer_seconds: 20.0,
             },
         }
     }
@@ -143,4 +164,18 @@ pub struct Plan {
     pub mix_file_bytes: usize,
     pub links_seconds: f64,
     pub links_concurrency: usize,
+    /// The photos workload's two photos (width, height), a chat's small photo and a larger one.
+    pub photos_sizes: [(u32, u32); 2],
+    /// Clients uploading at once in the photos workload.
+    pub photos_clients: usize,
+    /// Uploads of each of `photos_sizes`, in all clients together.
+    pub photos_jobs: [usize; 2],
+    /// Timed in-process runs of the transform alone, on each photo.
+    pub photos_transform_runs: usize,
+    /// How long the persistent-libvips peer's processes repeat their work on each photo.
+    pub photos_peer_seconds: f64,
 }
+
+/// The photos workload's inputs in every suite: what the issue names, a 640x480 and a
+/// 1600x1200 photo.
+const PHOTO_SIZES: [(u32, u32); 2] = [(640, 480), (1600, 1200)];

@@ -38,6 +38,8 @@ pub struct PeerInfo {
     pub status: Status,
     pub path: Option<String>,
     pub version: Option<String>,
+    /// Why a missing peer is missing.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -158,6 +160,10 @@ pub enum Better {
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     pub metric: String,
+    /// The peer's figure when it is named differently from satchel's (`photos_per_s`
+    /// against satchel's `jobs_per_s`); absent when it is `metric` too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_metric: Option<String>,
     pub satchel: String,
     pub peer: String,
     pub satchel_value: Option<f64>,
@@ -210,10 +216,23 @@ impl Workload {
     /// Compares `metric` of the satchel row `satchel` with that of the row `peer`; a peer
     /// row that was not measured carries its status and note into the comparison.
     pub fn compare(&mut self, metric: &str, satchel: &str, peer: &str, better: Better) {
+        self.compare_figures(metric, metric, satchel, peer, better);
+    }
+
+    /// Compares satchel's `metric` with the peer's `peer_metric`, a figure of the same unit
+    /// under another name.
+    pub fn compare_figures(
+        &mut self,
+        metric: &str,
+        peer_metric: &str,
+        satchel: &str,
+        peer: &str,
+        better: Better,
+    ) {
         let find = |name: &str| self.rows.iter().find(|r| r.subject == name);
         let (s, p) = (find(satchel), find(peer));
         let satchel_value = s.and_then(|r| r.figures.get(metric));
-        let peer_value = p.and_then(|r| r.figures.get(metric));
+        let peer_value = p.and_then(|r| r.figures.get(peer_metric));
         let ratio = match (satchel_value, peer_value) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
@@ -226,6 +245,7 @@ impl Workload {
         };
         self.comparisons.push(Comparison {
             metric: metric.into(),
+            peer_metric: (peer_metric != metric).then(|| peer_metric.into()),
             satchel: satchel.into(),
             peer: peer.into(),
             satchel_value,

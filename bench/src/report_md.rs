@@ -43,7 +43,8 @@ pub fn render(r: &Report, charts: &[String]) -> String {
         let _ = writeln!(s, "| {name} | {status} | {version} |");
     }
     for p in r.peers.iter().filter(|p| p.status == Status::Missing) {
-        let _ = writeln!(s, "| {} | **missing** | not installed |", p.name);
+        let why = p.note.as_deref().unwrap_or("not installed");
+        let _ = writeln!(s, "| {} | **missing** | {why} |", p.name);
     }
     s.push_str(
         "\nRatios are satchel ÷ peer. For times and memory below 1 means satchel is better; \
@@ -64,7 +65,10 @@ pub fn render(r: &Report, charts: &[String]) -> String {
                 w.id,
                 c.satchel,
                 c.peer,
-                label(&c.metric),
+                match &c.peer_metric {
+                    Some(pm) => format!("{} vs {}", label(&c.metric), label(pm)),
+                    None => label(&c.metric),
+                },
                 opt(c.satchel_value),
                 opt(c.peer_value),
                 ratio(c)
@@ -149,7 +153,8 @@ fn table(s: &mut String, rows: &[Row]) {
 
 /// `wall_median_s` → `wall median (s)`.
 fn label(key: &str) -> String {
-    const UNITS: [(&str, &str); 6] = [
+    const UNITS: [(&str, &str); 7] = [
+        ("_pct", "%"),
         ("_mib_s", "MiB/s"),
         ("_per_s", "/s"),
         ("_mib", "MiB"),

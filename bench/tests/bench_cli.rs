@@ -72,43 +72,118 @@ fn row<'a>(workload: &'a Value, starts_with: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row {starts_with} in {}", workload["id"]))
 }
 
-#[test]
-fn the_smoke_suite_writes_a_full_report_and_names_missing_peers() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
+/// Runs `satchel bench ARGS --out DIR/out` with `SATCHEL_*` cleared and PATH set to `path`
+/// (when given), within `limit`; returns report.md and report.json.
+fn run_bench(dir: &Path, args: &[&str], path: Option<&Path>, limit: Duration) -> (String, Value) {
+    let out = dir.join("out");
     let mut command = Command::new(satchel_beside_the_bench());
-    command
-        .args(["bench", "--suite", "smoke", "--out"])
-        .arg(&out)
-        .env("PATH", path_without_vips(dir.path()));
+    command.arg("bench").args(args).arg("--out").arg(&out);
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SATCHEL_")) {
         command.env_remove(key);
     }
     let mut child = command
         .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("satchel bench --suite smoke took over 180 s");
+            panic!("satchel bench {args:?} took over {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();
     assert!(status.success(), "satchel bench failed: {stderr}");
-
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let report =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    (md, report)
+}
+
+/// The photos workload's rows for both photos: satchel's jobs/s, the transform alone and the
+/// per-job overhead as real numbers; returns the pyvips rows for the caller to judge.
+fn check_photos(photos: &Value) -> Vec<Value> {
+    assert_eq!(
+        photos["status"], "measured",
+        "photos failed: {}",
+        photos["error"]
+    );
+    let mut peers = Vec::new();
+    for size in ["640×480", "1600×1200"] {
+        let satchel = row(photos, &format!("satchel, {size}: upload → ready"));
+        assert_eq!(
+            figure(satchel, "jobs"),
+            if size == "640×480" { 16.0 } else { 8.0 }
+        );
+        assert_eq!(figure(satchel, "errors"), 0.0);
+        for key in [
+            "jobs_per_s",
+            "ready_p50_ms",
+            "cpu_per_job_ms",
+            "polls_per_job",
+        ] {
+            assert!(figure(satchel, key) > 0.0, "{size} {key}");
+        }
+        let alone = row(photos, &format!("satchel transform alone, {size}"));
+        assert_eq!(alone["role"], "reference");
+        assert!(figure(alone, "cpu_per_job_ms") > 0.0);
+        // The whole job costs more than its transform: the overhead is a real, finite figure.
+        let overhead = row(photos, &format!("satchel per-job overhead, {size}"));
+        assert!(figure(overhead, "overhead_cpu_ms").is_finite());
+        assert!(figure(overhead, "overhead_pct").is_finite());
+        assert!(figure(overhead, "of_which_polling_ms") >= 0.0);
+        let peer = row(photos, &format!("pyvips, {size}")).clone();
+        let ratio = photos["comparisons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["metric"] == "jobs_per_s" && c["peer"] == peer["subject"])
+            .unwrap_or_else(|| panic!("no jobs/s comparison for {size}"));
+        assert_eq!(ratio["peer_metric"], "photos_per_s");
+        if peer["status"] == "measured" {
+            assert!(figure(&peer, "photos_per_s") > 0.0);
+            assert!(figure(&peer, "cpu_per_photo_ms") > 0.0);
+            assert!(ratio["ratio"].as_f64().unwrap() > 0.0, "{ratio}");
+        } else {
+            // Skipped: missing, with why, and no number anywhere in its place.
+            assert_eq!(peer["status"], "missing", "{peer}");
+            assert!(peer["note"].is_string());
+            assert!(peer["figures"].as_object().unwrap().is_empty(), "{peer}");
+            assert!(ratio["ratio"].is_null(), "{ratio}");
+            assert_eq!(ratio["status"], "missing");
+        }
+        peers.push(peer);
+    }
+    peers
+}
+
+#[test]
+fn the_smoke_suite_writes_a_full_report_and_names_missing_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let path = path_without_vips(dir.path());
+    let (md, report) = run_bench(
+        dir.path(),
+        &["--suite", "smoke"],
+        Some(&path),
+        Duration::from_secs(240),
+    );
     assert!(md.contains("## Side by side"), "{md}");
     assert!(md.contains("| vipsthumbnail | **missing** |"), "{md}");
+    // No python3 on this PATH: the pyvips environment cannot be made, and says so.
+    assert!(
+        md.contains("| pyvips | **missing** | python3 is not installed"),
+        "{md}"
+    );
 
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["suite"], "smoke");
     assert_eq!(report["target"]["mode"], "embedded");
     assert!(report["machine"]["logical_cpus"].as_u64().unwrap() > 0);
@@ -131,7 +206,10 @@ fn the_smoke_suite_writes_a_full_report_and_names_missing_peers() {
         .iter()
         .map(|w| w["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["image", "voice", "video", "upload", "load", "links"]);
+    assert_eq!(
+        ids,
+        ["image", "voice", "video", "upload", "load", "links", "photos"]
+    );
     for w in workloads {
         assert_eq!(
             w["status"], "measured",
@@ -212,6 +290,12 @@ fn the_smoke_suite_writes_a_full_report_and_names_missing_peers() {
     assert!(figure(issued, "requests_per_s") > 0.0);
     assert_eq!(figure(issued, "errors"), 0.0);
 
+    assert_eq!(peer("pyvips")["status"], "missing");
+    for pyvips in check_photos(by_id("photos")) {
+        assert_eq!(pyvips["status"], "missing");
+        assert!(pyvips["note"].as_str().unwrap().contains("python3"));
+    }
+
     let svgs: Vec<PathBuf> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -220,5 +304,44 @@ fn the_smoke_suite_writes_a_full_report_and_names_missing_peers() {
     assert!(svgs.len() >= 3, "charts: {svgs:?}");
     for svg in svgs {
         assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    }
+}
+
+/// The photos workload alone, with the machine's PATH: the bench makes the pyvips
+/// environment (once, kept in the target directory) and measures the peer beside satchel.
+/// Where it cannot be made (no network to PyPI) the peer must show as missing, not a number.
+#[test]
+fn the_photos_workload_puts_satchel_beside_persistent_libvips() {
+    let dir = tempfile::tempdir().unwrap();
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pyvips-venv");
+    let (md, report) = run_bench(
+        dir.path(),
+        &[
+            "--suite",
+            "smoke",
+            "--only",
+            "photos",
+            "--pyvips-venv",
+            venv.to_str().unwrap(),
+        ],
+        None,
+        Duration::from_secs(300),
+    );
+    let workloads = report["workloads"].as_array().unwrap();
+    assert_eq!(workloads.len(), 1);
+    let peers = check_photos(&workloads[0]);
+    let pyvips = report["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "pyvips")
+        .unwrap();
+    if pyvips["status"] == "measured" {
+        assert!(pyvips["version"].as_str().unwrap().contains("libvips 8.18"));
+        assert!(peers.iter().all(|p| p["status"] == "measured"), "{peers:?}");
+        assert!(md.contains("jobs (/s) vs photos (/s)"), "{md}");
+    } else {
+        eprintln!("pyvips could not be set up here: {}", pyvips["note"]);
+        assert!(md.contains("| pyvips | **missing** |"), "{md}");
     }
 }
