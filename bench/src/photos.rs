@@ -285,7 +285,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Workload> {
     );
     work.method = format!(
         "For each photo in turn: {clients} clients upload it {jobs} times in all to the server \
-         under test, each client one upload after another without waiting for processing, and \
+         under test, each client uploading its next photo once the last is ready (at most one \
+         waiting per client), and \
          each upload is polled every {poll} ms until `ready` with its thumbnail, preview, \
          blurred variant and both placeholders. jobs/s counts the ready ones over the time from \
          the first upload to the last ready. CPU per job is the CPU of `satchel serve` and all \
@@ -353,27 +354,21 @@ async fn end_to_end(
             pb.clone(),
             polls.clone(),
         );
+        // Closed loop: each client uploads its next photo once the last one is ready, as a
+        // chat client does, so that the queue holds at most one photo per client and the
+        // status polls stay a few per job rather than piling up behind a backlog.
         tasks.push(tokio::spawn(async move {
-            let mut watchers = Vec::new();
+            let mut done = Vec::new();
             for _ in 0..mine {
                 let t = Instant::now();
-                let uploaded = api.upload(&chat, "bench", "photo.jpg", body.clone()).await;
-                let (api, pb, polls) = (api.clone(), pb.clone(), polls.clone());
-                watchers.push(tokio::spawn(async move {
-                    let done = match uploaded {
-                        Err(e) => Err(format!("upload: {e:#}")),
-                        Ok(id) => {
-                            let watched = watch(&api, &id, &polls).await;
-                            watched.map(|()| (t.elapsed().as_secs_f64() * 1e3, Instant::now(), id))
-                        }
-                    };
-                    pb.inc(1);
-                    done
-                }));
-            }
-            let mut done = Vec::new();
-            for w in watchers {
-                done.push(w.await.unwrap_or_else(|e| Err(e.to_string())));
+                let result = match api.upload(&chat, "bench", "photo.jpg", body.clone()).await {
+                    Err(e) => Err(format!("upload: {e:#}")),
+                    Ok(id) => watch(&api, &id, &polls)
+                        .await
+                        .map(|()| (t.elapsed().as_secs_f64() * 1e3, Instant::now(), id)),
+                };
+                pb.inc(1);
+                done.push(result);
             }
             done
         }));
