@@ -239,7 +239,7 @@ fn turbo_at(bytes: &[u8], eighths: u32) -> (u32, u32) {
         max_scans: 100,
     };
     let mut d = turbo::Decompressor::new(&limits).unwrap();
-    let header = d.read_header(bytes).unwrap();
+    let (header, _) = d.read_header(bytes).unwrap();
     let (pixels, warning) = d
         .decode(bytes, &header, eighths, turbo::Format::Rgb)
         .unwrap();

@@ -121,7 +121,8 @@ fn decode_jpeg(
         max_scans: MAX_SCANS,
     })
     .map_err(turbo_error)?;
-    let header = decoder.read_header(&bytes).map_err(turbo_error)?;
+    let (header, warning) = decoder.read_header(&bytes).map_err(turbo_error)?;
+    judge(warning)?;
     let (width, height) = (header.width, header.height);
     check_size(width, height, preset)?;
 
@@ -154,14 +155,7 @@ fn decode_jpeg(
     let (pixels, warning) = decoder
         .decode(&bytes, &header, eighths, format)
         .map_err(turbo_error)?;
-    if let Some(warning) = warning {
-        // Bytes between segments where a marker should be (some cameras pad): the picture is
-        // whole. Any other warning is damage libjpeg-turbo papered over, such as a truncated
-        // file's missing rows filled with grey.
-        if !warning.message.contains("extraneous bytes before marker") {
-            return Err(turbo_error(warning));
-        }
-    }
+    judge(warning)?;
     drop(bytes);
 
     let mut image = jpeg_pixels_to_image(pixels)?;
@@ -262,11 +256,22 @@ fn jpeg_pixels_to_image(pixels: turbo::Pixels) -> Result<DynamicImage, WorkerErr
     Ok(image)
 }
 
+/// Bytes between segments where a marker should be (some cameras pad) leave the picture whole.
+/// Any other warning is damage libjpeg-turbo papered over, such as a truncated file's missing
+/// rows filled with grey: the job fails.
+fn judge(warning: Option<turbo::Error>) -> Result<(), WorkerError> {
+    match warning {
+        Some(w) if !w.message.contains("extraneous bytes before marker") => Err(turbo_error(w)),
+        _ => Ok(()),
+    }
+}
+
 fn turbo_error(e: turbo::Error) -> WorkerError {
     let m = &e.message;
-    // libjpeg's JERR_OUT_OF_MEMORY and JERR_NO_BACKING_STORE (its buffers over the memory
-    // limit), and TurboJPEG's own pixel limit.
+    // libjpeg's JERR_OUT_OF_MEMORY and JERR_NO_BACKING_STORE, libjpeg-turbo's own message for
+    // its buffers over TJPARAM_MAXMEMORY, and TurboJPEG's pixel limit.
     if m.contains("Insufficient memory")
+        || m.contains("Memory limit exceeded")
         || m.contains("Backing store not supported")
         || m.contains("Image is too large")
     {

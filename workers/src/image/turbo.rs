@@ -180,16 +180,22 @@ impl Decompressor {
         }
     }
 
-    /// Reads the headers (up to the first scan) of `jpeg`; no pixel is decoded.
-    pub fn read_header(&mut self, jpeg: &[u8]) -> Result<Header, Error> {
+    /// Reads the headers (up to the first scan) of `jpeg`; no pixel is decoded. A warning (such
+    /// as bytes between segments) comes back beside the header, for the caller to judge as with
+    /// [`Self::decode`].
+    pub fn read_header(&mut self, jpeg: &[u8]) -> Result<(Header, Option<Error>), Error> {
         // SAFETY: the pointer and length describe `jpeg`, which outlives the call and is only
         // read.
         let rc = unsafe {
             tj::tj3DecompressHeader(self.handle.as_ptr(), jpeg.as_ptr(), jpeg.len() as _)
         };
-        if rc != 0 {
-            return Err(self.error());
-        }
+        let warning = match rc {
+            0 => None,
+            _ => match self.error() {
+                e if e.warning => Some(e),
+                e => return Err(e),
+            },
+        };
         let colorspace = match self.get(tj::TJPARAM_TJPARAM_COLORSPACE) as tj::TJCS {
             tj::TJCS_TJCS_RGB => Colorspace::Rgb,
             tj::TJCS_TJCS_YCbCr => Colorspace::YCbCr,
@@ -204,7 +210,7 @@ impl Decompressor {
             }
         };
         let dimension = |v: c_int| u32::try_from(v).unwrap_or(0);
-        Ok(Header {
+        let header = Header {
             width: dimension(self.get(tj::TJPARAM_TJPARAM_JPEGWIDTH)),
             height: dimension(self.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT)),
             colorspace,
@@ -212,7 +218,8 @@ impl Decompressor {
             lossless: self.get(tj::TJPARAM_TJPARAM_LOSSLESS) == 1,
             progressive: self.get(tj::TJPARAM_TJPARAM_PROGRESSIVE) == 1,
             arithmetic: self.get(tj::TJPARAM_TJPARAM_ARITHMETIC) == 1,
-        })
+        };
+        Ok((header, warning))
     }
 
     /// Decodes `jpeg` (whose header is `header`, from [`Self::read_header`] on the same bytes) at
