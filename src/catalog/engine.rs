@@ -47,8 +47,11 @@ impl Engine {
                     false if url.contains('?') => format!("{url}&mode=rwc"),
                     false => format!("{url}?mode=rwc"),
                 };
+                // No ping before each acquire: a file's connection does not drop, and the ping
+                // is a round trip to the connection's thread, as dear as a query.
                 options
                     .max_connections(8)
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)))
                     .connect(&url)
                     .await?

@@ -265,6 +265,14 @@ pub trait Catalog: Send + Sync {
     async fn user_usage(&self, user: &UserId) -> Result<Usage>;
     /// A media that exists and has not expired.
     async fn get_media(&self, id: &MediaId) -> Result<Option<StoredMedia>>;
+    /// The live media `id` (as [`get_media`](Self::get_media)) and `user`'s membership of its
+    /// chat (as [`membership`](Self::membership)), read at once: what issuing a link and every
+    /// signed download check, in one round trip.
+    async fn media_and_membership(
+        &self,
+        id: &MediaId,
+        user: &UserId,
+    ) -> Result<Option<(StoredMedia, Option<String>)>>;
     /// Removes the media's rows, gives its bytes back to the chat's and the uploader's usage,
     /// records its objects as garbage and writes its `media.erased` event, in one transaction.
     async fn delete_media(&self, id: &MediaId, reason: EraseReason) -> Result<Option<StoredMedia>>;

@@ -20,6 +20,9 @@ pub(super) const MEDIA_FIELDS: &str = "m.id, m.chat_id, m.uploader, m.filename, 
 /// The columns [`decode_variant`] expects, in its order, from its `base` column on.
 pub(super) const VARIANT_COLUMNS: &str = "name, mime, size, width, height, duration_ms";
 
+/// [`VARIANT_COLUMNS`] of `v`, for a join with media (whose columns have the same names).
+pub(super) const VARIANT_FIELDS: &str = "v.name, v.mime, v.size, v.width, v.height, v.duration_ms";
+
 fn bad(what: &str) -> CatalogError {
     CatalogError::Other(anyhow::anyhow!("corrupt catalog row: {what}"))
 }

@@ -306,6 +306,14 @@ impl Catalog for SqlCatalog {
         self.fetch_media(&id.to_string(), true).await
     }
 
+    async fn media_and_membership(
+        &self,
+        id: &MediaId,
+        user: &UserId,
+    ) -> Result<Option<(StoredMedia, Option<String>)>> {
+        read::media_and_membership(&self.pool, &id.to_string(), user.as_str()).await
+    }
+
     async fn delete_media(&self, id: &MediaId, reason: EraseReason) -> Result<Option<StoredMedia>> {
         let key = id.to_string();
         let mut tx = self.pool.begin().await.map_err(db)?;

@@ -152,18 +152,14 @@ async fn serve(
         )
         .await?;
     // The link was genuine, so a media that is missing now was erased.
-    let stored = state
+    let (stored, membership) = state
         .catalog
-        .get_media(&media_id)
+        .media_and_membership(&media_id, &grant.user)
         .await?
         .ok_or(ApiError::Gone)?;
     let media = stored.media;
     // Still a member, and under the same membership: one who left and came back does not
     // get the links of before.
-    let membership = state
-        .catalog
-        .membership(&media.chat_id, &grant.user)
-        .await?;
     if membership.as_deref() != Some(grant.membership.as_str()) {
         return Err(ApiError::Forbidden);
     }

@@ -35,9 +35,9 @@ pub async fn issue(
             "ttl_seconds must be at least 1 (a link that is born expired is no link)".into(),
         ));
     }
-    let stored = state
+    let (stored, membership) = state
         .catalog
-        .get_media(id)
+        .media_and_membership(id, &user)
         .await?
         .ok_or(ApiError::NotFound)?;
     let media = &stored.media;
@@ -50,7 +50,7 @@ pub async fn issue(
             return Err(ApiError::UnknownVariant(name.clone()));
         }
     }
-    let Some(membership) = state.catalog.membership(&media.chat_id, &user).await? else {
+    let Some(membership) = membership else {
         return Err(ApiError::NotAMember);
     };
     state

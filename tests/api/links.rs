@@ -155,3 +155,61 @@ async fn unknown_query_parameters_on_a_link_are_ignored_but_buy_nothing() {
     let r = app.client.get(&later).send().await.unwrap();
     assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
 }
+
+/// Issuance reads the membership as it is now, in the same read as the media: a removed
+/// member's next request is refused at once; back again, they get links under the new
+/// membership, while the links of before stay dead; an erased chat's media has none.
+#[tokio::test]
+async fn membership_changes_are_seen_by_the_very_next_issuance() {
+    let app = spawn_app().await;
+    let media = app.upload_ok("c1", "u1", "a.bin", b"data".to_vec()).await;
+    let id = media["id"].as_str().unwrap();
+    app.add_member("c1", "u2").await;
+    let before = app.link(id, "u2", "original").await;
+    let body = json!({"user": "u2", "variants": ["original"]});
+
+    app.remove_member("c1", "u2").await;
+    assert_error(
+        app.links(id, body.clone()).await,
+        StatusCode::FORBIDDEN,
+        "not_a_member",
+    )
+    .await;
+    let r = app.client.get(&before).send().await.unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+
+    app.add_member("c1", "u2").await;
+    let again = app.link(id, "u2", "original").await;
+    assert_ne!(again, before);
+    let r = app.client.get(&before).send().await.unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = app.client.get(&again).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"data");
+
+    // Replacing the member set without u2 is a removal too.
+    let r = app
+        .api(reqwest::Method::PUT, "/v1/chats/c1/members")
+        .json(&json!({"members": ["u1"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_error(
+        app.links(id, body.clone()).await,
+        StatusCode::FORBIDDEN,
+        "not_a_member",
+    )
+    .await;
+    let r = app.client.get(&again).send().await.unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+
+    let kept = app.link(id, "u1", "original").await;
+    app.erase_chat("c1").await;
+    let r = app
+        .links(id, json!({"user": "u1", "variants": ["original"]}))
+        .await;
+    assert_error(r, StatusCode::NOT_FOUND, "not_found").await;
+    let r = app.client.get(&kept).send().await.unwrap();
+    assert_error(r, StatusCode::GONE, "gone").await;
+}
