@@ -20,7 +20,8 @@
 //! is what makes forking it safe.
 
 use super::sandbox;
-use satchel_workers::{MediaKind, Presets};
+use crate::domain::Kind;
+use satchel_workers::Presets;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufRead, Read, Write};
@@ -88,7 +89,7 @@ pub struct Answer {
 /// What a job's process does once confined: the JSON it reports.
 pub fn execute(task: &Task, input: &Path, out_dir: &Path, presets: &Presets) -> Vec<u8> {
     let report = match task {
-        Task::Transform { kind } => match parse_kind(kind) {
+        Task::Transform { kind } => match Kind::parse(kind).and_then(Kind::pipeline) {
             Some(kind) => match sandbox::confine(input, out_dir) {
                 Ok(_) => {
                     serde_json::to_vec(&super::isolate::transform(kind, input, presets, out_dir))
@@ -120,15 +121,6 @@ pub fn execute(task: &Task, input: &Path, out_dir: &Path, presets: &Presets) -> 
 fn failure(e: &anyhow::Error) -> Vec<u8> {
     eprintln!("satchel transform: {e:#}");
     Vec::new()
-}
-
-fn parse_kind(kind: &str) -> Option<MediaKind> {
-    match kind {
-        "image" => Some(MediaKind::Image),
-        "audio" => Some(MediaKind::Audio),
-        "video" => Some(MediaKind::Video),
-        _ => None,
-    }
 }
 
 /// The host's loop: confine, then one forked child per request line until stdin closes.
