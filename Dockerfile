@@ -19,7 +19,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p satchel -p satchel-bench \
-    && install -m 0755 target/release/satchel target/release/satchel-bench /usr/local/bin/
+    && install -m 0755 target/release/satchel target/release/satchel-transform \
+        target/release/satchel-bench /usr/local/bin/
 
 FROM debian:bookworm-slim
 # Same reason as above for not pinning. curl is for the HEALTHCHECK only.
@@ -34,9 +35,11 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid satchel --home-dir /var/lib/satchel \
         --no-create-home --shell /usr/sbin/nologin satchel \
     && install -d -o satchel -g satchel -m 0700 /var/lib/satchel
-# satchel-bench beside satchel, so that `satchel bench` works in the image (the peers it
-# compares with, ffmpeg, vips and ImageMagick, are not installed here: reported as missing).
-COPY --from=builder /usr/local/bin/satchel /usr/local/bin/satchel-bench /usr/local/bin/
+# satchel-transform beside satchel: every job runs in it (it alone links FFmpeg). And
+# satchel-bench, so that `satchel bench` works in the image (the peers it compares with,
+# ffmpeg, vips and ImageMagick, are not installed here: reported as missing).
+COPY --from=builder /usr/local/bin/satchel /usr/local/bin/satchel-transform \
+    /usr/local/bin/satchel-bench /usr/local/bin/
 COPY presets/ /etc/satchel/presets/
 ENV SATCHEL_DATA_DIR=/var/lib/satchel \
     SATCHEL_LISTEN=0.0.0.0:8080 \

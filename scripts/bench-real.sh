@@ -35,7 +35,7 @@ results="$out/results.txt"
 : >"$results"
 say() { printf '%s\n' "$*" | tee -a "$results"; }
 
-cargo build --release -p satchel --bin satchel
+cargo build --release -p satchel  # satchel and the satchel-transform its workers run
 cargo build --release -p satchel-bench --example s3_put
 bin=target/release/satchel
 ./scripts/start-postgres.sh >/dev/null

@@ -297,7 +297,7 @@ impl Application {
         let transforms = crate::jobs::isolate::Isolation::new(
             match &config.worker_exe {
                 Some(exe) => exe.clone(),
-                None => std::env::current_exe()?,
+                None => crate::cli::transform_binary()?,
             },
             config.presets.clone(),
             config.job_memory_limit,
@@ -379,6 +379,9 @@ impl Application {
                 released,
                 "events left undelivered at the last stop are due again"
             );
+        }
+        if role.workers.is_some() {
+            state.transforms.check()?;
         }
         let pool = role.workers.as_ref().map(|(kinds, concurrency)| {
             WorkerPool::spawn(state.clone(), kinds.clone(), *concurrency)

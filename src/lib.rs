@@ -3,6 +3,7 @@
 pub mod app;
 pub mod background;
 pub mod catalog;
+pub mod cli;
 pub mod codes;
 pub mod config;
 pub mod domain;

@@ -1,12 +1,10 @@
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use satchel::app::Role;
-use satchel::domain::{sniff, Kind};
+use satchel::domain::Kind;
 use satchel::{Application, Config};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Media processing for chat backends.
 #[derive(Parser)]
@@ -40,46 +38,9 @@ enum Command {
         #[arg(long)]
         concurrency: Option<usize>,
     },
-    /// Run the media pipeline on a local file and print what it produced.
-    Process {
-        /// The media file to process; its type is sniffed from its bytes.
-        file: PathBuf,
-        /// A preset TOML file (sizes, codecs, limits) [default: the built-in presets/default.toml].
-        #[arg(long)]
-        preset: Option<PathBuf>,
-        /// The directory to write the variants into (created if missing).
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// One transform, reported as JSON on stdout: it confines itself to FILE (read) and OUT
-    /// (read and write) before it opens FILE. With `--host`, a worker's transform host instead:
-    /// one forked, confined child per request read from stdin (`jobs/host.rs`).
+    Process(satchel::cli::ProcessArgs),
     #[command(hide = true)]
-    Transform {
-        #[arg(required_unless_present = "host")]
-        file: Option<PathBuf>,
-        #[arg(long, required_unless_present_any = ["probe", "host"])]
-        kind: Option<String>,
-        #[arg(long)]
-        preset: Option<PathBuf>,
-        #[arg(long, required_unless_present = "host")]
-        out: Option<PathBuf>,
-        /// Be a transform host for the worker that started it.
-        #[arg(long, requires = "within", conflicts_with_all = ["probe", "kind", "file"])]
-        host: bool,
-        /// With `--host`: the scratch directory every job's files are in.
-        #[arg(long)]
-        within: Option<PathBuf>,
-        /// Instead of the transform, be the child of `satchel sandbox-probe`.
-        #[arg(long)]
-        probe: bool,
-        /// With `--probe`: try to read this file (repeatable).
-        #[arg(long)]
-        probe_open: Vec<PathBuf>,
-        /// With `--probe`: try to reach this address over TCP and UDP.
-        #[arg(long)]
-        probe_connect: Option<SocketAddr>,
-    },
+    Transform(satchel::cli::TransformArgs),
     /// Starts a transform child as a job does and has it try what a subverted decoder would:
     /// read its input, write its output directory, read each `--open` file, connect to
     /// `--connect`, list its environment and descriptors. Prints what it got, as JSON.
@@ -152,36 +113,9 @@ fn main_inner() -> anyhow::Result<()> {
                 },
             )
         }
-        Command::Process { file, preset, out } => process(file, preset, out),
-        Command::Transform {
-            file,
-            kind,
-            preset,
-            out,
-            host,
-            within,
-            probe,
-            probe_open,
-            probe_connect,
-        } => {
-            // The presets are the worker's own file: read before the sandbox closes the
-            // filesystem.
-            let presets = presets(preset)?;
-            if host {
-                let within = within.expect("clap requires --within");
-                return satchel::jobs::host::serve(&within, &presets);
-            }
-            let (file, out) = (file.expect("clap"), out.expect("clap"));
-            let task = match kind {
-                Some(kind) if !probe => satchel::jobs::host::Task::Transform { kind },
-                _ => satchel::jobs::host::Task::Probe {
-                    open: probe_open,
-                    connect: probe_connect,
-                    neighbour: None,
-                },
-            };
-            transform(&task, &file, &out, &presets)
-        }
+        // No FFmpeg in this binary: what needs it runs in `satchel-transform`.
+        Command::Process(args) => satchel::cli::process(args, None),
+        Command::Transform(args) => satchel::cli::transform(args, None),
         Command::SandboxProbe { open, connect } => sandbox_probe(&open, connect),
         Command::Bench { args } => bench(args),
     }
@@ -190,30 +124,11 @@ fn main_inner() -> anyhow::Result<()> {
 /// `satchel bench` is the `satchel-bench` binary beside this one, so that the service does
 /// not link the bench; it takes the same arguments and names itself `satchel bench`, as before.
 fn bench(args: Vec<OsString>) -> anyhow::Result<()> {
-    let exe = std::env::current_exe()?;
-    let bench = exe.with_file_name(format!("satchel-bench{}", std::env::consts::EXE_SUFFIX));
-    if !bench.is_file() {
-        anyhow::bail!(
-            "`satchel bench` runs satchel-bench, which is not next to this binary ({} is \
-             missing): build it with `cargo build --release -p satchel-bench`",
-            bench.display()
-        );
-    }
-    let mut command = std::process::Command::new(&bench);
-    command.args(args);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        let error = command.arg0("satchel bench").exec();
-        Err(anyhow::Error::new(error).context(format!("cannot run {}", bench.display())))
-    }
-    #[cfg(not(unix))]
-    {
-        let status = command
-            .status()
-            .with_context(|| format!("cannot run {}", bench.display()))?;
-        std::process::exit(status.code().unwrap_or(1));
-    }
+    Err(satchel::cli::exec(
+        &satchel::cli::beside("satchel-bench")?,
+        "satchel bench",
+        args,
+    ))
 }
 
 /// Logs go to stderr, filtered by `SATCHEL_LOG`; `SATCHEL_LOG_FORMAT=json` writes one JSON
@@ -246,29 +161,6 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-fn presets(preset: Option<PathBuf>) -> anyhow::Result<satchel_workers::Presets> {
-    match preset {
-        Some(path) => satchel_workers::Presets::load(&path).map_err(anyhow::Error::msg),
-        None => Ok(satchel_workers::Presets::default()),
-    }
-}
-
-/// `satchel transform` without a host: what one job's child does, in this process.
-fn transform(
-    task: &satchel::jobs::host::Task,
-    file: &std::path::Path,
-    out: &std::path::Path,
-    presets: &satchel_workers::Presets,
-) -> anyhow::Result<()> {
-    let report = satchel::jobs::host::execute(task, file, out, presets);
-    if report.is_empty() {
-        anyhow::bail!("the transform made no report");
-    }
-    std::io::Write::write_all(&mut std::io::stdout().lock(), &report)?;
-    println!();
-    Ok(())
-}
-
 /// `satchel sandbox-probe`: a scratch directory laid out as a job's (an input file and an
 /// empty output directory), and a probe child started through the job's own code.
 fn sandbox_probe(open: &[PathBuf], connect: Option<SocketAddr>) -> anyhow::Result<()> {
@@ -282,7 +174,7 @@ fn sandbox_probe(open: &[PathBuf], connect: Option<SocketAddr>) -> anyhow::Resul
     std::fs::create_dir(&neighbour)?;
     std::fs::write(neighbour.join("original"), b"another job's input")?;
     let isolation = satchel::jobs::isolate::Isolation::new(
-        std::env::current_exe()?,
+        satchel::cli::transform_binary()?,
         None,
         256 << 20,
         scratch.path().to_path_buf(),
@@ -299,73 +191,4 @@ fn sandbox_probe(open: &[PathBuf], connect: Option<SocketAddr>) -> anyhow::Resul
     ))?;
     println!("{}", serde_json::to_string(&probe)?);
     Ok(())
-}
-
-fn process(file: PathBuf, preset: Option<PathBuf>, out: PathBuf) -> anyhow::Result<()> {
-    let presets = presets(preset)?;
-    let mut head = vec![0u8; satchel::domain::sniff::SNIFF_BYTES];
-    let n = std::io::Read::read(
-        &mut std::fs::File::open(&file)
-            .with_context(|| format!("cannot open {}", file.display()))?,
-        &mut head,
-    )?;
-    let sniffed = sniff(&head[..n]);
-    let Some(pipeline) = sniffed.kind.pipeline() else {
-        anyhow::bail!(
-            "{} is a plain file ({}): nothing to process",
-            file.display(),
-            sniffed.mime
-        );
-    };
-    std::fs::create_dir_all(&out)?;
-    let started = Instant::now();
-    let processed = satchel_workers::process(pipeline, &file, &presets, &out)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
-    let total = started.elapsed();
-    println!(
-        "{} ({}, {})",
-        file.display(),
-        sniffed.mime,
-        kind_name(sniffed.kind)
-    );
-    let m = &processed.metadata;
-    println!(
-        "  metadata: width={} height={} duration_ms={} waveform={}",
-        number(m.width),
-        number(m.height),
-        number(m.duration_ms),
-        m.waveform.as_ref().map_or(0, Vec::len)
-    );
-    if let Some(p) = &processed.placeholder {
-        println!("  blurhash: {}\n  thumbhash: {}", p.blurhash, p.thumbhash);
-    }
-    for v in &processed.variants {
-        println!(
-            "  {:<10} {:<11} {:>9} bytes  {}x{}  {}",
-            v.name,
-            v.mime,
-            v.size,
-            v.width.unwrap_or(0),
-            v.height.unwrap_or(0),
-            v.path.display()
-        );
-    }
-    for step in &processed.steps {
-        println!(
-            "  step {:<16} {:>8.1} ms",
-            step.name,
-            step.took.as_secs_f64() * 1e3
-        );
-    }
-    println!("  total {:>21.1} ms", total.as_secs_f64() * 1e3);
-    Ok(())
-}
-
-/// A metadata value as `satchel process` prints it: the number, or `none`.
-fn number(value: Option<impl std::fmt::Display>) -> String {
-    value.map_or_else(|| "none".into(), |v| v.to_string())
-}
-
-fn kind_name(kind: Kind) -> &'static str {
-    kind.as_str()
 }

@@ -103,7 +103,8 @@ fn image_benches(c: &mut Criterion) {
     g.bench_function("image_24mp_jpeg", |b| {
         b.iter(|| {
             black_box(
-                satchel_workers::process(MediaKind::Image, &big, &presets, out.path()).unwrap(),
+                satchel_workers::process(MediaKind::Image, &big, &presets, out.path(), None)
+                    .unwrap(),
             )
         })
     });
@@ -119,7 +120,8 @@ fn av_benches(c: &mut Criterion) {
     g.bench_function("voice_60s_wav_to_opus", |b| {
         b.iter(|| {
             black_box(
-                satchel_workers::process(MediaKind::Audio, &voice, &presets, out.path()).unwrap(),
+                satchel_workers_av::process(MediaKind::Audio, &voice, &presets, out.path())
+                    .unwrap(),
             )
         })
     });
@@ -128,7 +130,7 @@ fn av_benches(c: &mut Criterion) {
             g.bench_function("video_1080p_2s_to_720p", |b| {
                 b.iter(|| {
                     black_box(
-                        satchel_workers::process(MediaKind::Video, &video, &presets, out.path())
+                        satchel_workers_av::process(MediaKind::Video, &video, &presets, out.path())
                             .unwrap(),
                     )
                 })

@@ -478,7 +478,7 @@ fn transform_alone(
     for i in 0..=runs.max(1) {
         let dir = scratch(out, &format!("run{i}"))?;
         let (cpu, t) = (measure::self_cpu_seconds(), Instant::now());
-        satchel_workers::process(MediaKind::Image, input, presets, &dir)
+        satchel_workers::process(MediaKind::Image, input, presets, &dir, None)
             .map_err(|e| anyhow::anyhow!("the image pipeline: {e}"))?;
         let (wall, cpu) = (t.elapsed(), measure::self_cpu_seconds() - cpu);
         if i > 0 {

@@ -108,7 +108,8 @@ pub struct Config {
     /// The ceiling on each job's child process (RLIMIT_DATA): a decoder that asks for more
     /// dies alone.
     pub job_memory_limit: u64,
-    /// The `satchel` executable that runs each job's transform; this one by default.
+    /// The `satchel-transform` executable that runs each job's transform; by default the one
+    /// beside this executable.
     pub worker_exe: Option<PathBuf>,
     pub presets: Option<PathBuf>,
     pub sweep_interval: Duration,

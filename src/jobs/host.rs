@@ -1,6 +1,7 @@
-//! The transform host: a long-lived `satchel transform --host` process that starts each job's
-//! transform as a fork of itself, so that a job pays neither for starting the binary (loading
-//! FFmpeg's libraries costs ~64 ms of CPU) nor for a process that saw another job's bytes.
+//! The transform host: a long-lived `satchel-transform transform --host` process that starts
+//! each job's transform as a fork of itself, so that a job pays neither for starting the binary
+//! (loading FFmpeg's libraries costs ~40 ms of CPU) nor for a process that saw another job's
+//! bytes.
 //!
 //! The worker keeps one host per job it runs at once (`isolate.rs`) and sends it one
 //! [`Request`] per line on its stdin. The host itself never reads an input: for each request it
@@ -21,7 +22,7 @@
 
 use super::sandbox;
 use crate::domain::Kind;
-use satchel_workers::Presets;
+use satchel_workers::{Av, Presets};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufRead, Read, Write};
@@ -86,14 +87,20 @@ pub struct Answer {
     pub report_len: usize,
 }
 
-/// What a job's process does once confined: the JSON it reports.
-pub fn execute(task: &Task, input: &Path, out_dir: &Path, presets: &Presets) -> Vec<u8> {
+/// What a job's process does once confined: the JSON it reports. `av` is the binary's FFmpeg.
+pub fn execute(
+    task: &Task,
+    input: &Path,
+    out_dir: &Path,
+    presets: &Presets,
+    av: &dyn Av,
+) -> Vec<u8> {
     let report = match task {
         Task::Transform { kind } => match Kind::parse(kind).and_then(Kind::pipeline) {
             Some(kind) => match sandbox::confine(input, out_dir) {
-                Ok(_) => {
-                    serde_json::to_vec(&super::isolate::transform(kind, input, presets, out_dir))
-                }
+                Ok(_) => serde_json::to_vec(&super::isolate::transform(
+                    kind, input, presets, out_dir, av,
+                )),
                 Err(e) => return failure(&e),
             },
             None => return failure(&anyhow::anyhow!("no pipeline for {kind:?}")),
@@ -124,7 +131,7 @@ fn failure(e: &anyhow::Error) -> Vec<u8> {
 }
 
 /// The host's loop: confine, then one forked child per request line until stdin closes.
-pub fn serve(within: &Path, presets: &Presets) -> anyhow::Result<()> {
+pub fn serve(within: &Path, presets: &Presets, av: &dyn Av) -> anyhow::Result<()> {
     // Opened before the sandbox closes the filesystem; every child's stdin.
     let devnull = File::open("/dev/null")?;
     sandbox::confine_host(within)?;
@@ -148,7 +155,7 @@ pub fn serve(within: &Path, presets: &Presets) -> anyhow::Result<()> {
         }
         let request: Request = serde_json::from_slice(&line)
             .map_err(|e| anyhow::anyhow!("not a transform request: {e}"))?;
-        let exit = run_child(&request, presets, &devnull, &mut report)?;
+        let exit = run_child(&request, presets, av, &devnull, &mut report)?;
         let answer = Answer {
             exit,
             report_len: report.len(),
@@ -176,6 +183,7 @@ fn last_error() -> std::io::Error {
 fn run_child(
     request: &Request,
     presets: &Presets,
+    av: &dyn Av,
     devnull: &File,
     report: &mut Vec<u8>,
 ) -> std::io::Result<Exit> {
@@ -199,6 +207,7 @@ fn run_child(
             child(
                 request,
                 presets,
+                av,
                 host,
                 devnull.as_raw_fd(),
                 writer.as_raw_fd(),
@@ -221,6 +230,7 @@ fn run_child(
 fn child(
     request: &Request,
     presets: &Presets,
+    av: &dyn Av,
     host: libc::pid_t,
     devnull: RawFd,
     report: RawFd,
@@ -258,7 +268,7 @@ fn child(
     if std::env::set_current_dir(&request.out_dir).is_err() {
         return 72;
     }
-    let bytes = execute(&request.task, &request.input, &request.out_dir, presets);
+    let bytes = execute(&request.task, &request.input, &request.out_dir, presets, av);
     if bytes.is_empty() {
         return 73;
     }

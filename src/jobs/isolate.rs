@@ -4,7 +4,7 @@
 //! that one job, not the worker and every job it holds.
 //!
 //! The worker does not start a process per job: [`Isolation`] keeps long-lived transform hosts
-//! (`satchel transform --host`, one per job running at once), each of which forks one child per
+//! (`satchel-transform transform --host`, one per job running at once), each of which forks one child per
 //! job (`host.rs`). A host is started with a cleared environment but for how to log
 //! ([`child_env`]), no descriptor but its request and answer pipes and stderr, dies with the
 //! worker (`PR_SET_PDEATHSIG`), and confines itself to the worker's scratch directory; each
@@ -17,7 +17,7 @@
 use super::host::{Answer, Exit, Request, Task, MAX_REPORT, MAX_REQUEST};
 use super::sandbox::Probe;
 use crate::domain::{MediaMetadata, MediaPlaceholder, VariantInfo};
-use satchel_workers::{MediaKind, Presets, Processed, WorkerError};
+use satchel_workers::{Av, MediaKind, Presets, Processed, WorkerError};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -67,8 +67,14 @@ pub enum Ended {
 
 /// The child side: runs the pipeline and says how it went. Never panics into the caller on a
 /// worker error; a panic or an abort is exactly what the parent sees as a crash.
-pub fn transform(kind: MediaKind, input: &Path, presets: &Presets, out_dir: &Path) -> Report {
-    match satchel_workers::process(kind, input, presets, out_dir) {
+pub fn transform(
+    kind: MediaKind,
+    input: &Path,
+    presets: &Presets,
+    out_dir: &Path,
+    av: &dyn Av,
+) -> Report {
+    match satchel_workers::process(kind, input, presets, out_dir, Some(av)) {
         Ok(processed) => Report::Done(output(processed)),
         Err(e) => Report::Failed {
             code: e.code().to_owned(),
@@ -139,7 +145,8 @@ fn child_env() -> Vec<(&'static str, OsString)> {
 }
 
 impl Isolation {
-    /// Hosts of `exe` (the worker's own executable, or the one configured), with the presets
+    /// Hosts of `exe` (`satchel-transform`, beside the worker's executable, or the one
+    /// configured), with the presets
     /// file each host reads once, for jobs whose files are beneath `within`.
     pub fn new(
         exe: PathBuf,
@@ -266,6 +273,19 @@ impl Isolation {
         }
     }
 
+    /// Fails when there is no transform binary to start: a worker without one would take jobs
+    /// only to crash each of them.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !self.exe.is_file() {
+            anyhow::bail!(
+                "the transform binary {} is missing: every job runs in satchel-transform, which \
+                 is installed beside satchel (or set worker_exe)",
+                self.exe.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Starts hosts until `n` are kept, so that the first jobs do not wait for one to start.
     pub fn warm(&self, n: usize) {
         let missing = n.saturating_sub(self.idle.lock().expect("not poisoned").len());
@@ -291,7 +311,7 @@ impl Isolation {
         None
     }
 
-    /// `satchel transform --host --within DIR [--preset FILE]`: an environment of
+    /// `satchel-transform transform --host --within DIR [--preset FILE]`: an environment of
     /// [`child_env`] only, the scratch directory as its working directory, no descriptor but
     /// its request pipe (stdin), its answer pipe (stdout) and the worker's stderr, and death
     /// with the worker.

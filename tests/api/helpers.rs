@@ -118,10 +118,10 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Config {
         ),
         ("SATCHEL_SWEEP_INTERVAL_SECONDS".into(), "1".into()),
         ("SATCHEL_SHUTDOWN_GRACE_SECONDS".into(), "10".into()),
-        // The app runs inside this test binary, so its own executable cannot run transforms.
+        // The app runs inside this test binary: the transform binary is not beside it.
         (
             "SATCHEL_WORKER_EXE".into(),
-            env!("CARGO_BIN_EXE_satchel").into(),
+            env!("CARGO_BIN_EXE_satchel-transform").into(),
         ),
     ];
     if real_backend() {

@@ -5,6 +5,7 @@ mod helpers;
 
 mod animations;
 mod auth;
+mod binaries;
 mod broker;
 mod browser;
 mod catalog_concurrency;

@@ -206,7 +206,7 @@ const FIXTURES: [(&str, Result<(), &str>); 25] = [
 async fn every_fixture_kind_transforms_in_a_confined_child() {
     let root = tempfile::tempdir().unwrap();
     let isolation = Isolation::new(
-        env!("CARGO_BIN_EXE_satchel").into(),
+        env!("CARGO_BIN_EXE_satchel-transform").into(),
         None,
         2 << 30,
         root.path().to_path_buf(),

@@ -17,7 +17,13 @@ fn main() {
         .unwrap_or_else(|| std::env::temp_dir().join("satchel-image-job"));
     std::fs::create_dir_all(&out_dir).expect("create the output directory");
 
-    match process(MediaKind::Image, &input, &Presets::default(), &out_dir) {
+    match process(
+        MediaKind::Image,
+        &input,
+        &Presets::default(),
+        &out_dir,
+        None,
+    ) {
         Ok(done) => {
             let m = &done.metadata;
             println!("{}x{}", m.width.unwrap_or(0), m.height.unwrap_or(0));

@@ -92,7 +92,7 @@ fn main() {
             "whole process()",
             0,
             Box::new(move |_: &[u8]| {
-                let done = process(MediaKind::Image, &p, &Presets::default(), &o).unwrap();
+                let done = process(MediaKind::Image, &p, &Presets::default(), &o, None).unwrap();
                 (done.metadata.width.unwrap(), done.metadata.height.unwrap())
             }),
         ));

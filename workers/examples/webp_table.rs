@@ -413,7 +413,7 @@ fn pipeline(inputs: &[(&str, PathBuf)], presets: &Presets, o: &Options) {
         let mut sizes = (0, 0);
         for _ in 0..o.runs.max(1) {
             let (started, started_cpu) = (Instant::now(), process_cpu_ms());
-            let done = process(MediaKind::Image, path, presets, &dir).expect("the image job");
+            let done = process(MediaKind::Image, path, presets, &dir, None).expect("the image job");
             total.push(started.elapsed().as_secs_f64() * 1e3);
             cpu.push(process_cpu_ms() - started_cpu);
             let step = done.steps.iter().find(|s| s.name == "encode");

@@ -5,14 +5,15 @@
 //! back the files written there and the metadata to record. That keeps every transform testable
 //! and benchmarkable on its own (`satchel process` and `bench/benches/` call the same entry point).
 
-pub mod audio;
-mod av;
+pub mod av;
+pub mod deadline;
 pub mod error;
 pub mod image;
 pub mod output;
 pub mod preset;
-pub mod video;
 
+pub use av::{needs_av, Av};
+pub use deadline::Deadline;
 pub use error::{Code, WorkerError, CODES};
 pub use output::{Metadata, Placeholder, Processed, Step, Variant};
 pub use preset::Presets;
@@ -37,7 +38,9 @@ impl MediaKind {
     }
 }
 
-/// Runs the pipeline for `kind` on `input`, writing every variant into `out_dir`.
+/// Runs the pipeline for `kind` on `input`, writing every variant into `out_dir`. Audio, video
+/// and the `animation` variant of an animated picture need `av` ([`needs_av`] says when);
+/// without it they fail with `unsupported_codec` before anything is decoded.
 ///
 /// Blocking and CPU-bound: async callers run it on a blocking thread. On error, files already
 /// written to `out_dir` are the caller's to discard (it owns the directory).
@@ -46,10 +49,12 @@ pub fn process(
     input: &Path,
     presets: &Presets,
     out_dir: &Path,
+    av: Option<&dyn Av>,
 ) -> Result<Processed, WorkerError> {
-    match kind {
-        MediaKind::Image => image::process(input, &presets.image, out_dir),
-        MediaKind::Audio => audio::process(input, &presets.audio, out_dir),
-        MediaKind::Video => video::process(input, presets, out_dir),
+    match (kind, av) {
+        (MediaKind::Image, av) => image::process(input, &presets.image, out_dir, av),
+        (MediaKind::Audio, Some(av)) => av.audio(input, &presets.audio, out_dir),
+        (MediaKind::Video, Some(av)) => av.video(input, presets, out_dir),
+        (kind, None) => Err(av::missing(kind.as_str())),
     }
 }

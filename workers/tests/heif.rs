@@ -15,12 +15,12 @@ fn preset() -> ImagePreset {
 
 fn run_path(path: &Path, preset: &ImagePreset) -> Result<Processed, WorkerError> {
     let dir = tempfile::tempdir().unwrap();
-    pipeline::process(path, preset, dir.path())
+    pipeline::process(path, preset, dir.path(), None)
 }
 
 fn ok(name: &str) -> (Processed, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline::process(&fixture(name), &preset(), dir.path())
+    let p = pipeline::process(&fixture(name), &preset(), dir.path(), None)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     (p, dir)
 }

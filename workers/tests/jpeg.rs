@@ -111,7 +111,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
 
 fn process(input: &Path, preset: &ImagePreset) -> Result<Processed, WorkerError> {
     let out = tempfile::tempdir().unwrap();
-    pipeline::process(input, preset, out.path())
+    pipeline::process(input, preset, out.path(), None)
 }
 
 fn red_at(img: &image::DynamicImage, fx: f32) -> u8 {

@@ -18,8 +18,9 @@ pub mod placeholder;
 pub mod resize;
 pub mod turbo;
 
-use crate::av::Deadline;
+use crate::av::Av;
 use crate::preset::{ImageOutputPreset, ImagePreset};
+use crate::Deadline;
 use crate::{Metadata, Placeholder, Processed, Step, Variant, WorkerError};
 use image::DynamicImage;
 use std::path::Path;
@@ -31,16 +32,23 @@ use std::time::Instant;
 pub const VARIANT_NAMES: [&str; 3] = ["thumbnail", "preview", "blurred"];
 
 /// Runs the whole image job on `input`, writing `<variant>.<ext>` files into `out_dir`.
+/// `av` encodes the animation of an animated picture, which without it fails before any pixel
+/// is decoded.
 pub fn process(
     input: &Path,
     preset: &ImagePreset,
     out_dir: &Path,
+    av: Option<&dyn Av>,
 ) -> Result<Processed, WorkerError> {
     let mut steps = Vec::new();
     let deadline = Deadline::after_seconds(preset.animation.max_job_seconds);
     let started = Instant::now();
     // First, so that an animation over its limits is refused before any pixel is decoded.
-    let animated = animation::scan(input, preset)?;
+    let animated = match (animation::scan(input, preset)?, av) {
+        (Some(scan), Some(av)) => Some((scan, av)),
+        (Some(_), None) => return Err(crate::av::missing("an animation")),
+        (None, _) => None,
+    };
     if animated.is_some() {
         steps.push(Step {
             name: "scan",
@@ -59,9 +67,9 @@ pub fn process(
     let (mut variants, placeholder) =
         render(image, original, preset, out_dir, &VARIANT_NAMES, &mut steps)?;
     let mut duration_ms = None;
-    if let Some(scan) = animated {
+    if let Some((scan, av)) = animated {
         let started = Instant::now();
-        if let Some(video) = animation::write(input, &scan, preset, out_dir, deadline)? {
+        if let Some(video) = animation::write(input, &scan, preset, out_dir, deadline, av)? {
             duration_ms = video.duration_ms;
             variants.push(video);
         }

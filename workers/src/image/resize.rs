@@ -24,6 +24,20 @@ pub fn fit(width: u32, height: u32, max_edge: u32) -> (u32, u32) {
     (scale(width), scale(height))
 }
 
+/// The largest even size with the same shape that fits `long` × `short` in the picture's own
+/// orientation; never larger than the picture.
+pub fn fit_box(w: u32, h: u32, long: u32, short: u32) -> (u32, u32) {
+    let (box_w, box_h) = if w >= h { (long, short) } else { (short, long) };
+    let scale = (f64::from(box_w) / f64::from(w))
+        .min(f64::from(box_h) / f64::from(h))
+        .min(1.0);
+    let even = |x: f64| ((x.round() as u32) & !1).max(2);
+    if scale >= 1.0 && (w | h) & 1 == 0 {
+        return (w, h);
+    }
+    (even(f64::from(w) * scale), even(f64::from(h) * scale))
+}
+
 /// Resizes to exactly `width` x `height` (callers pass a size from [`fit`]). Returns a copy when
 /// the size already matches, so callers can treat every output alike.
 pub fn resize(src: &DynamicImage, width: u32, height: u32) -> Result<DynamicImage, WorkerError> {
@@ -80,5 +94,14 @@ mod tests {
         let out = resize(&src, 150, 100).unwrap();
         assert_eq!((out.width(), out.height()), (150, 100));
         assert!(out.color().has_alpha());
+    }
+
+    #[test]
+    fn fits_the_box_in_the_displayed_orientation_without_upscaling() {
+        assert_eq!(fit_box(1920, 1080, 1280, 720), (1280, 720));
+        assert_eq!(fit_box(1080, 1920, 1280, 720), (720, 1280));
+        assert_eq!(fit_box(320, 240, 1280, 720), (320, 240));
+        assert_eq!(fit_box(321, 241, 1280, 720), (320, 240));
+        assert_eq!(fit_box(4000, 1000, 1280, 720), (1280, 320));
     }
 }

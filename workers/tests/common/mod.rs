@@ -4,9 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
+/// A file of the repository's `fixtures/`, from either workers crate.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
+        .ancestors()
+        .map(|dir| dir.join("fixtures"))
+        .find(|dir| dir.is_dir())
+        .expect("the repository's fixtures/")
         .join(name)
 }
 

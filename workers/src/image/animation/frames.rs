@@ -4,8 +4,8 @@
 
 use super::delay_ms;
 use super::scan::{Limits, Scan};
-use crate::av::Deadline;
 use crate::preset::ImagePreset;
+use crate::Deadline;
 use crate::WorkerError;
 use image::codecs::{gif::GifDecoder, png::PngDecoder, webp::WebPDecoder};
 use image::metadata::Orientation;

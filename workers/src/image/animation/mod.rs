@@ -7,20 +7,20 @@
 //! 2. [`frames`] decodes and composites one frame at a time (the limits counted again), never
 //!    holding more than the frame at hand.
 //! 3. Transparent pixels are flattened onto white (MP4 has no alpha; most chat backgrounds
-//!    and every web page a GIF was made for are light), and [`mp4`] scales each frame into
-//!    `max_long_edge` × `max_short_edge` (even sides, never upscaled) and encodes it with its
-//!    own timing: variable frame rate, no frame duplicated; a frame identical to the one
+//!    and every web page a GIF was made for are light), and the [`Av`]'s encoder (libx264,
+//!    in `satchel-workers-av`) scales each frame into `max_long_edge` × `max_short_edge` (even
+//!    sides, never upscaled) and encodes it with its own timing: variable frame rate, no frame duplicated; a frame identical to the one
 //!    before lengthens it instead of being encoded again.
 //!
 //! Timing is as browsers play it: a stored delay of 10 ms or less (a GIF's 0 or 1 centisecond)
 //! lasts 100 ms, as in Chromium and Firefox, which do this for every format.
 
 mod frames;
-mod mp4;
 pub mod scan;
 
-use crate::av::Deadline;
+use crate::av::Av;
 use crate::preset::ImagePreset;
+use crate::Deadline;
 use crate::{Variant, WorkerError};
 use image::RgbaImage;
 use std::path::Path;
@@ -47,18 +47,19 @@ pub fn write(
     preset: &ImagePreset,
     out_dir: &Path,
     deadline: Deadline,
+    av: &dyn Av,
 ) -> Result<Option<Variant>, WorkerError> {
     let mut frames = frames::Frames::open(input, scan, preset, deadline)?;
     let canvas = frames.displayed_size(scan);
     let animation = &preset.animation;
-    let size = crate::av::fit_box(
+    let size = crate::image::resize::fit_box(
         canvas.0,
         canvas.1,
         animation.max_long_edge,
         animation.max_short_edge,
     );
     let path = out_dir.join(format!("{NAME}.mp4"));
-    let mut mp4 = mp4::Mp4::create(&path, canvas, size, animation)?;
+    let mut mp4 = av.animation(&path, canvas, size, animation)?;
     let mut decoded = 0u64;
     let mut duration_ms = 0.0;
     // A frame that shows the same pixels as the one before (screen recordings are full of

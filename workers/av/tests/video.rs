@@ -1,9 +1,11 @@
 //! The video pipeline through the crate's entry point: real fixtures in, real files out, and
 //! hostile inputs refused without touching anything but the input.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::fixture;
-use satchel_workers::{process, MediaKind, Presets, Processed, WorkerError};
+use satchel_workers::{MediaKind, Presets, Processed, WorkerError};
+use satchel_workers_av::process;
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::path::Path;

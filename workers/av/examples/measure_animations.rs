@@ -1,7 +1,8 @@
 //! A measurement, not a test: `scripts/measure-animations.sh` runs it on the GIFs it makes,
 //! printing each one's size against its `animation` variant's and the time it took.
 
-use satchel_workers::{process, MediaKind, Presets};
+use satchel_workers::{MediaKind, Presets};
+use satchel_workers_av::process;
 use std::time::Instant;
 
 fn main() {

@@ -82,7 +82,7 @@ pub fn process(
             .into_image(preset.poster.max_edge)?
             .ok_or_else(|| WorkerError::DecodeFailed("the video has no decodable frame".into()))?;
         variants.push(poster::write(&image, &preset.poster, out_dir)?);
-        let (stills, hashes) = crate::image::still_variants(
+        let (stills, hashes) = satchel_workers::image::still_variants(
             image,
             &presets.image,
             out_dir,

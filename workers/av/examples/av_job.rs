@@ -1,7 +1,8 @@
 //! Runs one audio or video job through the crate's entry point, for benchmarks and poking:
 //! `cargo run --release -p satchel-workers --example av_job -- <audio|video> <input> <out_dir>`.
 
-use satchel_workers::{process, MediaKind, Presets};
+use satchel_workers::{MediaKind, Presets};
+use satchel_workers_av::process;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -2,9 +2,11 @@
 //! the fixtures of `fixtures/make-animations.sh`. What was written is checked with `ffprobe`
 //! and `ffmpeg` (Debian's, the same libraries the workers link), never with the code under test.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::fixture;
-use satchel_workers::{process, MediaKind, Presets, Processed, Variant, WorkerError};
+use satchel_workers::{MediaKind, Presets, Processed, Variant, WorkerError};
+use satchel_workers_av::process;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -267,6 +269,23 @@ fn an_animated_gif_becomes_a_muted_h264_mp4_with_its_timing() {
     }
     let names: Vec<&str> = done.variants.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["thumbnail", "preview", "blurred", "animation"]);
+}
+
+#[test]
+fn an_animated_gifs_stills_show_its_first_frame_and_do_not_animate() {
+    let (_dir, done) = ok("anim.gif");
+    let thumb = variant(&done, "thumbnail");
+    let bytes = std::fs::read(&thumb.path).unwrap();
+    let rgb = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    let [r, g, b] = rgb.get_pixel(rgb.width() / 2, rgb.height() / 2).0;
+    assert!(
+        r > 200 && g < 60 && b < 60,
+        "the first frame is red, got {r},{g},{b}"
+    );
+    assert!(
+        !bytes.windows(4).any(|w| w == b"ANIM"),
+        "the thumbnail is a still WebP"
+    );
 }
 
 #[test]

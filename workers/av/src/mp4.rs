@@ -9,6 +9,7 @@ use ffmpeg::software::scaling;
 use ffmpeg::{codec, encoder, format, frame, Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 use image::RgbaImage;
+use satchel_workers::av::AnimationEncoder;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -112,9 +113,27 @@ impl Mp4 {
         })
     }
 
+    fn drain(&mut self) -> Result<(), WorkerError> {
+        let mut packet = Packet::empty();
+        while self.encoder.receive_packet(&mut packet).is_ok() {
+            if let Some(duration) = packet.pts().and_then(|pts| self.durations.remove(&pts)) {
+                packet.set_duration(duration);
+            }
+            packet.set_stream(0);
+            packet.rescale_ts(TIME_BASE, self.out_tb);
+            packet.set_position(-1);
+            packet
+                .write_interleaved(&mut self.muxer)
+                .map_err(av::encode_err("writing the MP4"))?;
+        }
+        Ok(())
+    }
+}
+
+impl AnimationEncoder for Mp4 {
     /// Encodes one frame, opaque (transparent pixels already flattened), shown from `start_ms`
     /// for `duration_ms`.
-    pub fn push(
+    fn push(
         &mut self,
         image: &RgbaImage,
         start_ms: f64,
@@ -149,7 +168,7 @@ impl Mp4 {
     }
 
     /// Flushes the encoder and writes the index.
-    pub fn finish(mut self) -> Result<(), WorkerError> {
+    fn finish(mut self: Box<Self>) -> Result<(), WorkerError> {
         self.encoder
             .send_eof()
             .map_err(av::encode_err("encoding H.264"))?;
@@ -157,21 +176,5 @@ impl Mp4 {
         self.muxer
             .write_trailer()
             .map_err(av::encode_err("finishing the MP4"))
-    }
-
-    fn drain(&mut self) -> Result<(), WorkerError> {
-        let mut packet = Packet::empty();
-        while self.encoder.receive_packet(&mut packet).is_ok() {
-            if let Some(duration) = packet.pts().and_then(|pts| self.durations.remove(&pts)) {
-                packet.set_duration(duration);
-            }
-            packet.set_stream(0);
-            packet.rescale_ts(TIME_BASE, self.out_tb);
-            packet.set_position(-1);
-            packet
-                .write_interleaved(&mut self.muxer)
-                .map_err(av::encode_err("writing the MP4"))?;
-        }
-        Ok(())
     }
 }

@@ -1,8 +1,10 @@
 //! The audio pipeline through the crate's entry point: real fixtures in, real files out.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::fixture;
-use satchel_workers::{process, MediaKind, Presets};
+use satchel_workers::{MediaKind, Presets};
+use satchel_workers_av::process;
 
 /// What an Ogg Opus file says about itself: channels from `OpusHead`, and the playable length
 /// (last granule position minus the encoder's pre-skip) in ms.

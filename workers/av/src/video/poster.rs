@@ -127,23 +127,13 @@ pub fn write(
     preset: &PosterPreset,
     out_dir: &Path,
 ) -> Result<Variant, WorkerError> {
-    let rgb = image.to_rgb8();
-    let (w, h) = rgb.dimensions();
-    let quality = preset.quality.clamp(1, 100);
-    let (bytes, name) = match preset.format {
-        ImageFormat::Jpeg => {
-            let mut out = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-                .encode_image(&rgb)
-                .map_err(|e| WorkerError::EncodeFailed(format!("poster JPEG: {e}")))?;
-            (out, "poster.jpg")
-        }
-        ImageFormat::Webp => (
-            webp::Encoder::from_rgb(rgb.as_raw(), w, h)
-                .encode(f32::from(quality))
-                .to_vec(),
-            "poster.webp",
-        ),
+    let rgb = DynamicImage::ImageRgb8(image.to_rgb8());
+    let (w, h) = (rgb.width(), rgb.height());
+    // The stills' own encoders and settings.
+    let bytes = satchel_workers::image::encode::encode(&rgb, preset.format, preset.quality)?;
+    let name = match preset.format {
+        ImageFormat::Jpeg => "poster.jpg",
+        ImageFormat::Webp => "poster.webp",
     };
     let path = out_dir.join(name);
     std::fs::write(&path, &bytes)?;
