@@ -127,10 +127,9 @@ pub fn write(
     preset: &PosterPreset,
     out_dir: &Path,
 ) -> Result<Variant, WorkerError> {
-    let rgb = DynamicImage::ImageRgb8(image.to_rgb8());
-    let (w, h) = (rgb.width(), rgb.height());
-    // The stills' own encoders and settings.
-    let bytes = satchel_workers::image::encode::encode(&rgb, preset.format, preset.quality)?;
+    let (w, h) = (image.width(), image.height());
+    // The stills' own encoders and settings (they take the RGB frame as it is).
+    let bytes = satchel_workers::image::encode::encode(image, preset.format, preset.quality)?;
     let name = match preset.format {
         ImageFormat::Jpeg => "poster.jpg",
         ImageFormat::Webp => "poster.webp",

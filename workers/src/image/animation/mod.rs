@@ -9,8 +9,9 @@
 //! 3. Transparent pixels are flattened onto white (MP4 has no alpha; most chat backgrounds
 //!    and every web page a GIF was made for are light), and the [`Av`]'s encoder (libx264,
 //!    in `satchel-workers-av`) scales each frame into `max_long_edge` × `max_short_edge` (even
-//!    sides, never upscaled) and encodes it with its own timing: variable frame rate, no frame duplicated; a frame identical to the one
-//!    before lengthens it instead of being encoded again.
+//!    sides, never upscaled) and encodes it with its own timing: variable frame rate, no frame
+//!    duplicated; a frame identical to the one before lengthens it instead of being encoded
+//!    again.
 //!
 //! Timing is as browsers play it: a stored delay of 10 ms or less (a GIF's 0 or 1 centisecond)
 //! lasts 100 ms, as in Chromium and Firefox, which do this for every format.
