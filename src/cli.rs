@@ -4,7 +4,8 @@
 //! to load at every start); `satchel-transform`, installed beside it, has every codec and is
 //! where each job's transform runs (`jobs/host.rs`). So `satchel process` makes a still itself
 //! and hands audio, video and animated pictures to `satchel-transform process`, and `satchel
-//! transform` is `satchel-transform transform`. [`Av`] is what a binary has: `None` in
+//! transform` is `satchel-transform transform` but for `--stills`, which either binary runs
+//! itself (a worker's stills hosts are `satchel`'s). [`Av`] is what a binary has: `None` in
 //! `satchel`, FFmpeg in `satchel-transform`.
 
 use crate::domain::{sniff, Kind};
@@ -50,6 +51,9 @@ pub struct TransformArgs {
     /// With `--host`: the scratch directory every job's files are in.
     #[arg(long)]
     within: Option<PathBuf>,
+    /// Without FFmpeg, whichever binary this is: what needs it reports `needs_av`.
+    #[arg(long)]
+    stills: bool,
     /// Instead of the transform, be the child of `satchel sandbox-probe`.
     #[arg(long)]
     probe: bool,
@@ -78,7 +82,8 @@ pub fn exec(program: &Path, arg0: &str, args: impl IntoIterator<Item = OsString>
     use std::os::unix::process::CommandExt;
     if !program.is_file() {
         return anyhow::anyhow!(
-            "{} is missing: it is installed beside this binary (`cargo build --release` builds it)",
+            "{} is missing: it is installed beside this binary (`cargo build --release \
+             --workspace` builds it)",
             program.display()
         );
     }
@@ -96,15 +101,19 @@ fn presets(preset: Option<&Path>) -> anyhow::Result<Presets> {
     }
 }
 
-/// `transform`: in a binary without FFmpeg, `satchel-transform transform` with the same
-/// arguments; otherwise a host, a probe or one transform.
+/// `transform`: a host, a probe or one transform; in a binary without FFmpeg,
+/// `satchel-transform transform` with the same arguments unless they say `--stills`.
 pub fn transform(args: TransformArgs, av: Option<&'static dyn Av>) -> anyhow::Result<()> {
-    let Some(av) = av else {
-        return Err(exec(
-            &transform_binary()?,
-            TRANSFORM_BINARY,
-            std::env::args_os().skip(1),
-        ));
+    let av = match (args.stills, av) {
+        (true, _) => None,
+        (false, Some(av)) => Some(av),
+        (false, None) => {
+            return Err(exec(
+                &transform_binary()?,
+                TRANSFORM_BINARY,
+                std::env::args_os().skip(1),
+            ))
+        }
     };
     // The presets are the worker's own file: read before the sandbox closes the filesystem.
     let presets = presets(args.preset.as_deref())?;

@@ -50,6 +50,9 @@ enum Command {
         open: Vec<PathBuf>,
         #[arg(long)]
         connect: Option<SocketAddr>,
+        /// In a stills host (`satchel transform --host --stills`) rather than an FFmpeg one.
+        #[arg(long)]
+        stills: bool,
     },
     /// Benchmark satchel against the tools ops would otherwise use; writes report.md,
     /// report.json and SVG charts. Runs `satchel-bench` from this binary's directory
@@ -116,7 +119,11 @@ fn main_inner() -> anyhow::Result<()> {
         // No FFmpeg in this binary: what needs it runs in `satchel-transform`.
         Command::Process(args) => satchel::cli::process(args, None),
         Command::Transform(args) => satchel::cli::transform(args, None),
-        Command::SandboxProbe { open, connect } => sandbox_probe(&open, connect),
+        Command::SandboxProbe {
+            open,
+            connect,
+            stills,
+        } => sandbox_probe(&open, connect, stills),
         Command::Bench { args } => bench(args),
     }
 }
@@ -163,7 +170,12 @@ async fn shutdown_signal() {
 
 /// `satchel sandbox-probe`: a scratch directory laid out as a job's (an input file and an
 /// empty output directory), and a probe child started through the job's own code.
-fn sandbox_probe(open: &[PathBuf], connect: Option<SocketAddr>) -> anyhow::Result<()> {
+fn sandbox_probe(
+    open: &[PathBuf],
+    connect: Option<SocketAddr>,
+    stills: bool,
+) -> anyhow::Result<()> {
+    use satchel::jobs::isolate::Hosts;
     let scratch = tempfile::Builder::new().prefix("probe-").tempdir()?;
     let input = scratch.path().join("original");
     std::fs::write(&input, b"probe input")?;
@@ -183,6 +195,7 @@ fn sandbox_probe(open: &[PathBuf], connect: Option<SocketAddr>) -> anyhow::Resul
         .enable_all()
         .build()?;
     let probe = runtime.block_on(isolation.probe(
+        if stills { Hosts::Stills } else { Hosts::Av },
         &input,
         &out_dir,
         open,

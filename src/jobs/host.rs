@@ -1,7 +1,7 @@
-//! The transform host: a long-lived `satchel-transform transform --host` process that starts
-//! each job's transform as a fork of itself, so that a job pays neither for starting the binary
-//! (loading FFmpeg's libraries costs ~40 ms of CPU) nor for a process that saw another job's
-//! bytes.
+//! The transform host: a long-lived `satchel-transform transform --host` process (or `satchel
+//! transform --host --stills`, without FFmpeg, for stills) that starts each job's transform as
+//! a fork of itself, so that a job pays neither for starting the binary (loading FFmpeg's
+//! libraries costs ~40 ms of CPU) nor for a process that saw another job's bytes.
 //!
 //! The worker keeps one host per job it runs at once (`isolate.rs`) and sends it one
 //! [`Request`] per line on its stdin. The host itself never reads an input: for each request it
@@ -87,13 +87,14 @@ pub struct Answer {
     pub report_len: usize,
 }
 
-/// What a job's process does once confined: the JSON it reports. `av` is the binary's FFmpeg.
+/// What a job's process does once confined: the JSON it reports. `av` is the binary's FFmpeg,
+/// `None` in a stills host.
 pub fn execute(
     task: &Task,
     input: &Path,
     out_dir: &Path,
     presets: &Presets,
-    av: &dyn Av,
+    av: Option<&dyn Av>,
 ) -> Vec<u8> {
     let report = match task {
         Task::Transform { kind } => match Kind::parse(kind).and_then(Kind::pipeline) {
@@ -131,7 +132,7 @@ fn failure(e: &anyhow::Error) -> Vec<u8> {
 }
 
 /// The host's loop: confine, then one forked child per request line until stdin closes.
-pub fn serve(within: &Path, presets: &Presets, av: &dyn Av) -> anyhow::Result<()> {
+pub fn serve(within: &Path, presets: &Presets, av: Option<&dyn Av>) -> anyhow::Result<()> {
     // Opened before the sandbox closes the filesystem; every child's stdin.
     let devnull = File::open("/dev/null")?;
     sandbox::confine_host(within)?;
@@ -183,7 +184,7 @@ fn last_error() -> std::io::Error {
 fn run_child(
     request: &Request,
     presets: &Presets,
-    av: &dyn Av,
+    av: Option<&dyn Av>,
     devnull: &File,
     report: &mut Vec<u8>,
 ) -> std::io::Result<Exit> {
@@ -230,7 +231,7 @@ fn run_child(
 fn child(
     request: &Request,
     presets: &Presets,
-    av: &dyn Av,
+    av: Option<&dyn Av>,
     host: libc::pid_t,
     devnull: RawFd,
     report: RawFd,

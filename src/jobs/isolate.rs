@@ -4,9 +4,13 @@
 //! that one job, not the worker and every job it holds.
 //!
 //! The worker does not start a process per job: [`Isolation`] keeps long-lived transform hosts
-//! (`satchel-transform transform --host`, one per job running at once), each of which forks one child per
-//! job (`host.rs`). A host is started with a cleared environment but for how to log
-//! ([`child_env`]), no descriptor but its request and answer pipes and stderr, dies with the
+//! (one per job running at once), each of which forks one child per job (`host.rs`). There are
+//! two kinds ([`Hosts`]): a still image runs in a host of `satchel transform --host --stills`,
+//! the service's own binary, which does not link FFmpeg (forking a process that maps FFmpeg's
+//! ~170 shared objects costs ~2.5 ms of CPU more per job); audio, video, and an image whose
+//! child finds it animated ([`Report::NeedsAv`]), run in a host of `satchel-transform
+//! transform --host`, which does. A host is started with a cleared environment but for how to
+//! log ([`child_env`]), no descriptor but its request and answer pipes and stderr, dies with the
 //! worker (`PR_SET_PDEATHSIG`), and confines itself to the worker's scratch directory; each
 //! job's child gets the job's memory ceiling (`RLIMIT_DATA`), its own input and output
 //! directory as all it may reach, dies with its host, and is killed when the job's time is up.
@@ -48,6 +52,9 @@ pub struct Produced {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Report {
     Done(Output),
+    /// The input needs FFmpeg, which this child's binary does not link (an animated image in
+    /// a stills host): the job runs again in a host that has it. Nothing it wrote is kept.
+    NeedsAv,
     Failed {
         code: String,
         message: String,
@@ -72,10 +79,11 @@ pub fn transform(
     input: &Path,
     presets: &Presets,
     out_dir: &Path,
-    av: &dyn Av,
+    av: Option<&dyn Av>,
 ) -> Report {
-    match satchel_workers::process(kind, input, presets, out_dir, Some(av)) {
+    match satchel_workers::process(kind, input, presets, out_dir, av) {
         Ok(processed) => Report::Done(output(processed)),
+        Err(WorkerError::NeedsAv(_)) if av.is_none() => Report::NeedsAv,
         Err(e) => Report::Failed {
             code: e.code().to_owned(),
             message: e.to_string(),
@@ -114,14 +122,38 @@ fn output(p: Processed) -> Output {
     }
 }
 
-/// The worker's side: transform hosts, kept between jobs.
+/// The worker's side: transform hosts of both kinds, kept between jobs.
 pub struct Isolation {
+    /// `satchel-transform`, with FFmpeg.
     exe: PathBuf,
+    /// The service's `satchel` beside it, without; `exe` itself when there is none.
+    stills_exe: PathBuf,
     presets: Option<PathBuf>,
     memory_limit: u64,
     /// The scratch directory every job's files are in: all that a host may reach.
     within: PathBuf,
-    idle: Mutex<Vec<Host>>,
+    idle_stills: Mutex<Vec<Host>>,
+    idle_av: Mutex<Vec<Host>>,
+}
+
+/// The two kinds of transform host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hosts {
+    /// `transform --host --stills`: stills only, in the binary without FFmpeg when there is
+    /// one. What needs FFmpeg answers [`Report::NeedsAv`].
+    Stills,
+    /// `transform --host` in `satchel-transform`: every kind.
+    Av,
+}
+
+impl Hosts {
+    /// Where a job of `kind` runs first.
+    pub fn first_for(kind: MediaKind) -> Self {
+        match kind {
+            MediaKind::Image => Hosts::Stills,
+            MediaKind::Audio | MediaKind::Video => Hosts::Av,
+        }
+    }
 }
 
 /// A host waits this long past a job's budget for its answer before it is given up as hung.
@@ -146,26 +178,77 @@ fn child_env() -> Vec<(&'static str, OsString)> {
 
 impl Isolation {
     /// Hosts of `exe` (`satchel-transform`, beside the worker's executable, or the one
-    /// configured), with the presets
-    /// file each host reads once, for jobs whose files are beneath `within`.
+    /// configured) and of the `satchel` beside it (stills; `exe` itself when `exe` has no
+    /// `satchel` beside it), with the presets file each host reads once, for jobs whose files
+    /// are beneath `within`.
     pub fn new(
         exe: PathBuf,
         presets: Option<PathBuf>,
         memory_limit: u64,
         within: PathBuf,
     ) -> std::io::Result<Self> {
+        let exe = std::path::absolute(exe)?;
+        let light = exe.with_file_name(format!("satchel{}", std::env::consts::EXE_SUFFIX));
         Ok(Self {
-            exe: std::path::absolute(exe)?,
+            stills_exe: if light.is_file() { light } else { exe.clone() },
+            exe,
             presets: presets.map(std::path::absolute).transpose()?,
             memory_limit,
             within: std::path::absolute(within)?,
-            idle: Mutex::new(Vec::new()),
+            idle_stills: Mutex::new(Vec::new()),
+            idle_av: Mutex::new(Vec::new()),
         })
     }
 
-    /// Runs one transform in a child of a host and waits for it, at most `timeout`.
+    fn idle(&self, hosts: Hosts) -> &Mutex<Vec<Host>> {
+        match hosts {
+            Hosts::Stills => &self.idle_stills,
+            Hosts::Av => &self.idle_av,
+        }
+    }
+
+    /// Runs one transform in a child of a host and waits for it, at most `timeout` in all: a
+    /// still in a stills host; what that child finds needs FFmpeg again, from an empty output
+    /// directory, in an FFmpeg host, within what is left of the time.
     pub async fn run(
         &self,
+        kind: MediaKind,
+        input: &Path,
+        out_dir: &Path,
+        timeout: Duration,
+    ) -> std::io::Result<Ended> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let first = Hosts::first_for(kind);
+        let ended = self.run_in(first, kind, input, out_dir, timeout).await?;
+        match (ended, first) {
+            (Ended::Reported(Report::NeedsAv), Hosts::Stills) => {
+                // Whatever that child left there is not this run's.
+                std::fs::remove_dir_all(out_dir)?;
+                std::fs::create_dir(out_dir)?;
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(Ended::TimedOut);
+                }
+                Ok(
+                    match self.run_in(Hosts::Av, kind, input, out_dir, left).await? {
+                        Ended::Reported(Report::NeedsAv) => Ended::Crashed(
+                            "the transform asked for FFmpeg in the process that has it".into(),
+                        ),
+                        ended => ended,
+                    },
+                )
+            }
+            (Ended::Reported(Report::NeedsAv), Hosts::Av) => Ok(Ended::Crashed(
+                "the transform asked for FFmpeg in the process that has it".into(),
+            )),
+            (ended, _) => Ok(ended),
+        }
+    }
+
+    /// Runs one transform in a child of a host of `hosts`, at most `timeout`.
+    async fn run_in(
+        &self,
+        hosts: Hosts,
         kind: MediaKind,
         input: &Path,
         out_dir: &Path,
@@ -174,7 +257,7 @@ impl Isolation {
         let task = Task::Transform {
             kind: kind.as_str().into(),
         };
-        let (exit, report) = match self.ask(task, input, out_dir, timeout).await? {
+        let (exit, report) = match self.ask(hosts, task, input, out_dir, timeout).await? {
             Ok(answered) => answered,
             Err(why) => return Ok(Ended::Crashed(why)),
         };
@@ -205,11 +288,12 @@ impl Isolation {
         }
     }
 
-    /// Runs a probe child, started and confined as [`run`](Self::run) runs a transform, that
-    /// tries to read each of `open` and `neighbour` (another job's file) and to reach
-    /// `connect` (`satchel sandbox-probe`).
+    /// Runs a probe child in a host of `hosts`, started and confined as [`run`](Self::run)
+    /// runs a transform, that tries to read each of `open` and `neighbour` (another job's
+    /// file) and to reach `connect` (`satchel sandbox-probe`).
     pub async fn probe(
         &self,
+        hosts: Hosts,
         input: &Path,
         out_dir: &Path,
         open: &[PathBuf],
@@ -223,7 +307,7 @@ impl Isolation {
         };
         let timeout = Duration::from_secs(30);
         let (exit, report) = self
-            .ask(task, input, out_dir, timeout)
+            .ask(hosts, task, input, out_dir, timeout)
             .await?
             .map_err(anyhow::Error::msg)?;
         if exit != (Exit::Exited { code: 0 }) {
@@ -236,6 +320,7 @@ impl Isolation {
     /// (it is then replaced), or an I/O error when no host could be started.
     async fn ask(
         &self,
+        hosts: Hosts,
         task: Task,
         input: &Path,
         out_dir: &Path,
@@ -250,21 +335,21 @@ impl Isolation {
         };
         let mut line = serde_json::to_vec(&request)?;
         line.push(b'\n');
-        let mut host = match self.idle_host() {
+        let mut host = match self.idle_host(hosts) {
             Some(host) => host,
-            None => self.start()?,
+            None => self.start(hosts)?,
         };
         if host.send(&line).await.is_err() {
             // A kept host that died since: nothing of the job has run yet, so a new one may
             // take it.
-            host = self.start()?;
+            host = self.start(hosts)?;
             if let Err(e) = host.send(&line).await {
                 return Ok(Err(format!("the transform host takes no request: {e}")));
             }
         }
         match tokio::time::timeout(timeout + ANSWER_GRACE, host.receive()).await {
             Ok(Ok(answered)) => {
-                self.idle.lock().expect("not poisoned").push(host);
+                self.idle(hosts).lock().expect("not poisoned").push(host);
                 Ok(Ok(answered))
             }
             // Dropped, so killed with whatever child it still has.
@@ -286,12 +371,13 @@ impl Isolation {
         Ok(())
     }
 
-    /// Starts hosts until `n` are kept, so that the first jobs do not wait for one to start.
-    pub fn warm(&self, n: usize) {
-        let missing = n.saturating_sub(self.idle.lock().expect("not poisoned").len());
+    /// Starts hosts of `hosts` until `n` are kept, so that the first jobs do not wait for one
+    /// to start.
+    pub fn warm(&self, hosts: Hosts, n: usize) {
+        let missing = n.saturating_sub(self.idle(hosts).lock().expect("not poisoned").len());
         for _ in 0..missing {
-            match self.start() {
-                Ok(host) => self.idle.lock().expect("not poisoned").push(host),
+            match self.start(hosts) {
+                Ok(host) => self.idle(hosts).lock().expect("not poisoned").push(host),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start a transform host yet");
                     return;
@@ -300,9 +386,9 @@ impl Isolation {
         }
     }
 
-    /// A kept host that is still alive.
-    fn idle_host(&self) -> Option<Host> {
-        let mut idle = self.idle.lock().expect("not poisoned");
+    /// A kept host of `hosts` that is still alive.
+    fn idle_host(&self, hosts: Hosts) -> Option<Host> {
+        let mut idle = self.idle(hosts).lock().expect("not poisoned");
         while let Some(mut host) = idle.pop() {
             if matches!(host.child.try_wait(), Ok(None)) {
                 return Some(host);
@@ -311,15 +397,21 @@ impl Isolation {
         None
     }
 
-    /// `satchel-transform transform --host --within DIR [--preset FILE]`: an environment of
-    /// [`child_env`] only, the scratch directory as its working directory, no descriptor but
-    /// its request pipe (stdin), its answer pipe (stdout) and the worker's stderr, and death
-    /// with the worker.
-    fn start(&self) -> std::io::Result<Host> {
-        let mut command = tokio::process::Command::new(&self.exe);
+    /// `satchel-transform transform --host --within DIR [--preset FILE]` (`satchel transform
+    /// --host --stills …` for stills): an environment of [`child_env`] only, the scratch
+    /// directory as its working directory, no descriptor but its request pipe (stdin), its
+    /// answer pipe (stdout) and the worker's stderr, and death with the worker.
+    fn start(&self, hosts: Hosts) -> std::io::Result<Host> {
+        let exe = match hosts {
+            Hosts::Stills => &self.stills_exe,
+            Hosts::Av => &self.exe,
+        };
+        let mut command = tokio::process::Command::new(exe);
+        command.arg("transform").arg("--host");
+        if hosts == Hosts::Stills {
+            command.arg("--stills");
+        }
         command
-            .arg("transform")
-            .arg("--host")
             .arg("--within")
             .arg(&self.within)
             .env_clear()

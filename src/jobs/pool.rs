@@ -13,6 +13,7 @@
 //!
 //! [`JobQueue::next`]: crate::queue::JobQueue::next
 
+use super::isolate::Hosts;
 use super::run::run_job;
 use crate::background::{Group, Step, Task};
 use crate::domain::Kind;
@@ -29,7 +30,18 @@ pub struct WorkerPool {
 impl WorkerPool {
     pub fn spawn(state: AppState, kinds: Vec<Kind>, concurrency: usize) -> Self {
         let workers = Group::new(state.metrics.clone());
-        state.transforms.warm(concurrency);
+        // Hosts of each kind this pool's jobs start in; an image pool's FFmpeg hosts (for
+        // animations) start with the first animation.
+        let first: Vec<Hosts> = kinds
+            .iter()
+            .filter_map(|k| k.pipeline())
+            .map(Hosts::first_for)
+            .collect();
+        for hosts in [Hosts::Stills, Hosts::Av] {
+            if first.contains(&hosts) {
+                state.transforms.warm(hosts, concurrency);
+            }
+        }
         for n in 0..concurrency {
             workers.spawn(Worker {
                 state: state.clone(),

@@ -190,6 +190,10 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
             return Err(Stop::Fail(MediaError { code, message }))
         }
         Ended::Reported(Report::Done(output)) => output,
+        // `Isolation::run` has already run it again where FFmpeg is.
+        Ended::Reported(Report::NeedsAv) => {
+            return Err(Stop::Crashed("the transform asked for FFmpeg twice".into()))
+        }
     };
 
     let mut variants = BTreeMap::new();

@@ -5,8 +5,7 @@
 //! handing it over, and a worker without its transform binary taking jobs only to fail them.
 
 use crate::helpers::TOKEN;
-use crate::processes::{start_node, transform_hosts, upload_many};
-use reqwest::StatusCode;
+use crate::processes::{program_of, settled, start_node, transform_hosts, upload_many};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -18,56 +17,100 @@ fn loads_ffmpeg(pid: u32) -> bool {
     maps.contains("/libavcodec.so")
 }
 
-fn program_of(pid: u32) -> String {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let argv0 = cmdline.split(|b| *b == 0).next().unwrap();
-    String::from_utf8_lossy(argv0).into_owned()
+/// The page faults of `pid`'s children that it has reaped (`cminflt`): a host's grow with every
+/// job child it forks and reaps, by hundreds for the smallest transform.
+fn reaped_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Field 11 of proc(5), counted from the state, field 3.
+    fields[11 - 3].parse().unwrap()
 }
 
+/// The faults reaped by each of `hosts` since `before`.
+fn grown(hosts: &[u32], before: &[u64]) -> Vec<u64> {
+    hosts
+        .iter()
+        .zip(before)
+        .map(|(&h, &b)| reaped_faults(h) - b)
+        .collect()
+}
+
+/// A still runs in a host of `satchel` itself (no FFmpeg mapped: forking it is cheaper), audio
+/// and what a still's child finds animated in one of `satchel-transform`, and the service
+/// never maps FFmpeg.
 #[tokio::test]
-async fn the_service_never_loads_ffmpeg_and_its_transform_hosts_do() {
+async fn the_service_never_loads_ffmpeg_and_only_its_ffmpeg_hosts_do() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("SATCHEL_WORKERS", "2"), ("SATCHEL_API_TOKENS", TOKEN)];
     let node = start_node(&["serve"], dir.path(), env).await;
     let pid = node.child.id();
-    // The pool warms one host per job it may run at once.
+    // The pool warms, of each kind, one host per job it may run at once.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let hosts = loop {
+    let (stills, av): (Vec<u32>, Vec<u32>) = loop {
         let hosts = transform_hosts(pid);
-        if hosts.len() == 2 && hosts.iter().all(|&h| loads_ffmpeg(h)) {
-            break hosts;
+        let (av, stills): (Vec<u32>, Vec<u32>) = hosts.iter().partition(|&&h| loads_ffmpeg(h));
+        if stills.len() == 2 && av.len() == 2 {
+            break (stills, av);
         }
         assert!(Instant::now() < deadline, "hosts not up: {hosts:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(!loads_ffmpeg(pid), "`satchel serve` has FFmpeg mapped");
-    for host in hosts {
+    for host in &stills {
         assert!(
-            program_of(host).ends_with("/satchel-transform"),
+            program_of(*host).ends_with("/satchel"),
             "{}",
-            program_of(host)
+            program_of(*host)
         );
     }
-    // Nor after a voice note has been processed.
-    let id = upload_many(&node, 1, "voice.mp3", "mp3").await.remove(0);
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = client
-            .get(format!("{}/v1/media/{id}", node.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let media: serde_json::Value = r.json().await.unwrap();
-        if media["status"] != "processing" {
-            assert_eq!(media["status"], "ready", "{media}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "still processing: {media}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for host in &av {
+        let program = program_of(*host);
+        assert!(program.ends_with("/satchel-transform"), "{program}");
     }
+    let faults = |hosts: &[u32]| hosts.iter().map(|&h| reaped_faults(h)).collect::<Vec<_>>();
+
+    // A photo: a stills host's child, and no FFmpeg host's.
+    let (stills_before, av_before) = (faults(&stills), faults(&av));
+    let id = upload_many(&node, 1, "photo.jpg", "jpg").await.remove(0);
+    assert_eq!(settled(&node, &id).await["status"], "ready");
+    let (s, a) = (grown(&stills, &stills_before), grown(&av, &av_before));
+    assert!(
+        s.iter().sum::<u64>() > 100,
+        "no stills host ran the photo: {s:?}"
+    );
+    assert_eq!(a, [0, 0], "an FFmpeg host ran a child for a photo");
+
+    // An animated GIF: its still child finds the animation, an FFmpeg host's child encodes it.
+    let (stills_before, av_before) = (faults(&stills), faults(&av));
+    let id = upload_many(&node, 1, "anim.gif", "gif").await.remove(0);
+    let media = settled(&node, &id).await;
+    assert_eq!(media["status"], "ready", "{media}");
+    assert!(media["variants"]["animation"].is_object(), "{media}");
+    let (s, a) = (grown(&stills, &stills_before), grown(&av, &av_before));
+    assert!(
+        s.iter().sum::<u64>() > 100,
+        "no stills host saw the GIF: {s:?}"
+    );
+    assert!(
+        a.iter().sum::<u64>() > 100,
+        "no FFmpeg host encoded it: {a:?}"
+    );
+
+    // A voice note goes straight to an FFmpeg host.
+    let (stills_before, av_before) = (faults(&stills), faults(&av));
+    let id = upload_many(&node, 1, "voice.mp3", "mp3").await.remove(0);
+    assert_eq!(settled(&node, &id).await["status"], "ready");
+    let (s, a) = (grown(&stills, &stills_before), grown(&av, &av_before));
+    assert_eq!(s, [0, 0], "a stills host ran a child for audio");
+    assert!(
+        a.iter().sum::<u64>() > 100,
+        "no FFmpeg host ran the voice note: {a:?}"
+    );
     assert!(
         !loads_ffmpeg(pid),
         "`satchel serve` loaded FFmpeg for a job"

@@ -194,6 +194,34 @@ pub fn transform_children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Polls the media until it is no longer processing; returns it.
+pub async fn settled(node: &Node, id: &str) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client
+            .get(format!("{}/v1/media/{id}", node.base))
+            .bearer_auth(crate::helpers::TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let media: serde_json::Value = r.json().await.unwrap();
+        if media["status"] != "processing" {
+            return media;
+        }
+        assert!(Instant::now() < deadline, "still processing: {media}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The program process `pid` runs (its `argv[0]`).
+pub fn program_of(pid: u32) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap();
+    String::from_utf8_lossy(argv0).into_owned()
+}
+
 /// Whether process `pid` exists (a zombie not yet reaped counts as gone).
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {

@@ -44,9 +44,15 @@ struct Probed {
     _data: tempfile::TempDir,
 }
 
+/// Runs `satchel sandbox-probe` in both kinds of host, an FFmpeg one and a stills one.
+fn probes() -> [Probed; 2] {
+    [probe(false), probe(true)]
+}
+
 /// Runs `satchel sandbox-probe` as a worker with secrets in its environment and, as from a
-/// careless supervisor, the data directory's `link-secret` open without close-on-exec.
-fn probe() -> Probed {
+/// careless supervisor, the data directory's `link-secret` open without close-on-exec; in a
+/// stills host (`satchel` itself) with `stills`, else in `satchel-transform`.
+fn probe(stills: bool) -> Probed {
     let data = tempfile::tempdir().unwrap();
     let secret = data.path().join("link-secret");
     std::fs::write(&secret, "probe-link-secret-0123456789abcdef\n").unwrap();
@@ -61,6 +67,7 @@ fn probe() -> Probed {
         .arg("--open")
         .arg(&secret)
         .args(["--connect", &addr])
+        .args(stills.then_some("--stills"))
         .env("SATCHEL_DATA_DIR", data.path())
         .envs(SECRETS)
         .stdin(Stdio::null());
@@ -88,84 +95,88 @@ fn probe() -> Probed {
 
 #[test]
 fn a_confined_child_still_reads_its_input_and_writes_its_output_dir() {
-    let p = probe();
-    assert_eq!(p.report["input"], "ok", "{}", p.report);
-    assert_eq!(p.report["output"], "ok", "{}", p.report);
+    for p in probes() {
+        assert_eq!(p.report["input"], "ok", "{}", p.report);
+        assert_eq!(p.report["output"], "ok", "{}", p.report);
+    }
 }
 
 #[test]
 fn a_transform_child_sees_no_secret_and_holds_no_inherited_descriptor() {
-    let p = probe();
-    let names: Vec<&str> = p.report["env"]
-        .as_array()
-        .expect("env is a list of names")
-        .iter()
-        .map(|n| n.as_str().unwrap())
-        .collect();
-    for (secret, _) in SECRETS {
-        assert!(!names.contains(&secret), "{secret} in the child: {names:?}");
+    for p in probes() {
+        let names: Vec<&str> = p.report["env"]
+            .as_array()
+            .expect("env is a list of names")
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        for (secret, _) in SECRETS {
+            assert!(!names.contains(&secret), "{secret} in the child: {names:?}");
+        }
+        for name in &names {
+            assert!(CHILD_ENV.contains(name), "{name} in the child: {names:?}");
+        }
+        assert_eq!(
+            p.report["fds"],
+            serde_json::json!([0, 1, 2]),
+            "{}",
+            p.report
+        );
+        // Its stdin is /dev/null: not the host's request pipe, which would hand it the next job.
+        assert_eq!(p.report["stdin"], "eof", "{}", p.report);
     }
-    for name in &names {
-        assert!(CHILD_ENV.contains(name), "{name} in the child: {names:?}");
-    }
-    assert_eq!(
-        p.report["fds"],
-        serde_json::json!([0, 1, 2]),
-        "{}",
-        p.report
-    );
-    // Its stdin is /dev/null: not the host's request pipe, which would hand it the next job.
-    assert_eq!(p.report["stdin"], "eof", "{}", p.report);
 }
 
 /// A job's process is forked from a long-lived host that may reach the whole scratch
 /// directory; the job itself reaches only its own files, not another job's beside them.
 #[test]
 fn a_transform_child_cannot_read_another_jobs_files() {
-    let p = probe();
-    let neighbour = p.report["neighbour"].as_str().expect("the read was tried");
-    assert!(
-        neighbour.contains("Permission denied"),
-        "another job's input: {neighbour} ({})",
-        p.report
-    );
+    for p in probes() {
+        let neighbour = p.report["neighbour"].as_str().expect("the read was tried");
+        assert!(
+            neighbour.contains("Permission denied"),
+            "another job's input: {neighbour} ({})",
+            p.report
+        );
+    }
 }
 
 #[test]
 fn a_transform_child_cannot_open_the_data_dir_or_reach_the_network() {
-    let p = probe();
-    let r = &p.report;
-    let confinement = r["confinement"].as_str().unwrap_or_default();
-    let opened = r["open"][&p.secret].as_str().expect("the open was tried");
-    assert!(
-        opened.contains("Permission denied"),
-        "{} opened ({confinement}): {r}",
-        p.secret
-    );
-    let environ = r["parent_environ"].as_str().unwrap();
-    assert!(
-        environ.contains("Permission denied"),
-        "the worker's /proc/PID/environ ({confinement}): {r}"
-    );
-    for net in ["connect", "udp", "unix"] {
-        let outcome = r[net].as_str().unwrap();
+    for p in probes() {
+        let r = &p.report;
+        let confinement = r["confinement"].as_str().unwrap_or_default();
+        let opened = r["open"][&p.secret].as_str().expect("the open was tried");
         assert!(
-            outcome.contains("Permission denied"),
-            "{net} ({confinement}): {r}"
+            opened.contains("Permission denied"),
+            "{} opened ({confinement}): {r}",
+            p.secret
+        );
+        let environ = r["parent_environ"].as_str().unwrap();
+        assert!(
+            environ.contains("Permission denied"),
+            "the worker's /proc/PID/environ ({confinement}): {r}"
+        );
+        for net in ["connect", "udp", "unix"] {
+            let outcome = r[net].as_str().unwrap();
+            assert!(
+                outcome.contains("Permission denied"),
+                "{net} ({confinement}): {r}"
+            );
+        }
+        // Landlock's scopes (ABI 6, Linux 6.12) also keep it from signalling the worker.
+        if confinement.contains("scopes") {
+            let signal = r["signal_parent"].as_str().unwrap();
+            assert!(signal.contains("Operation not permitted"), "signal: {r}");
+        }
+        let accepted = p.listener.accept();
+        assert!(
+            accepted
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+            "the listener accepted a connection: {accepted:?}"
         );
     }
-    // Landlock's scopes (ABI 6, Linux 6.12) also keep it from signalling the worker.
-    if confinement.contains("scopes") {
-        let signal = r["signal_parent"].as_str().unwrap();
-        assert!(signal.contains("Operation not permitted"), "signal: {r}");
-    }
-    let accepted = p.listener.accept();
-    assert!(
-        accepted
-            .as_ref()
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
-        "the listener accepted a connection: {accepted:?}"
-    );
 }
 
 /// What each fixture gives in a child, as it did before the sandbox: `Ok(())` for a
@@ -267,9 +278,11 @@ async fn the_start_up_line_says_what_confinement_a_child_gets() {
         .lines()
         .find(|l| l.contains("satchel is serving"))
         .unwrap_or_else(|| panic!("no start-up line in {log}"));
-    let confinement = probe().report["confinement"].as_str().unwrap().to_owned();
-    assert!(
-        serving.contains(&format!("sandbox=\"{confinement}\"")),
-        "{confinement:?} not in {serving}"
-    );
+    for p in probes() {
+        let confinement = p.report["confinement"].as_str().unwrap().to_owned();
+        assert!(
+            serving.contains(&format!("sandbox=\"{confinement}\"")),
+            "{confinement:?} not in {serving}"
+        );
+    }
 }

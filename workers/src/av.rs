@@ -69,7 +69,7 @@ pub fn needs_av(kind: MediaKind, input: &Path, presets: &Presets) -> bool {
 
 /// What a job that needs FFmpeg fails with in a process without it.
 pub(crate) fn missing(what: &str) -> WorkerError {
-    WorkerError::UnsupportedCodec(format!(
+    WorkerError::NeedsAv(format!(
         "{what} needs FFmpeg, which this process does not link (satchel-transform does)"
     ))
 }

@@ -20,6 +20,11 @@ pub enum WorkerError {
     TooLong(String),
     #[error("unsupported codec: {0}")]
     UnsupportedCodec(String),
+    /// The input needs FFmpeg ([`crate::Av`]), which the calling process does not have. Its
+    /// code is `unsupported_codec`, which is what it means to whoever cannot run it elsewhere;
+    /// a worker runs the job again in a process that has FFmpeg instead of recording it.
+    #[error("unsupported codec: {0}")]
+    NeedsAv(String),
     /// Workers only ever read the one file they were handed.
     #[error("refused: {0}")]
     RefusedReference(String),
@@ -81,7 +86,7 @@ impl WorkerError {
             WorkerError::DecodeFailed(_) => Self::DECODE_FAILED,
             WorkerError::TooManyPixels(_) => Self::TOO_MANY_PIXELS,
             WorkerError::TooLong(_) => Self::TOO_LONG,
-            WorkerError::UnsupportedCodec(_) => Self::UNSUPPORTED_CODEC,
+            WorkerError::UnsupportedCodec(_) | WorkerError::NeedsAv(_) => Self::UNSUPPORTED_CODEC,
             WorkerError::RefusedReference(_) => Self::REFUSED_REFERENCE,
             WorkerError::Empty(_) => Self::EMPTY_MEDIA,
             WorkerError::TimedOut(_) => Self::TIMED_OUT,
@@ -131,6 +136,12 @@ mod tests {
         let codes: Vec<&str> = all.iter().map(WorkerError::code).collect();
         let table: Vec<&str> = CODES.iter().map(|c| c.code).collect();
         assert_eq!(codes, table, "one code per variant, in the table's order");
+        // The one variant that shares a code: what it means to a caller without FFmpeg.
+        assert_eq!(
+            WorkerError::NeedsAv(s()).code(),
+            WorkerError::UNSUPPORTED_CODEC.code
+        );
+        assert!(!WorkerError::NeedsAv(s()).is_retryable());
         let unique: std::collections::BTreeSet<_> = table.iter().collect();
         assert_eq!(unique.len(), table.len(), "no code twice");
         let retryable: Vec<&str> = all

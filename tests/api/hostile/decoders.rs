@@ -84,11 +84,17 @@ pub(crate) fn long_wav(seconds: u32) -> Vec<u8> {
 
 /// The built-in presets with the audio jobs' own budget, `max_job_seconds`, set to `seconds`.
 pub(crate) fn presets_with_audio_budget(dir: &std::path::Path, seconds: u32) -> String {
+    presets_with_budget(dir, "[audio]", seconds)
+}
+
+/// The default presets with `max_job_seconds` of `section` (`[audio]`, `[image.animation]`)
+/// set to `seconds`, written into `dir`; its path.
+pub(crate) fn presets_with_budget(dir: &std::path::Path, section: &str, seconds: u32) -> String {
     let default =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/presets/default.toml"))
             .unwrap();
-    let audio = default.find("[audio]").unwrap();
-    let at = audio + default[audio..].find("max_job_seconds = 120").unwrap();
+    let start = default.find(section).unwrap();
+    let at = start + default[start..].find("max_job_seconds = 120").unwrap();
     let edited = format!(
         "{}max_job_seconds = {seconds}{}",
         &default[..at],

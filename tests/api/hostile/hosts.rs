@@ -1,16 +1,39 @@
-//! Issue 15: a worker keeps long-lived transform hosts and each job runs in a process forked
-//! from one. The attacks: a job that dies, runs over its budget or is killed must end only
-//! itself (the host serves on, or is replaced); a killed host or worker leaves no process
-//! running; and the host must really be kept (a worker that started a process per job again
-//! would pay ~64 ms of start-up per job).
+//! Issue 15: a worker keeps long-lived transform hosts, of two kinds (stills in `satchel`
+//! itself, the rest in `satchel-transform`), and each job runs in a process forked from one.
+//! The attacks: a job that dies, runs over its budget or is killed must end only itself (the
+//! host serves on, or is replaced); a host that died while idle, or that takes a job and never
+//! answers, must not keep its job; a killed host or worker leaves no process running; and the
+//! host must really be kept (a worker that started a process per job again would pay ~64 ms of
+//! start-up per job).
 
-use super::decoders::{long_wav, presets_with_audio_budget};
+use super::decoders::{long_wav, presets_with_audio_budget, presets_with_budget};
 use crate::helpers::*;
-use crate::processes::{alive, start_node, transform_children, transform_hosts};
+use crate::processes::{alive, program_of, start_node, transform_children, transform_hosts};
 use std::time::{Duration, Instant};
 
 fn me() -> u32 {
     std::process::id()
+}
+
+/// The test's hosts of `satchel` itself (stills) and of `satchel-transform`, once there are
+/// `n` of each.
+async fn hosts_of_each(n: usize) -> (Vec<u32>, Vec<u32>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (stills, av): (Vec<u32>, Vec<u32>) = transform_hosts(me())
+            .into_iter()
+            .partition(|&h| program_of(h).ends_with("/satchel"));
+        if stills.len() == n && av.len() == n {
+            return (stills, av);
+        }
+        assert!(Instant::now() < deadline, "hosts: {stills:?} {av:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn kill(pid: u32, signal: i32) {
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
 }
 
 /// Uploads the photo fixture and waits until it is ready.
@@ -62,7 +85,11 @@ async fn jobs_one_after_another_share_one_long_lived_host() {
     let app = spawn_app_with(&[("SATCHEL_WORKERS", "1")]).await;
     photo_ready(&app).await;
     let hosts = transform_hosts(me());
-    assert_eq!(hosts.len(), 1, "one worker, one host: {hosts:?}");
+    assert_eq!(
+        hosts.len(),
+        2,
+        "one worker, one host of each kind: {hosts:?}"
+    );
     for _ in 0..4 {
         photo_ready(&app).await;
         assert_eq!(transform_hosts(me()), hosts, "the host was not kept");
@@ -133,16 +160,66 @@ async fn a_host_killed_mid_job_takes_its_job_along_and_is_replaced() {
     // Fifteen minutes of audio: seconds of work, time to kill its host.
     let media = app.upload_ok("c1", "u1", "long.wav", long_wav(900)).await;
     let (host, job) = running_job(me()).await;
-    // SAFETY: a signal to our own child.
-    assert_eq!(unsafe { libc::kill(host as i32, libc::SIGKILL) }, 0);
+    kill(host, libc::SIGKILL);
     gone_within(&[host, job], Duration::from_secs(1), "the host or its job").await;
 
     // The job crashed and runs again, in a new host, to the end.
     let done = app.wait_processed(media["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "ready", "{done}");
-    let hosts = transform_hosts(me());
-    assert_eq!(hosts.len(), 1, "{hosts:?}");
-    assert_ne!(hosts, vec![host], "the killed host answers again?");
+    let (_, av) = hosts_of_each(1).await;
+    assert_ne!(av, vec![host], "the killed host answers again?");
+}
+
+/// A host that died while idle (the OOM killer, an operator's `kill`) is not handed the next
+/// job: a new one is started for it, at once.
+#[tokio::test]
+async fn a_job_for_a_dead_idle_host_runs_in_a_new_one() {
+    let app = spawn_app_with(&[("SATCHEL_WORKERS", "1")]).await;
+    let (stills, _) = hosts_of_each(1).await;
+    kill(stills[0], libc::SIGKILL);
+    gone_within(&stills, Duration::from_secs(1), "the killed host").await;
+
+    let started = Instant::now();
+    photo_ready(&app).await;
+    // Not through a crash and its retry's back-off (2 s).
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "ready after {took:?}");
+    let (now, _) = hosts_of_each(1).await;
+    assert_ne!(now, stills, "the dead host is still counted");
+}
+
+/// A host that takes the request and never answers (stopped, or wedged in a system call) is
+/// given up once the job's budget and a 10 s grace are over: it is killed, the job counts as
+/// crashed and runs again in a new host.
+#[tokio::test]
+async fn a_host_that_stops_answering_is_killed_and_its_job_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // An image job's budget is the larger of these two: 1 s.
+    let presets = presets_with_budget(dir.path(), "[image.animation]", 1);
+    let app = spawn_app_with(&[
+        ("SATCHEL_WORKERS", "1"),
+        ("SATCHEL_JOB_TIMEOUT_SECONDS", "1"),
+        ("SATCHEL_PRESETS", &presets),
+    ])
+    .await;
+    let (stills, _) = hosts_of_each(1).await;
+    let hung = stills[0];
+    kill(hung, libc::SIGSTOP);
+
+    let started = Instant::now();
+    photo_ready(&app).await;
+    let took = started.elapsed();
+    // The budget (1 s) and the grace (10 s) before the host is given up, then the retry's
+    // back-off (2 s): the job did not end in the stopped host.
+    assert!(took >= Duration::from_secs(11), "ready after {took:?}");
+    gone_within(&[hung], Duration::from_secs(1), "the hung host").await;
+    let (now, _) = hosts_of_each(1).await;
+    assert_ne!(now, stills);
+    let metrics = app.metrics().await;
+    for outcome in ["retried", "ready"] {
+        let line = format!("satchel_jobs_total{{kind=\"image\",outcome=\"{outcome}\"}} 1");
+        assert!(metrics.contains(&line), "{line} not in {metrics}");
+    }
 }
 
 #[tokio::test]
