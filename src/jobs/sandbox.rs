@@ -9,7 +9,10 @@
 //!    no signal to, and no abstract UNIX socket of, a process outside the sandbox.
 //! 3. seccomp: `socket()` and `io_uring_setup()` fail with `EACCES`, so no network of any
 //!    family (UDP and UNIX sockets too, which Landlock does not cover) and no io_uring to go
-//!    around the filter. A decoder that tries gets an error, not a kill.
+//!    around the filter; nor do `setsid()` and `setpgid()` (the child has made its own process
+//!    group just before), so nothing it starts leaves the group that is killed when the job
+//!    ends: no process of a job outlives it, holding its files. A decoder that tries gets an
+//!    error, not a kill.
 //!
 //! What a kernel lacks is skipped; [`Applied`] says what the child got, [`Support`] what this
 //! kernel offers (the worker logs it once at start-up, with a warning when a layer is missing).
@@ -75,7 +78,8 @@ pub fn confine(input: &Path, out_dir: &Path) -> anyhow::Result<Applied> {
         return Err(std::io::Error::last_os_error()).context("cannot set no_new_privs");
     }
     let landlock = landlock(input, out_dir).context("cannot apply the Landlock ruleset")?;
-    let seccomp = seccomp().context("cannot apply the seccomp filter")?;
+    let seccomp = seccomp(&[libc::SYS_setsid, libc::SYS_setpgid])
+        .context("cannot apply the seccomp filter")?;
     let applied = Applied { landlock, seccomp };
     tracing::debug!(%applied, "confined");
     Ok(applied)
@@ -91,7 +95,8 @@ pub fn confine_host(within: &Path) -> anyhow::Result<Applied> {
     }
     let landlock = restrict(&[(within, OUT_DIR_ACCESS)])
         .context("cannot apply the host's Landlock ruleset")?;
-    let seccomp = seccomp().context("cannot apply the seccomp filter")?;
+    // Its children make their own process groups: no `setpgid` denied here.
+    let seccomp = seccomp(&[]).context("cannot apply the seccomp filter")?;
     Ok(Applied { landlock, seccomp })
 }
 
@@ -121,9 +126,10 @@ fn restrict(rules: &[(&Path, landlock::BitFlags<AccessFs>)]) -> anyhow::Result<O
     })
 }
 
-/// The system calls that fail with `EACCES` in the child.
-fn denied_syscalls() -> Vec<i64> {
-    let denied = [libc::SYS_socket, libc::SYS_io_uring_setup];
+/// The system calls that fail with `EACCES` in the host and the child, and `more`.
+fn denied_syscalls(more: &[i64]) -> Vec<i64> {
+    let mut denied = vec![libc::SYS_socket, libc::SYS_io_uring_setup];
+    denied.extend_from_slice(more);
     // The x32 ABI shares the x86-64 audit architecture, so its numbers (the same ones with
     // bit 30 set) would pass an x86-64 filter: deny those too, for kernels that enable x32.
     let x32 = if cfg!(target_arch = "x86_64") {
@@ -134,10 +140,10 @@ fn denied_syscalls() -> Vec<i64> {
     denied.iter().flat_map(|&nr| [nr, nr | x32]).collect()
 }
 
-fn seccomp() -> anyhow::Result<bool> {
+fn seccomp(more: &[i64]) -> anyhow::Result<bool> {
     use seccompiler::{SeccompAction, SeccompFilter};
     let filter = SeccompFilter::new(
-        denied_syscalls()
+        denied_syscalls(more)
             .into_iter()
             .map(|nr| (nr, vec![]))
             .collect(),
@@ -243,6 +249,9 @@ pub struct Probe {
     /// Reading its stdin: `eof` when it is `/dev/null`, as it must be, not a pipe of the worker
     /// or of the transform host.
     pub stdin: String,
+    /// A process it starts calling `setsid()`, which would take it out of the process group
+    /// killed with the job.
+    pub leave_group: String,
     /// The names of its environment variables.
     pub env: Vec<String>,
     /// Its open file descriptors.
@@ -305,10 +314,41 @@ pub fn probe(
         }),
         neighbour: neighbour.map(|p| outcome(std::fs::read(p))),
         stdin: read_stdin(),
+        leave_group: leave_group(),
         env: std::env::vars_os()
             .map(|(name, _)| name.to_string_lossy().into_owned())
             .collect(),
         fds,
+    }
+}
+
+/// Forks a process that calls `setsid()`: `ok` when it could, else its error.
+fn leave_group() -> String {
+    // SAFETY: the probe child is single-threaded; its fork calls only setsid and _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            let code = match libc::setsid() {
+                -1 => std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(255),
+                _ => 0,
+            };
+            libc::_exit(code.clamp(0, 255))
+        }
+    }
+    if pid < 0 {
+        return std::io::Error::last_os_error().to_string();
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid || !libc::WIFEXITED(status) {
+        return "the forked process did not exit".into();
+    }
+    match libc::WEXITSTATUS(status) {
+        0 => "ok".into(),
+        errno => std::io::Error::from_raw_os_error(errno).to_string(),
     }
 }
 

@@ -92,7 +92,8 @@ pub trait BlobStore: Send + Sync {
 
     async fn begin_put(&self, bucket: &str, key: &str) -> Result<Box<dyn PutSink>>;
 
-    /// Stores a local file under `key`, replacing any object there (jobs are idempotent).
+    /// Stores a local file under `key`, replacing any object there (jobs are idempotent). The
+    /// file may be moved, not copied (the filesystem store renames it into place).
     async fn put_file(&self, bucket: &str, key: &str, path: &Path) -> Result<()>;
 
     /// Reads `range` of the object (all of it when `None`); the range must lie inside it.
@@ -100,7 +101,8 @@ pub trait BlobStore: Send + Sync {
 
     async fn size(&self, bucket: &str, key: &str) -> Result<u64>;
 
-    /// Copies the object into a local file, for workers that need a path.
+    /// Copies the object into a local file, for workers that need a path; the filesystem
+    /// store links it instead, so the file is to be read, never written.
     async fn fetch_to(&self, bucket: &str, key: &str, dest: &Path) -> Result<u64> {
         let mut object = self.get(bucket, key, None).await?;
         let mut file = tokio::fs::File::create(dest).await?;
