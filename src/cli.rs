@@ -10,7 +10,7 @@
 
 use crate::domain::{sniff, Kind};
 use anyhow::Context;
-use satchel_workers::{Av, Presets};
+use satchel_workers::{Av, Presets, WorkerError};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -158,18 +158,21 @@ pub fn process(args: ProcessArgs, av: Option<&dyn Av>) -> anyhow::Result<()> {
             sniffed.mime
         );
     };
-    if av.is_none() && satchel_workers::needs_av(pipeline, &file, &presets) {
-        let mut forwarded: Vec<OsString> = vec!["process".into(), file.into(), "--out".into()];
-        forwarded.push(out.into());
-        if let Some(preset) = preset {
-            forwarded.extend(["--preset".into(), preset.into()]);
-        }
-        return Err(exec(&transform_binary()?, TRANSFORM_BINARY, forwarded));
-    }
     std::fs::create_dir_all(&out)?;
     let started = Instant::now();
-    let processed = satchel_workers::process(pipeline, &file, &presets, &out, av)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+    let processed = match satchel_workers::process(pipeline, &file, &presets, &out, av) {
+        Ok(processed) => processed,
+        // Refused before anything was decoded or written.
+        Err(WorkerError::NeedsAv(_)) if av.is_none() => {
+            let mut forwarded: Vec<OsString> = vec!["process".into(), file.into(), "--out".into()];
+            forwarded.push(out.into());
+            if let Some(preset) = preset {
+                forwarded.extend(["--preset".into(), preset.into()]);
+            }
+            return Err(exec(&transform_binary()?, TRANSFORM_BINARY, forwarded));
+        }
+        Err(e) => anyhow::bail!("{}: {e}", e.code()),
+    };
     let total = started.elapsed();
     println!(
         "{} ({}, {})",

@@ -4,11 +4,12 @@
 //! FFmpeg's libraries are about 170 shared objects, and loading them costs a process about
 //! 40 ms of CPU before it does anything; stills never need them. So this crate does not link
 //! FFmpeg. A caller that has `satchel-workers-av` hands its [`Av`] to [`crate::process`]; one
-//! without it (the service's own binary, `satchel process` on a photo) processes stills alone,
-//! and [`needs_av`] tells it beforehand, from headers, which inputs it cannot.
+//! without it (the service's own binary, `satchel process` on a photo) processes stills alone;
+//! what it cannot fails with [`WorkerError::NeedsAv`] before anything is decoded or written, so
+//! that the caller can hand the input to a process that has FFmpeg.
 
 use crate::preset::{AnimationPreset, AudioPreset};
-use crate::{MediaKind, Presets, Processed, WorkerError};
+use crate::{Presets, Processed, WorkerError};
 use image::RgbaImage;
 use std::path::Path;
 
@@ -52,19 +53,6 @@ pub trait AnimationEncoder {
 
     /// Drains the encoder and writes the file's index.
     fn finish(self: Box<Self>) -> Result<(), WorkerError>;
-}
-
-/// Whether [`crate::process`] needs an [`Av`] for `input`: audio and video always, an image
-/// when it animates (its headers say so; nothing is decoded). An image whose headers cannot be
-/// read is not: processing it without FFmpeg reports why.
-pub fn needs_av(kind: MediaKind, input: &Path, presets: &Presets) -> bool {
-    match kind {
-        MediaKind::Audio | MediaKind::Video => true,
-        MediaKind::Image => matches!(
-            crate::image::animation::scan(input, &presets.image),
-            Ok(Some(_))
-        ),
-    }
 }
 
 /// What a job that needs FFmpeg fails with in a process without it.

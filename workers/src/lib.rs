@@ -12,7 +12,7 @@ pub mod image;
 pub mod output;
 pub mod preset;
 
-pub use av::{needs_av, Av};
+pub use av::Av;
 pub use deadline::Deadline;
 pub use error::{Code, WorkerError, CODES};
 pub use output::{Metadata, Placeholder, Processed, Step, Variant};
@@ -39,8 +39,8 @@ impl MediaKind {
 }
 
 /// Runs the pipeline for `kind` on `input`, writing every variant into `out_dir`. Audio, video
-/// and the `animation` variant of an animated picture need `av` ([`needs_av`] says when);
-/// without it they fail with `unsupported_codec` before anything is decoded.
+/// and the `animation` variant of an animated picture need `av`; without it they fail with
+/// [`WorkerError::NeedsAv`] (code `unsupported_codec`) before anything is decoded.
 ///
 /// Blocking and CPU-bound: async callers run it on a blocking thread. On error, files already
 /// written to `out_dir` are the caller's to discard (it owns the directory).
