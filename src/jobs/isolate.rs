@@ -125,15 +125,28 @@ fn output(p: Processed) -> Output {
 /// The worker's side: transform hosts of both kinds, kept between jobs.
 pub struct Isolation {
     /// `satchel-transform`, with FFmpeg.
-    exe: PathBuf,
-    /// The service's `satchel` beside it, without; `exe` itself when there is none.
-    stills_exe: PathBuf,
+    av: Kept,
+    /// The service's `satchel` beside it, without; `satchel-transform` when there is none.
+    stills: Kept,
     presets: Option<PathBuf>,
     memory_limit: u64,
     /// The scratch directory every job's files are in: all that a host may reach.
     within: PathBuf,
-    idle_stills: Mutex<Vec<Host>>,
-    idle_av: Mutex<Vec<Host>>,
+}
+
+/// The hosts of one kind: their binary, and those idle now.
+struct Kept {
+    exe: PathBuf,
+    idle: Mutex<Vec<Host>>,
+}
+
+impl Kept {
+    fn of(exe: PathBuf) -> Self {
+        Self {
+            exe,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 /// The two kinds of transform host.
@@ -190,21 +203,23 @@ impl Isolation {
         let exe = std::path::absolute(exe)?;
         let light = exe.with_file_name(format!("satchel{}", std::env::consts::EXE_SUFFIX));
         Ok(Self {
-            stills_exe: if light.is_file() { light } else { exe.clone() },
-            exe,
+            stills: Kept::of(if light.is_file() { light } else { exe.clone() }),
+            av: Kept::of(exe),
             presets: presets.map(std::path::absolute).transpose()?,
             memory_limit,
             within: std::path::absolute(within)?,
-            idle_stills: Mutex::new(Vec::new()),
-            idle_av: Mutex::new(Vec::new()),
         })
     }
 
-    fn idle(&self, hosts: Hosts) -> &Mutex<Vec<Host>> {
+    fn kept(&self, hosts: Hosts) -> &Kept {
         match hosts {
-            Hosts::Stills => &self.idle_stills,
-            Hosts::Av => &self.idle_av,
+            Hosts::Stills => &self.stills,
+            Hosts::Av => &self.av,
         }
+    }
+
+    fn idle(&self, hosts: Hosts) -> &Mutex<Vec<Host>> {
+        &self.kept(hosts).idle
     }
 
     /// Runs one transform in a child of a host and waits for it, at most `timeout` in all: a
@@ -219,30 +234,24 @@ impl Isolation {
     ) -> std::io::Result<Ended> {
         let deadline = tokio::time::Instant::now() + timeout;
         let first = Hosts::first_for(kind);
-        let ended = self.run_in(first, kind, input, out_dir, timeout).await?;
-        match (ended, first) {
-            (Ended::Reported(Report::NeedsAv), Hosts::Stills) => {
-                // Whatever that child left there is not this run's.
-                std::fs::remove_dir_all(out_dir)?;
-                std::fs::create_dir(out_dir)?;
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if left.is_zero() {
-                    return Ok(Ended::TimedOut);
-                }
-                Ok(
-                    match self.run_in(Hosts::Av, kind, input, out_dir, left).await? {
-                        Ended::Reported(Report::NeedsAv) => Ended::Crashed(
-                            "the transform asked for FFmpeg in the process that has it".into(),
-                        ),
-                        ended => ended,
-                    },
-                )
+        let mut ended = self.run_in(first, kind, input, out_dir, timeout).await?;
+        if first == Hosts::Stills && matches!(ended, Ended::Reported(Report::NeedsAv)) {
+            // Whatever that child left there is not this run's.
+            std::fs::remove_dir_all(out_dir)?;
+            std::fs::create_dir(out_dir)?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(Ended::TimedOut);
             }
-            (Ended::Reported(Report::NeedsAv), Hosts::Av) => Ok(Ended::Crashed(
-                "the transform asked for FFmpeg in the process that has it".into(),
-            )),
-            (ended, _) => Ok(ended),
+            ended = self.run_in(Hosts::Av, kind, input, out_dir, left).await?;
         }
+        // Never from an FFmpeg host, which has what it asks for.
+        Ok(match ended {
+            Ended::Reported(Report::NeedsAv) => {
+                Ended::Crashed("the transform asked for FFmpeg in the process that has it".into())
+            }
+            ended => ended,
+        })
     }
 
     /// Runs one transform in a child of a host of `hosts`, at most `timeout`.
@@ -361,11 +370,11 @@ impl Isolation {
     /// Fails when there is no transform binary to start: a worker without one would take jobs
     /// only to crash each of them.
     pub fn check(&self) -> anyhow::Result<()> {
-        if !self.exe.is_file() {
+        if !self.av.exe.is_file() {
             anyhow::bail!(
                 "the transform binary {} is missing: every job runs in satchel-transform, which \
                  is installed beside satchel (or set worker_exe)",
-                self.exe.display()
+                self.av.exe.display()
             );
         }
         Ok(())
@@ -402,11 +411,7 @@ impl Isolation {
     /// directory as its working directory, no descriptor but its request pipe (stdin), its
     /// answer pipe (stdout) and the worker's stderr, and death with the worker.
     fn start(&self, hosts: Hosts) -> std::io::Result<Host> {
-        let exe = match hosts {
-            Hosts::Stills => &self.stills_exe,
-            Hosts::Av => &self.exe,
-        };
-        let mut command = tokio::process::Command::new(exe);
+        let mut command = tokio::process::Command::new(&self.kept(hosts).exe);
         command.arg("transform").arg("--host");
         if hosts == Hosts::Stills {
             command.arg("--stills");

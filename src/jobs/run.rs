@@ -190,7 +190,7 @@ async fn attempt(state: &AppState, job: &Job) -> Result<Outcome, Stop> {
             return Err(Stop::Fail(MediaError { code, message }))
         }
         Ended::Reported(Report::Done(output)) => output,
-        // `Isolation::run` has already run it again where FFmpeg is.
+        // Never returned: `Isolation::run` runs it again where FFmpeg is, or calls it a crash.
         Ended::Reported(Report::NeedsAv) => {
             return Err(Stop::Crashed("the transform asked for FFmpeg twice".into()))
         }

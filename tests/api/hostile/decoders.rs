@@ -82,11 +82,6 @@ pub(crate) fn long_wav(seconds: u32) -> Vec<u8> {
     wav
 }
 
-/// The built-in presets with the audio jobs' own budget, `max_job_seconds`, set to `seconds`.
-pub(crate) fn presets_with_audio_budget(dir: &std::path::Path, seconds: u32) -> String {
-    presets_with_budget(dir, "[audio]", seconds)
-}
-
 /// The default presets with `max_job_seconds` of `section` (`[audio]`, `[image.animation]`)
 /// set to `seconds`, written into `dir`; its path.
 pub(crate) fn presets_with_budget(dir: &std::path::Path, section: &str, seconds: u32) -> String {
@@ -108,7 +103,7 @@ pub(crate) fn presets_with_budget(dir: &std::path::Path, section: &str, seconds:
 #[tokio::test]
 async fn a_job_over_its_time_budget_is_killed_and_fails_with_timed_out() {
     let dir = tempfile::tempdir().unwrap();
-    let presets = presets_with_audio_budget(dir.path(), 1);
+    let presets = presets_with_budget(dir.path(), "[audio]", 1);
     let app = spawn_app_with(&[
         ("SATCHEL_JOB_TIMEOUT_SECONDS", "1"),
         ("SATCHEL_PRESETS", &presets),

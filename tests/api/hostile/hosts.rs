@@ -6,7 +6,7 @@
 //! host must really be kept (a worker that started a process per job again would pay ~64 ms of
 //! start-up per job).
 
-use super::decoders::{long_wav, presets_with_audio_budget, presets_with_budget};
+use super::decoders::{long_wav, presets_with_budget};
 use crate::helpers::*;
 use crate::processes::{alive, program_of, start_node, transform_children, transform_hosts};
 use std::time::{Duration, Instant};
@@ -101,7 +101,7 @@ async fn jobs_one_after_another_share_one_long_lived_host() {
 #[tokio::test]
 async fn a_job_killed_at_its_budget_leaves_its_host_serving_the_next() {
     let dir = tempfile::tempdir().unwrap();
-    let presets = presets_with_audio_budget(dir.path(), 1);
+    let presets = presets_with_budget(dir.path(), "[audio]", 1);
     let app = spawn_app_with(&[
         ("SATCHEL_WORKERS", "1"),
         ("SATCHEL_JOB_TIMEOUT_SECONDS", "1"),
