@@ -230,6 +230,9 @@ pub struct Probe {
     pub confinement: String,
     /// Reading its own input file.
     pub input: String,
+    /// Opening its input for writing. The filesystem store hands a job the stored original
+    /// itself (a hard link), so this must fail or a decoder could rewrite what is stored.
+    pub input_write: String,
     /// Writing a file in its output directory and reading it back.
     pub output: String,
     /// Each path it was asked to open.
@@ -252,6 +255,9 @@ pub struct Probe {
     /// A process it starts calling `setsid()`, which would take it out of the process group
     /// killed with the job.
     pub leave_group: String,
+    /// The id of a process it forked that sleeps, staying in its process group: it must be
+    /// gone once the job has ended.
+    pub left_behind: i32,
     /// The names of its environment variables.
     pub env: Vec<String>,
     /// Its open file descriptors.
@@ -284,6 +290,7 @@ pub fn probe(
     Probe {
         confinement: applied.to_string(),
         input: outcome(std::fs::read(input)),
+        input_write: outcome(std::fs::OpenOptions::new().append(true).open(input)),
         output: outcome(
             std::fs::write(&written, b"probe")
                 .and_then(|()| std::fs::read(&written))
@@ -315,6 +322,7 @@ pub fn probe(
         neighbour: neighbour.map(|p| outcome(std::fs::read(p))),
         stdin: read_stdin(),
         leave_group: leave_group(),
+        left_behind: left_behind(),
         env: std::env::vars_os()
             .map(|(name, _)| name.to_string_lossy().into_owned())
             .collect(),
@@ -349,6 +357,22 @@ fn leave_group() -> String {
     match libc::WEXITSTATUS(status) {
         0 => "ok".into(),
         errno => std::io::Error::from_raw_os_error(errno).to_string(),
+    }
+}
+
+/// Forks a process that lets go of its report pipe and stderr, so that nothing waits for it,
+/// and sleeps for a minute; returns its id (or -1). It would outlive the job if the host did
+/// not kill the job's process group.
+fn left_behind() -> i32 {
+    // SAFETY: the probe child is single-threaded; its fork calls only close, sleep and _exit.
+    match unsafe { libc::fork() } {
+        0 => unsafe {
+            libc::close(1);
+            libc::close(2);
+            libc::sleep(60);
+            libc::_exit(0)
+        },
+        pid => pid,
     }
 }
 

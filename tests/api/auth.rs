@@ -94,3 +94,42 @@ async fn the_data_directory_and_catalog_are_private() {
         assert_eq!(mode(&app.dir.path().join("catalog.db")), 0o600);
     }
 }
+
+/// The filesystem store moves a job's outputs into place instead of copying them and links the
+/// original into the job's scratch directory instead of copying it. Every object it holds is
+/// still readable by satchel's user alone, and once the job has ended the original has no
+/// second name left behind (in the real-backend run too: only the store is the filesystem).
+#[tokio::test]
+async fn the_filesystem_stores_objects_are_private_and_have_one_name_each() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let app = spawn_app_with(&FILESYSTEM_STORE).await;
+    let media = app
+        .upload_ok("c1", "u1", "photo.jpg", fixture("photo.jpg"))
+        .await;
+    let done = app.wait_processed(media["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let objects = walk(&app.dir.path().join("objects"));
+    let names: Vec<String> = objects
+        .iter()
+        .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+        .collect();
+    for name in ["original", "thumbnail", "preview", "blurred"] {
+        assert!(names.iter().any(|n| n == name), "no {name}: {names:?}");
+    }
+    // The job's scratch directory goes just after the job is recorded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !walk(&app.dir.path().join("work")).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "scratch files stay");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for path in &objects {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            path.display()
+        );
+        assert_eq!(meta.nlink(), 1, "{} has another name", path.display());
+    }
+}

@@ -11,7 +11,7 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// In the worker's environment, as a deployment configures it.
 const SECRETS: [(&str, &str); 4] = [
@@ -124,6 +124,52 @@ fn a_transform_child_sees_no_secret_and_holds_no_inherited_descriptor() {
         );
         // Its stdin is /dev/null: not the host's request pipe, which would hand it the next job.
         assert_eq!(p.report["stdin"], "eof", "{}", p.report);
+    }
+}
+
+/// The filesystem store links a job's original into its scratch directory instead of copying
+/// it: the child may read its input but never write it, or a subverted decoder could rewrite
+/// the stored original that every member of the chat downloads.
+#[test]
+fn a_transform_child_cannot_write_its_input() {
+    for p in probes() {
+        let written = p.report["input_write"]
+            .as_str()
+            .expect("the open was tried");
+        assert!(
+            written.contains("Permission denied"),
+            "its input opened for writing: {written} ({})",
+            p.report
+        );
+    }
+}
+
+/// What a job starts dies with it: a process it forked that sleeps on, still in the job's
+/// process group, is killed when the job ends; else it could go on writing an output after the
+/// store has moved the file into place.
+#[test]
+fn nothing_a_transform_child_starts_outlives_its_job() {
+    for p in probes() {
+        let pid = p.report["left_behind"].as_i64().expect("a pid");
+        assert!(pid > 0, "the probe could not fork: {}", p.report);
+        // sandbox-probe has returned, so its job has ended.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => break,
+                Ok(stat) => stat,
+            };
+            // A zombie nobody has reaped yet is dead too.
+            let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
+            if state.starts_with('Z') {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the job's sleeper is still running: {stat}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

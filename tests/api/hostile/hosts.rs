@@ -248,3 +248,59 @@ async fn a_worker_killed_mid_job_leaves_no_transform_process_behind() {
     drop(node);
     gone_within(&[host, job], Duration::from_secs(1), "the host or its job").await;
 }
+
+/// A transform host is a peer the worker must not believe blindly. One whose every child
+/// answers "this needs FFmpeg", as a subverted stills decoder could, gets each attempt run once
+/// more in an FFmpeg host and no more; the FFmpeg host saying the same is a crash, and the job
+/// fails once its attempts are spent instead of bouncing between hosts for ever.
+#[tokio::test]
+async fn a_host_that_always_asks_for_ffmpeg_gets_each_attempt_run_once_more_at_most() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let requests = bin.path().join("requests");
+    // Alone in its directory, so that it is both kinds of host. It speaks the host's protocol
+    // with builtins only (a host's environment has no PATH): per request line, it notes its
+    // own arguments, then answers that its child exited 0 with the report `needs_av`.
+    let host = bin.path().join("satchel-transform");
+    let report = r#"{"outcome":"needs_av"}"#;
+    let answer = format!(
+        r#"{{"exit":{{"ended":"exited","code":0}},"report_len":{}}}"#,
+        report.len()
+    );
+    std::fs::write(
+        &host,
+        format!(
+            "#!/bin/sh\nwhile read -r line; do\n  echo \"$*\" >> '{}'\n  printf '%s\\n%s' '{answer}' '{report}'\ndone\n",
+            requests.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = spawn_app_with(&[
+        ("SATCHEL_WORKER_EXE", host.to_str().unwrap()),
+        ("SATCHEL_JOB_MAX_ATTEMPTS", "2"),
+    ])
+    .await;
+    let media = app
+        .upload_ok("c1", "u1", "photo.jpg", fixture("photo.jpg"))
+        .await;
+    let done = app.wait_processed(media["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let code = done["error"]["code"].as_str().unwrap();
+    // The embedded queue's code, or the broker's once it has dead-lettered the job.
+    assert!(
+        ["worker_crashed", "too_many_attempts", "dead_lettered"].contains(&code),
+        "{done}"
+    );
+    let asked = std::fs::read_to_string(&requests).unwrap();
+    let asked: Vec<&str> = asked.lines().collect();
+    // Each run is a stills host's and one more in an FFmpeg host's. The embedded queue runs a
+    // job `job_max_attempts` times; RabbitMQ dead-letters it once it has come back more times
+    // than its delivery limit (`job_max_attempts`), so it runs once more.
+    let runs = if real_backend() { 3 } else { 2 };
+    assert_eq!(asked.len(), 2 * runs, "{asked:?}");
+    for pair in asked.chunks(2) {
+        assert!(pair[0].contains("--stills"), "{asked:?}");
+        assert!(!pair[1].contains("--stills"), "{asked:?}");
+    }
+}
