@@ -70,16 +70,21 @@ fn image_benches(c: &mut Criterion) {
     g.finish();
 
     let preview = resize::resize(&decoded, pw, ph).unwrap();
+    let webp = encode::WebpTuning::of(preset.preview.webp_method, preset.preview.webp_sns);
     let mut g = c.benchmark_group("encode");
     g.sample_size(20);
     g.bench_function("webp_preview_1280", |b| {
         b.iter(|| {
-            black_box(encode::encode(&preview, ImageFormat::Webp, preset.preview.quality).unwrap())
+            black_box(
+                encode::encode(&preview, ImageFormat::Webp, preset.preview.quality, webp).unwrap(),
+            )
         })
     });
     g.bench_function("jpeg_preview_1280", |b| {
         b.iter(|| {
-            black_box(encode::encode(&preview, ImageFormat::Jpeg, preset.preview.quality).unwrap())
+            black_box(
+                encode::encode(&preview, ImageFormat::Jpeg, preset.preview.quality, webp).unwrap(),
+            )
         })
     });
     g.finish();

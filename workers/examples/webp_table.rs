@@ -21,13 +21,21 @@ use image::DynamicImage;
 mod photo;
 
 use photo::photo;
-use satchel_workers::image::encode::{encode_webp, WebpTuning, WEBP_TUNING};
+use satchel_workers::image::encode::{encode_webp, WebpTuning};
 use satchel_workers::image::{decode, resize};
 use satchel_workers::{process, MediaKind, Presets};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+
+/// What image jobs used before the preset chose a method (stop 24): the baseline, "today".
+const BEFORE: WebpTuning = WebpTuning {
+    method: 2,
+    thread_level: 0,
+    sharp_yuv: false,
+    sns_strength: 50,
+};
 
 const QUALITIES: [u8; 6] = [60, 70, 75, 80, 85, 90];
 const METHODS: std::ops::RangeInclusive<i32> = 0..=6;
@@ -37,6 +45,10 @@ struct Options {
     vips: Option<PathBuf>,
     out: PathBuf,
     pipeline_only: bool,
+    search: bool,
+    truth: bool,
+    /// The convolution filter of the thumbnail's resize in `--search` (the job's by default).
+    thumb_filter: Option<resize::FilterType>,
 }
 
 fn options() -> Options {
@@ -45,6 +57,9 @@ fn options() -> Options {
         vips: None,
         out: std::env::temp_dir().join("satchel-webp-table"),
         pipeline_only: false,
+        search: false,
+        truth: false,
+        thumb_filter: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -53,9 +68,23 @@ fn options() -> Options {
             "--vips" => o.vips = Some(args.next().expect("--vips PYTHON").into()),
             "--out" => o.out = args.next().expect("--out DIR").into(),
             "--pipeline-only" => o.pipeline_only = true,
+            "--search" => o.search = true,
+            "--truth" => o.truth = true,
+            "--thumb-filter" => {
+                use resize::FilterType::*;
+                o.thumb_filter = Some(match args.next().as_deref() {
+                    Some("box") => Box,
+                    Some("bilinear") => Bilinear,
+                    Some("hamming") => Hamming,
+                    Some("mitchell") => Mitchell,
+                    Some("catmullrom") => CatmullRom,
+                    Some("lanczos3") => Lanczos3,
+                    _ => panic!("--thumb-filter box|bilinear|hamming|mitchell|catmullrom|lanczos3"),
+                })
+            }
             _ => {
                 eprintln!(
-                    "usage: webp_table [--runs N] [--vips PYTHON] [--out DIR] [--pipeline-only]"
+                    "usage: webp_table [--runs N] [--vips PYTHON] [--out DIR] [--pipeline-only] [--search [--truth] [--thumb-filter F]]"
                 );
                 std::process::exit(2);
             }
@@ -86,13 +115,24 @@ fn main() {
     let inputs = [
         ("photo 640×480", photo(&o.out, 640, 480, 1)),
         ("photo 1600×1200", photo(&o.out, 1600, 1200, 2)),
+        ("photo 4032×3024", photo(&o.out, 4032, 3024, 3)),
         ("fixtures/photo.jpg (480×640)", fixture),
     ];
     println!(
-        "libwebp {}, {} run(s) each, production tuning {WEBP_TUNING:?}\n",
+        "libwebp {}, {} run(s) each; the preset: preview m{} sns {} q{}, thumbnail m{} sns {} q{}\n",
         libwebp_version(),
-        o.runs
+        o.runs,
+        presets.image.preview.webp_method,
+        presets.image.preview.webp_sns,
+        presets.image.preview.quality,
+        presets.image.thumbnail.webp_method,
+        presets.image.thumbnail.webp_sns,
+        presets.image.thumbnail.quality,
     );
+    if o.search {
+        search(&inputs, &presets, &o);
+        return;
+    }
     if !o.pipeline_only {
         for (name, path) in &inputs {
             table(name, path, &presets, &o);
@@ -110,18 +150,8 @@ fn libwebp_version() -> String {
 /// The preview and thumbnail of `path` exactly as the image job makes them, then every setting.
 fn table(name: &str, path: &Path, presets: &Presets, o: &Options) {
     let preset = &presets.image;
-    let decoded = decode::decode(path, preset, preset.preview.max_edge).expect("decode");
-    let original = (decoded.width, decoded.height);
-    let full = resize::normalize(decoded.image);
-    let fit = |edge: u32| {
-        let (w, h) = resize::fit(original.0, original.1, edge);
-        (w.min(full.width()), h.min(full.height()))
-    };
-    let (pw, ph) = fit(preset.preview.max_edge);
-    let preview = resize::resize(&full, pw, ph).expect("resize");
-    let (tw, th) = fit(preset.thumbnail.max_edge);
-    let thumbnail = resize::resize(&preview, tw, th).expect("resize");
-
+    let (full, preview, thumbnail) = job_pixels(path, presets);
+    let original = (full.width(), full.height());
     let stem = name
         .split_whitespace()
         .next()
@@ -180,6 +210,7 @@ fn table(name: &str, path: &Path, presets: &Presets, o: &Options) {
             method,
             thread_level: 0,
             sharp_yuv: false,
+            sns_strength: 50,
         };
         let mut grid = Vec::new();
         for method in METHODS {
@@ -246,6 +277,263 @@ fn table(name: &str, path: &Path, presets: &Presets, o: &Options) {
     }
 }
 
+/// The decoded original (as `normalize` leaves it) and the preview and thumbnail pixels of
+/// `path`, exactly as the image job makes them.
+fn job_pixels(path: &Path, presets: &Presets) -> (DynamicImage, DynamicImage, DynamicImage) {
+    let preset = &presets.image;
+    let decoded = decode::decode(path, preset, preset.preview.max_edge).expect("decode");
+    let original = (decoded.width, decoded.height);
+    let full = resize::normalize(decoded.image);
+    let fit = |edge: u32| {
+        let (w, h) = resize::fit(original.0, original.1, edge);
+        (w.min(full.width()), h.min(full.height()))
+    };
+    let (pw, ph) = fit(preset.preview.max_edge);
+    let preview = resize::resize(&full, pw, ph).expect("resize");
+    let (tw, th) = fit(preset.thumbnail.max_edge);
+    let thumbnail = resize::resize(&preview, tw, th).expect("resize");
+    (full, preview, thumbnail)
+}
+
+/// Methods, spatial noise shaping and qualities tried by `--search`.
+const SEARCH_METHODS: std::ops::RangeInclusive<i32> = 2..=6;
+const SEARCH_SNS: [i32; 8] = [0, 10, 20, 25, 30, 40, 50, 70];
+const SEARCH_Q: std::ops::RangeInclusive<i32> = -3..=6;
+
+/// `--search`: for the preview and the thumbnail, every setting of SEARCH_* that is no bigger
+/// and no worse (DSSIM) than both today's output (m2 sns 50 at the preset's quality) and
+/// vips' (its default effort, same quality) on every input at once, cheapest first by the
+/// encode CPU summed over the inputs.
+fn search(inputs: &[(&str, PathBuf)], presets: &Presets, o: &Options) {
+    let preset = &presets.image;
+    let dssim = Dssim::new();
+    let today = BEFORE;
+    struct Case {
+        name: String,
+        pixels: DynamicImage,
+        reference: DssimImage<f32>,
+        bytes: usize,
+        dssim: f64,
+        today: (usize, f64),
+        vips: Option<(usize, f64)>,
+    }
+    for (variant, edge, today_q) in [
+        ("preview", preset.preview.max_edge, preset.preview.quality),
+        (
+            "thumbnail",
+            preset.thumbnail.max_edge,
+            preset.thumbnail.quality,
+        ),
+    ] {
+        // --thumb-filter changes only the thumbnail.
+        if variant == "preview" && o.thumb_filter.is_some() {
+            continue;
+        }
+        let mut cases = Vec::new();
+        for (name, path) in inputs {
+            let (full, preview, thumbnail) = job_pixels(path, presets);
+            // Today's output is the job's own, whatever the candidates are made from.
+            let job_output = if variant == "preview" {
+                preview.clone()
+            } else {
+                thumbnail.clone()
+            };
+            let thumbnail = match o.thumb_filter {
+                Some(filter) => {
+                    let (w, h) = (thumbnail.width(), thumbnail.height());
+                    resize::resize_with(&preview, w, h, filter).expect("resize")
+                }
+                None => thumbnail,
+            };
+            let pixels = if variant == "preview" {
+                preview
+            } else {
+                thumbnail
+            };
+            // With --truth every output is scored against one ground truth, the whole original
+            // decoded at full size and downscaled with Lanczos3 to the output's size, so that a
+            // resize counts as well as the encode, for vips' and for ours alike.
+            let full = match o.truth {
+                true => {
+                    let all = decode::decode(path, preset, u32::MAX).expect("decode");
+                    resize::normalize(all.image)
+                }
+                false => full,
+            };
+            let truth = |w: u32, h: u32| {
+                resize::resize_with(&full, w, h, resize::FilterType::Lanczos3).expect("resize")
+            };
+            let reference = match o.truth {
+                true => dssim_image(&dssim, &truth(pixels.width(), pixels.height())),
+                false => dssim_image(&dssim, &pixels),
+            };
+            let score = |out: &[u8]| -> f64 {
+                let back = image::load_from_memory_with_format(out, image::ImageFormat::WebP)
+                    .expect("decode a WebP");
+                let reference =
+                    if (back.width(), back.height()) == (pixels.width(), pixels.height()) {
+                        reference.clone()
+                    } else {
+                        dssim_image(&dssim, &truth(back.width(), back.height()))
+                    };
+                f64::from(dssim.compare(&reference, dssim_image(&dssim, &back)).0)
+            };
+            let mine = encode_webp(&job_output, today_q, today).expect("encode");
+            let today_row = (mine.len(), score(&mine));
+            let stem = format!("search-{}", name.split_whitespace().next().unwrap_or("in"))
+                .replace('/', "_");
+            let vips = o.vips.as_ref().map(|py| {
+                let rows = vips_rows_at(py, path, &o.out, &stem, 1, edge, today_q);
+                let v = rows.first().expect("one vips row");
+                (v.data.len(), score(&v.data))
+            });
+            let bytes = vips.map_or(today_row.0, |v| v.0.min(today_row.0));
+            let bar = vips.map_or(today_row.1, |v| v.1.min(today_row.1));
+            cases.push(Case {
+                name: name.to_string(),
+                pixels,
+                reference,
+                bytes,
+                dssim: bar,
+                today: today_row,
+                vips,
+            });
+        }
+        println!(
+            "### {variant}: settings no bigger and no worse than today and vips on every input\n"
+        );
+        for c in &cases {
+            println!(
+                "- {}: today {} B / {:.3}; vips {}; bar {} B / {:.3}",
+                c.name,
+                c.today.0,
+                c.today.1 * 1e3,
+                c.vips.map_or("not run".into(), |v| format!(
+                    "{} B / {:.3}",
+                    v.0,
+                    v.1 * 1e3
+                )),
+                c.bytes,
+                c.dssim * 1e3
+            );
+        }
+        let mut passing = Vec::new();
+        for method in SEARCH_METHODS {
+            for sns in SEARCH_SNS {
+                for dq in SEARCH_Q {
+                    let q = (i32::from(today_q) + dq).clamp(1, 100) as u8;
+                    let tuning = WebpTuning {
+                        method,
+                        thread_level: 0,
+                        sharp_yuv: false,
+                        sns_strength: sns,
+                    };
+                    let results: Vec<(usize, f64)> = cases
+                        .iter()
+                        .map(|c| {
+                            let out = encode_webp(&c.pixels, q, tuning).expect("encode");
+                            let back =
+                                image::load_from_memory_with_format(&out, image::ImageFormat::WebP)
+                                    .expect("decode our WebP");
+                            let val = dssim.compare(&c.reference, dssim_image(&dssim, &back)).0;
+                            (out.len(), f64::from(val))
+                        })
+                        .collect();
+                    let margins: Vec<(f64, f64)> = results
+                        .iter()
+                        .zip(&cases)
+                        .map(|(r, c)| (r.0 as f64 / c.bytes as f64, r.1 / c.dssim))
+                        .collect();
+                    let worst = margins.iter().fold(0f64, |m, (b, d)| m.max(*b).max(*d));
+                    passing.push((tuning, q, results, worst));
+                }
+            }
+        }
+        // The nearest misses are worth seeing too: sort by the worst ratio to the bar first.
+        passing.sort_by(|a, b| a.3.total_cmp(&b.3));
+        let ok: Vec<_> = passing.iter().filter(|p| p.3 <= 1.0).collect();
+        println!(
+            "\n{} of {} settings pass on every input.\n",
+            ok.len(),
+            passing.len()
+        );
+        let mut timed: Vec<(f64, String)> = ok
+            .iter()
+            .map(|(tuning, q, results, worst)| {
+                let ms: Vec<f64> = cases
+                    .iter()
+                    .map(|c| {
+                        let mut cpu = Vec::new();
+                        for _ in 0..o.runs.max(1) {
+                            let t = thread_cpu_ms();
+                            let _ = encode_webp(&c.pixels, *q, *tuning).expect("encode");
+                            cpu.push(thread_cpu_ms() - t);
+                        }
+                        median(&mut cpu)
+                    })
+                    .collect();
+                let cells: Vec<String> = results
+                    .iter()
+                    .zip(&ms)
+                    .map(|(r, ms)| format!("{} / {:.3} / {ms:.1}", r.0, r.1 * 1e3))
+                    .collect();
+                let total: f64 = ms.iter().sum();
+                (
+                    total,
+                    format!(
+                        "| m{} sns {} q{q} | {:.4} | {} | {total:.1} |",
+                        tuning.method,
+                        tuning.sns_strength,
+                        worst,
+                        cells.join(" | ")
+                    ),
+                )
+            })
+            .collect();
+        timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let header: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        println!(
+            "| setting | worst ratio to bar | {} | CPU ms summed |\n|---|---|{}---|",
+            header.join(" | "),
+            "---|".repeat(cases.len())
+        );
+        let today_ms: f64 = cases
+            .iter()
+            .map(|c| {
+                let mut cpu = Vec::new();
+                for _ in 0..o.runs.max(1) {
+                    let t = thread_cpu_ms();
+                    let _ = encode_webp(&c.pixels, today_q, today).expect("encode");
+                    cpu.push(thread_cpu_ms() - t);
+                }
+                median(&mut cpu)
+            })
+            .sum();
+        println!(
+            "| today m2 sns 50 q{today_q} | – | {} | {today_ms:.1} |",
+            "– | ".repeat(cases.len()).trim_end_matches(" | ")
+        );
+        for (_, line) in timed.iter().take(12) {
+            println!("{line}");
+        }
+        println!("\nNearest misses (worst ratio to the bar above 1):\n");
+        for (tuning, q, results, worst) in passing.iter().filter(|p| p.3 > 1.0).take(6) {
+            let cells: Vec<String> = results
+                .iter()
+                .map(|r| format!("{} / {:.3}", r.0, r.1 * 1e3))
+                .collect();
+            println!(
+                "- m{} sns {} q{q}: {:.4}: {}",
+                tuning.method,
+                tuning.sns_strength,
+                worst,
+                cells.join("; ")
+            );
+        }
+        println!();
+    }
+}
+
 fn dssim_image(dssim: &Dssim, img: &DynamicImage) -> DssimImage<f32> {
     let rgb = img.to_rgb8();
     let px: Vec<rgb::RGB8> = rgb
@@ -262,7 +550,7 @@ fn print_tables(title: &str, today_q: u8, grid: &[Row], extra: &[Row], peer: &[R
     let _ = writeln!(
         s,
         "### {title}\n\nEach cell: bytes / DSSIM×1000 / median encode CPU ms. Today: m{} q{today_q}.\n",
-        WEBP_TUNING.method
+        BEFORE.method
     );
     let _ = write!(s, "| method |");
     for q in QUALITIES {
@@ -304,7 +592,7 @@ fn print_tables(title: &str, today_q: u8, grid: &[Row], extra: &[Row], peer: &[R
     // Settings no worse than today's nor than vips' at the same quality, on both counts.
     let today = grid
         .iter()
-        .find(|r| r.quality == today_q && r.tuning.is_some_and(|t| t.method == WEBP_TUNING.method));
+        .find(|r| r.quality == today_q && r.tuning.is_some_and(|t| t.method == BEFORE.method));
     let vips = peer.iter().find(|r| r.quality == today_q);
     if let Some(today) = today {
         let bytes = vips.map_or(today.bytes, |v| v.bytes.min(today.bytes));
@@ -364,16 +652,47 @@ fn vips_rows(
     runs: usize,
     edges: &[u32],
 ) -> Vec<VipsOut> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vips_webp.py");
     let qs = QUALITIES.map(|q| q.to_string()).join(",");
     let specs: Vec<String> = edges.iter().map(|e| format!("{e}:{qs}")).collect();
+    run_vips(python, input, out, stem, runs, &specs)
+}
+
+/// vips' WebP of `input` at one edge and one quality.
+fn vips_rows_at(
+    python: &Path,
+    input: &Path,
+    out: &Path,
+    stem: &str,
+    runs: usize,
+    edge: u32,
+    quality: u8,
+) -> Vec<VipsOut> {
+    run_vips(
+        python,
+        input,
+        out,
+        stem,
+        runs,
+        &[format!("{edge}:{quality}")],
+    )
+}
+
+fn run_vips(
+    python: &Path,
+    input: &Path,
+    out: &Path,
+    stem: &str,
+    runs: usize,
+    specs: &[String],
+) -> Vec<VipsOut> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vips_webp.py");
     let done = Command::new(python)
         .arg(script)
         .arg(input)
         .arg(out)
         .arg(stem)
         .arg(runs.to_string())
-        .args(&specs)
+        .args(specs)
         .output()
         .expect("run vips_webp.py");
     assert!(

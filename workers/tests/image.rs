@@ -447,3 +447,36 @@ fn base64_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// A preset's `webp_method` and `webp_sns` reach libwebp: absent, they are satchel's 2 and 50;
+/// method 6 writes a smaller preview of the same photo than method 0 at the same quality; and
+/// out-of-range values are clamped to libwebp's, not refused by it mid-job.
+#[test]
+fn the_preset_chooses_libwebps_method_and_noise_shaping() {
+    let toml = satchel_workers::preset::DEFAULT_TOML;
+    let defaults = Presets::from_toml(toml).unwrap().image;
+    assert_eq!(
+        (defaults.preview.webp_method, defaults.preview.webp_sns),
+        (2, 50)
+    );
+    let preview_bytes = |method: i32, sns: i32| {
+        let mut p = preset();
+        p.preview.webp_method = method;
+        p.preview.webp_sns = sns;
+        let (result, _dir) = run("photo.jpg", &p);
+        let p = result.unwrap();
+        let preview = variant(&p, "preview");
+        open(preview);
+        std::fs::read(&preview.path).unwrap()
+    };
+    let fast = preview_bytes(0, 50);
+    let small = preview_bytes(6, 50);
+    assert!(
+        small.len() < fast.len(),
+        "m6 {} B, m0 {} B",
+        small.len(),
+        fast.len()
+    );
+    assert_ne!(preview_bytes(2, 0), preview_bytes(2, 100));
+    assert_eq!(preview_bytes(99, -5), preview_bytes(6, 0));
+}

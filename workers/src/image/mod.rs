@@ -243,7 +243,9 @@ fn rung_for(ladder: &[Arc<DynamicImage>], target: (u32, u32)) -> &DynamicImage {
 
 fn write_variant(pending: &Pending<'_>, out_dir: &Path) -> Result<Variant, WorkerError> {
     let format = pending.output.format;
-    let bytes = encode::encode(&pending.pixels, format, pending.output.quality)?;
+    let output = pending.output;
+    let webp = encode::WebpTuning::of(output.webp_method, output.webp_sns);
+    let bytes = encode::encode(&pending.pixels, format, output.quality, webp)?;
     let ext = match format {
         crate::preset::ImageFormat::Webp => "webp",
         crate::preset::ImageFormat::Jpeg => "jpg",

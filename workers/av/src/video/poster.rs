@@ -129,7 +129,9 @@ pub fn write(
 ) -> Result<Variant, WorkerError> {
     let (w, h) = (image.width(), image.height());
     // The stills' own encoders and settings (they take the RGB frame as it is).
-    let bytes = satchel_workers::image::encode::encode(image, preset.format, preset.quality)?;
+    use satchel_workers::image::encode::{encode, WebpTuning};
+    let webp = WebpTuning::of(preset.webp_method, preset.webp_sns);
+    let bytes = encode(image, preset.format, preset.quality, webp)?;
     let name = match preset.format {
         ImageFormat::Jpeg => "poster.jpg",
         ImageFormat::Webp => "poster.webp",
