@@ -116,7 +116,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         (Some(url), Some(token)) => Target::remote(url, token),
         _ => {
             let pb = progress::spinner("starting satchel serve on a free port");
-            let target = Target::embedded(&exe, &args.out).await?;
+            let target = Target::embedded(&exe, &args.out, args.preset.as_deref()).await?;
             progress::finish(&pb, format!("satchel serve at {}", target.base));
             target
         }

@@ -33,8 +33,9 @@ impl Target {
     /// Starts `satchel serve` with the caller's `SATCHEL_*` settings (so an S3 store or a
     /// database configured there is used), except the listen address, data directory and
     /// token, which are the bench's own (and a SQLite catalog, which lives in the data
-    /// directory).
-    pub async fn embedded(exe: &Path, out: &Path) -> anyhow::Result<Self> {
+    /// directory); with the bench's `--preset` as its `SATCHEL_PRESETS`, so that it runs the
+    /// same preset as the transforms and the peers it is compared with.
+    pub async fn embedded(exe: &Path, out: &Path, preset: Option<&Path>) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -47,6 +48,9 @@ impl Target {
         // A SQLite catalog belongs to one data directory: never share the caller's.
         if std::env::var("SATCHEL_DATABASE_URL").is_ok_and(|u| u.starts_with("sqlite:")) {
             command.env_remove("SATCHEL_DATABASE_URL");
+        }
+        if let Some(preset) = preset {
+            command.env("SATCHEL_PRESETS", std::path::absolute(preset)?);
         }
         let child = command
             .arg("serve")
