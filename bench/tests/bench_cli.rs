@@ -345,3 +345,38 @@ fn the_photos_workload_puts_satchel_beside_persistent_libvips() {
         assert!(md.contains("| pyvips | **missing** |"), "{md}");
     }
 }
+
+/// `--preset` configures the satchel the bench starts as well as its own transforms: with a
+/// preset that refuses every photo (`max_pixels = 1000`), the job through the HTTP API fails
+/// with `too_many_pixels` too, where the built-in preset would have let it through.
+#[test]
+fn the_bench_serves_with_the_preset_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = satchel_workers::preset::DEFAULT_TOML;
+    let line = "max_pixels = 100_000_000";
+    assert!(default.contains(line), "the built-in preset changed");
+    let preset = dir.path().join("tiny.toml");
+    std::fs::write(&preset, default.replacen(line, "max_pixels = 1_000", 1)).unwrap();
+    let (_, report) = run_bench(
+        dir.path(),
+        &[
+            "--suite",
+            "smoke",
+            "--only",
+            "image",
+            "--preset",
+            preset.to_str().unwrap(),
+        ],
+        None,
+        Duration::from_secs(300),
+    );
+    let notes = &report["workloads"][0]["notes"];
+    assert!(
+        notes.as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("through the API: failed")
+            && n.as_str().unwrap().contains("too_many_pixels")),
+        "{notes}"
+    );
+}
