@@ -251,10 +251,7 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{local}"));
         let work_dir = data_dir.join("work");
-        if work_dir.exists() {
-            std::fs::remove_dir_all(&work_dir)?;
-        }
-        std::fs::create_dir_all(&work_dir)?;
+        clear_scratch(&work_dir)?;
 
         let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
         if let Some(sink) = queue.event_sink() {
@@ -495,4 +492,18 @@ fn bound_the_heap() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
+}
+
+/// Empties the scratch directory of an earlier run (or makes it). The directory itself stays:
+/// it may be a mount point of its own, a tmpfs for jobs' files, say, which cannot be removed.
+fn clear_scratch(work_dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(work_dir)?;
+    for entry in std::fs::read_dir(work_dir)? {
+        let entry = entry?;
+        match entry.file_type()?.is_dir() {
+            true => std::fs::remove_dir_all(entry.path())?,
+            false => std::fs::remove_file(entry.path())?,
+        }
+    }
+    Ok(())
 }

@@ -133,3 +133,89 @@ async fn the_filesystem_stores_objects_are_private_and_have_one_name_each() {
         assert_eq!(meta.nlink(), 1, "{} has another name", path.display());
     }
 }
+
+/// A tmpfs mounted at the data directory's `work/`, as an operator may put jobs' scratch
+/// files in memory, unmounted when dropped.
+struct ScratchMount(std::path::PathBuf);
+
+impl ScratchMount {
+    fn new(work: &std::path::Path) -> Self {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        std::fs::create_dir_all(work).unwrap();
+        let target = CString::new(work.as_os_str().as_bytes()).unwrap();
+        let fstype = CString::new("tmpfs").unwrap();
+        let options = CString::new("size=64m,mode=0700").unwrap();
+        // SAFETY: NUL-terminated strings that outlive the call. Needs root, as CI runs.
+        let mounted = unsafe {
+            libc::mount(
+                fstype.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                options.as_ptr().cast(),
+            )
+        };
+        assert_eq!(
+            mounted,
+            0,
+            "mount a tmpfs at {} (the suite runs as root): {}",
+            work.display(),
+            std::io::Error::last_os_error()
+        );
+        ScratchMount(work.to_path_buf())
+    }
+}
+
+impl Drop for ScratchMount {
+    fn drop(&mut self) {
+        use std::os::unix::ffi::OsStrExt;
+        let target = std::ffi::CString::new(self.0.as_os_str().as_bytes()).unwrap();
+        // SAFETY: as above; lazily, in case a process of the app still has a file there.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// With jobs' scratch directory on a filesystem of its own, the store can neither link the
+/// original into it nor move an output out of it: it copies both ways instead, and what it
+/// stores is the same (every variant there, private, with one name each).
+/// The app starts on such a mount point, emptying it of an earlier run's files rather than
+/// trying to remove the directory.
+#[tokio::test]
+async fn scratch_on_a_filesystem_of_its_own_is_copied_across() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let _mount = ScratchMount::new(&work);
+    std::fs::create_dir(work.join("job-of-an-earlier-run")).unwrap();
+    std::fs::write(work.join("job-of-an-earlier-run/original"), b"stale").unwrap();
+    let app = spawn_in(dir, &FILESYSTEM_STORE).await;
+    assert!(walk(&work).is_empty(), "an earlier run's scratch stays");
+    let sent = fixture("photo.jpg");
+    let media = app.upload_ok("c1", "u1", "photo.jpg", sent).await;
+    let id = media["id"].as_str().unwrap().to_owned();
+    let done = app.wait_processed(&id).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let objects = walk(&app.dir.path().join("objects"));
+    for name in ["original", "thumbnail", "preview", "blurred"] {
+        let path = objects
+            .iter()
+            .find(|p| p.ends_with(name))
+            .unwrap_or_else(|| panic!("no {name}: {objects:?}"));
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            path.display()
+        );
+        assert_eq!(meta.nlink(), 1, "{}", path.display());
+        assert!(meta.len() > 0, "{}", path.display());
+        assert_ne!(meta.dev(), std::fs::metadata(&work).unwrap().dev());
+    }
+    let preview = app.link(&id, "u1", "preview").await;
+    let got = app.client.get(&preview).send().await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    let bytes = got.bytes().await.unwrap();
+    assert_eq!(&bytes[..4], b"RIFF", "a WebP preview");
+}
