@@ -101,37 +101,43 @@ async fn the_data_directory_and_catalog_are_private() {
 /// second name left behind (in the real-backend run too: only the store is the filesystem).
 #[tokio::test]
 async fn the_filesystem_stores_objects_are_private_and_have_one_name_each() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let app = spawn_app_with(&FILESYSTEM_STORE).await;
-    let media = app
-        .upload_ok("c1", "u1", "photo.jpg", fixture("photo.jpg"))
-        .await;
-    let done = app.wait_processed(media["id"].as_str().unwrap()).await;
-    assert_eq!(done["status"], "ready", "{done}");
-    let objects = walk(&app.dir.path().join("objects"));
-    let names: Vec<String> = objects
-        .iter()
-        .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
-        .collect();
-    for name in ["original", "thumbnail", "preview", "blurred"] {
-        assert!(names.iter().any(|n| n == name), "no {name}: {names:?}");
-    }
+    let (_, objects) = stored_photo(&app).await;
     // The job's scratch directory goes just after the job is recorded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while !walk(&app.dir.path().join("work")).is_empty() {
         assert!(std::time::Instant::now() < deadline, "scratch files stay");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    assert_eq!(objects.len(), 4, "{objects:?}");
+}
+
+/// Uploads the photo fixture to the filesystem store and waits until it is ready; asserts that
+/// its original and three variants are stored, non-empty, mode 0600 and with one name each, and
+/// returns the media id and their paths.
+async fn stored_photo(app: &TestApp) -> (String, Vec<std::path::PathBuf>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let media = app
+        .upload_ok("c1", "u1", "photo.jpg", fixture("photo.jpg"))
+        .await;
+    let id = media["id"].as_str().unwrap().to_owned();
+    let done = app.wait_processed(&id).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let objects = walk(&app.dir.path().join("objects"));
+    for name in ["original", "thumbnail", "preview", "blurred"] {
+        assert!(
+            objects.iter().any(|p| p.ends_with(name)),
+            "no {name}: {objects:?}"
+        );
+    }
     for path in &objects {
         let meta = std::fs::metadata(path).unwrap();
-        assert_eq!(
-            meta.permissions().mode() & 0o777,
-            0o600,
-            "{}",
-            path.display()
-        );
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
         assert_eq!(meta.nlink(), 1, "{} has another name", path.display());
+        assert!(meta.len() > 0, "{} is empty", path.display());
     }
+    (id, objects)
 }
 
 /// A tmpfs mounted at the data directory's `work/`, as an operator may put jobs' scratch
@@ -183,7 +189,7 @@ impl Drop for ScratchMount {
 /// trying to remove the directory.
 #[tokio::test]
 async fn scratch_on_a_filesystem_of_its_own_is_copied_across() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     let _mount = ScratchMount::new(&work);
@@ -191,27 +197,10 @@ async fn scratch_on_a_filesystem_of_its_own_is_copied_across() {
     std::fs::write(work.join("job-of-an-earlier-run/original"), b"stale").unwrap();
     let app = spawn_in(dir, &FILESYSTEM_STORE).await;
     assert!(walk(&work).is_empty(), "an earlier run's scratch stays");
-    let sent = fixture("photo.jpg");
-    let media = app.upload_ok("c1", "u1", "photo.jpg", sent).await;
-    let id = media["id"].as_str().unwrap().to_owned();
-    let done = app.wait_processed(&id).await;
-    assert_eq!(done["status"], "ready", "{done}");
-    let objects = walk(&app.dir.path().join("objects"));
-    for name in ["original", "thumbnail", "preview", "blurred"] {
-        let path = objects
-            .iter()
-            .find(|p| p.ends_with(name))
-            .unwrap_or_else(|| panic!("no {name}: {objects:?}"));
-        let meta = std::fs::metadata(path).unwrap();
-        assert_eq!(
-            meta.permissions().mode() & 0o777,
-            0o600,
-            "{}",
-            path.display()
-        );
-        assert_eq!(meta.nlink(), 1, "{}", path.display());
-        assert!(meta.len() > 0, "{}", path.display());
-        assert_ne!(meta.dev(), std::fs::metadata(&work).unwrap().dev());
+    let (id, objects) = stored_photo(&app).await;
+    let scratch_device = std::fs::metadata(&work).unwrap().dev();
+    for path in &objects {
+        assert_ne!(std::fs::metadata(path).unwrap().dev(), scratch_device);
     }
     let preview = app.link(&id, "u1", "preview").await;
     let got = app.client.get(&preview).send().await.unwrap();
