@@ -150,8 +150,12 @@ fn libwebp_version() -> String {
 /// The preview and thumbnail of `path` exactly as the image job makes them, then every setting.
 fn table(name: &str, path: &Path, presets: &Presets, o: &Options) {
     let preset = &presets.image;
-    let (full, preview, thumbnail) = job_pixels(path, presets);
-    let original = (full.width(), full.height());
+    let JobPixels {
+        original,
+        full,
+        preview,
+        thumbnail,
+    } = job_pixels(path, presets);
     let stem = name
         .split_whitespace()
         .next()
@@ -193,25 +197,17 @@ fn table(name: &str, path: &Path, presets: &Presets, o: &Options) {
                 cpu.push(thread_cpu_ms() - started_cpu);
                 wall.push(started.elapsed().as_secs_f64() * 1e3);
             }
-            let back = image::load_from_memory_with_format(&out, image::ImageFormat::WebP)
-                .expect("decode our WebP");
-            let (val, _) = dssim.compare(&reference, dssim_image(&dssim, &back));
             Row {
                 label,
                 quality,
                 tuning: Some(tuning),
                 bytes: out.len(),
-                dssim: f64::from(val),
+                dssim: dssim_of(&dssim, &reference, &decode_webp(&out)),
                 ms: median(&mut cpu),
                 wall: median(&mut wall),
             }
         };
-        let plain = |method| WebpTuning {
-            method,
-            thread_level: 0,
-            sharp_yuv: false,
-            sns_strength: 50,
-        };
+        let plain = |method| WebpTuning::of(method, 50);
         let mut grid = Vec::new();
         for method in METHODS {
             for q in QUALITIES {
@@ -240,22 +236,22 @@ fn table(name: &str, path: &Path, presets: &Presets, o: &Options) {
             .flatten()
             .filter(|v| v.edge == edge)
             .map(|v| {
-                let back = image::load_from_memory_with_format(&v.data, image::ImageFormat::WebP)
-                    .expect("decode vips' WebP");
+                let back = decode_webp(&v.data);
                 let (w, h) = (back.width(), back.height());
                 // vips may round a side differently: compare with our pixels at its size.
-                let reference = if (w, h) == (pixels.width(), pixels.height()) {
-                    reference.clone()
-                } else {
-                    dssim_image(&dssim, &resize::resize(&full, w, h).expect("resize"))
+                let dssim = match (w, h) == (pixels.width(), pixels.height()) {
+                    true => dssim_of(&dssim, &reference, &back),
+                    false => {
+                        let at = resize::resize(&full, w, h).expect("resize");
+                        dssim_of(&dssim, &dssim_image(&dssim, &at), &back)
+                    }
                 };
-                let (val, _) = dssim.compare(&reference, dssim_image(&dssim, &back));
                 Row {
                     label: format!("vips {w}×{h}"),
                     quality: v.quality,
                     tuning: None,
                     bytes: v.data.len(),
-                    dssim: f64::from(val),
+                    dssim,
                     ms: v.ms,
                     wall: v.wall,
                 }
@@ -277,9 +273,17 @@ fn table(name: &str, path: &Path, presets: &Presets, o: &Options) {
     }
 }
 
-/// The decoded original (as `normalize` leaves it) and the preview and thumbnail pixels of
-/// `path`, exactly as the image job makes them.
-fn job_pixels(path: &Path, presets: &Presets) -> (DynamicImage, DynamicImage, DynamicImage) {
+/// What the image job makes of `path`, exactly as it makes it.
+struct JobPixels {
+    /// The original's size, before any DCT-scaled decode.
+    original: (u32, u32),
+    /// The decoded picture, as `normalize` leaves it.
+    full: DynamicImage,
+    preview: DynamicImage,
+    thumbnail: DynamicImage,
+}
+
+fn job_pixels(path: &Path, presets: &Presets) -> JobPixels {
     let preset = &presets.image;
     let decoded = decode::decode(path, preset, preset.preview.max_edge).expect("decode");
     let original = (decoded.width, decoded.height);
@@ -292,7 +296,32 @@ fn job_pixels(path: &Path, presets: &Presets) -> (DynamicImage, DynamicImage, Dy
     let preview = resize::resize(&full, pw, ph).expect("resize");
     let (tw, th) = fit(preset.thumbnail.max_edge);
     let thumbnail = resize::resize(&preview, tw, th).expect("resize");
-    (full, preview, thumbnail)
+    JobPixels {
+        original,
+        full,
+        preview,
+        thumbnail,
+    }
+}
+
+fn decode_webp(out: &[u8]) -> DynamicImage {
+    image::load_from_memory_with_format(out, image::ImageFormat::WebP).expect("decode a WebP")
+}
+
+/// DSSIM of `back` (a decoded output) against `reference` of the same size.
+fn dssim_of(dssim: &Dssim, reference: &DssimImage<f32>, back: &DynamicImage) -> f64 {
+    f64::from(dssim.compare(reference, dssim_image(dssim, back)).0)
+}
+
+/// The median CPU time of encoding `pixels` with `tuning`, over `runs` encodes.
+fn encode_cpu_ms(pixels: &DynamicImage, quality: u8, tuning: WebpTuning, runs: usize) -> f64 {
+    let mut cpu = Vec::new();
+    for _ in 0..runs.max(1) {
+        let t = thread_cpu_ms();
+        encode_webp(pixels, quality, tuning).expect("encode");
+        cpu.push(thread_cpu_ms() - t);
+    }
+    median(&mut cpu)
 }
 
 /// Methods, spatial noise shaping and qualities tried by `--search`.
@@ -331,7 +360,12 @@ fn search(inputs: &[(&str, PathBuf)], presets: &Presets, o: &Options) {
         }
         let mut cases = Vec::new();
         for (name, path) in inputs {
-            let (full, preview, thumbnail) = job_pixels(path, presets);
+            let JobPixels {
+                full,
+                preview,
+                thumbnail,
+                ..
+            } = job_pixels(path, presets);
             // Today's output is the job's own, whatever the candidates are made from.
             let job_output = if variant == "preview" {
                 preview.clone()
@@ -367,16 +401,14 @@ fn search(inputs: &[(&str, PathBuf)], presets: &Presets, o: &Options) {
                 true => dssim_image(&dssim, &truth(pixels.width(), pixels.height())),
                 false => dssim_image(&dssim, &pixels),
             };
+            // vips may round a side differently: then the truth at its size.
             let score = |out: &[u8]| -> f64 {
-                let back = image::load_from_memory_with_format(out, image::ImageFormat::WebP)
-                    .expect("decode a WebP");
-                let reference =
-                    if (back.width(), back.height()) == (pixels.width(), pixels.height()) {
-                        reference.clone()
-                    } else {
-                        dssim_image(&dssim, &truth(back.width(), back.height()))
-                    };
-                f64::from(dssim.compare(&reference, dssim_image(&dssim, &back)).0)
+                let back = decode_webp(out);
+                let (w, h) = (back.width(), back.height());
+                match (w, h) == (pixels.width(), pixels.height()) {
+                    true => dssim_of(&dssim, &reference, &back),
+                    false => dssim_of(&dssim, &dssim_image(&dssim, &truth(w, h)), &back),
+                }
             };
             let mine = encode_webp(&job_output, today_q, today).expect("encode");
             let today_row = (mine.len(), score(&mine));
@@ -417,26 +449,20 @@ fn search(inputs: &[(&str, PathBuf)], presets: &Presets, o: &Options) {
                 c.dssim * 1e3
             );
         }
-        let mut passing = Vec::new();
+        let mut scored = Vec::new();
         for method in SEARCH_METHODS {
             for sns in SEARCH_SNS {
                 for dq in SEARCH_Q {
                     let q = (i32::from(today_q) + dq).clamp(1, 100) as u8;
-                    let tuning = WebpTuning {
-                        method,
-                        thread_level: 0,
-                        sharp_yuv: false,
-                        sns_strength: sns,
-                    };
+                    let tuning = WebpTuning::of(method, sns);
                     let results: Vec<(usize, f64)> = cases
                         .iter()
                         .map(|c| {
                             let out = encode_webp(&c.pixels, q, tuning).expect("encode");
-                            let back =
-                                image::load_from_memory_with_format(&out, image::ImageFormat::WebP)
-                                    .expect("decode our WebP");
-                            let val = dssim.compare(&c.reference, dssim_image(&dssim, &back)).0;
-                            (out.len(), f64::from(val))
+                            (
+                                out.len(),
+                                dssim_of(&dssim, &c.reference, &decode_webp(&out)),
+                            )
                         })
                         .collect();
                     let margins: Vec<(f64, f64)> = results
@@ -445,32 +471,24 @@ fn search(inputs: &[(&str, PathBuf)], presets: &Presets, o: &Options) {
                         .map(|(r, c)| (r.0 as f64 / c.bytes as f64, r.1 / c.dssim))
                         .collect();
                     let worst = margins.iter().fold(0f64, |m, (b, d)| m.max(*b).max(*d));
-                    passing.push((tuning, q, results, worst));
+                    scored.push((tuning, q, results, worst));
                 }
             }
         }
         // The nearest misses are worth seeing too: sort by the worst ratio to the bar first.
-        passing.sort_by(|a, b| a.3.total_cmp(&b.3));
-        let ok: Vec<_> = passing.iter().filter(|p| p.3 <= 1.0).collect();
+        scored.sort_by(|a, b| a.3.total_cmp(&b.3));
+        let ok: Vec<_> = scored.iter().filter(|p| p.3 <= 1.0).collect();
         println!(
             "\n{} of {} settings pass on every input.\n",
             ok.len(),
-            passing.len()
+            scored.len()
         );
         let mut timed: Vec<(f64, String)> = ok
             .iter()
             .map(|(tuning, q, results, worst)| {
                 let ms: Vec<f64> = cases
                     .iter()
-                    .map(|c| {
-                        let mut cpu = Vec::new();
-                        for _ in 0..o.runs.max(1) {
-                            let t = thread_cpu_ms();
-                            let _ = encode_webp(&c.pixels, *q, *tuning).expect("encode");
-                            cpu.push(thread_cpu_ms() - t);
-                        }
-                        median(&mut cpu)
-                    })
+                    .map(|c| encode_cpu_ms(&c.pixels, *q, *tuning, o.runs))
                     .collect();
                 let cells: Vec<String> = results
                     .iter()
@@ -499,15 +517,7 @@ fn search(inputs: &[(&str, PathBuf)], presets: &Presets, o: &Options) {
         );
         let today_ms: f64 = cases
             .iter()
-            .map(|c| {
-                let mut cpu = Vec::new();
-                for _ in 0..o.runs.max(1) {
-                    let t = thread_cpu_ms();
-                    let _ = encode_webp(&c.pixels, today_q, today).expect("encode");
-                    cpu.push(thread_cpu_ms() - t);
-                }
-                median(&mut cpu)
-            })
+            .map(|c| encode_cpu_ms(&c.pixels, today_q, today, o.runs))
             .sum();
         println!(
             "| today m2 sns 50 q{today_q} | – | {} | {today_ms:.1} |",
@@ -517,7 +527,7 @@ fn search(inputs: &[(&str, PathBuf)], presets: &Presets, o: &Options) {
             println!("{line}");
         }
         println!("\nNearest misses (worst ratio to the bar above 1):\n");
-        for (tuning, q, results, worst) in passing.iter().filter(|p| p.3 > 1.0).take(6) {
+        for (tuning, q, results, worst) in scored.iter().filter(|p| p.3 > 1.0).take(6) {
             let cells: Vec<String> = results
                 .iter()
                 .map(|r| format!("{} / {:.3}", r.0, r.1 * 1e3))

@@ -242,8 +242,8 @@ fn rung_for(ladder: &[Arc<DynamicImage>], target: (u32, u32)) -> &DynamicImage {
 }
 
 fn write_variant(pending: &Pending<'_>, out_dir: &Path) -> Result<Variant, WorkerError> {
-    let format = pending.output.format;
     let output = pending.output;
+    let format = output.format;
     let webp = encode::WebpTuning::of(output.webp_method, output.webp_sns);
     let bytes = encode::encode(&pending.pixels, format, output.quality, webp)?;
     let ext = match format {
